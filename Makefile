@@ -1,0 +1,94 @@
+# vmm: build, run and test the VMM on QEMU's virt board (native EL2 platform).
+#
+#   make run     set up the host, build the guest and the VMM, boot Linux to a shell (Ctrl-A x quits)
+#   make test    everything the tests need, then host unit tests and integration tests
+#   make bench   boot-time benchmark: the guest under the VMM against the same guest on bare QEMU
+#
+# Everything comes from Debian's packages and this repository; see README.md.
+
+SHELL       := /bin/bash
+BUILD       := build
+GUEST       := $(BUILD)/guest
+NATIVE      := $(BUILD)/native
+TOOLBIN     := $(dir $(shell command -v swiftc))
+SWIFTC      := $(TOOLBIN)swiftc
+CLANG       := $(TOOLBIN)clang
+LLD         := $(TOOLBIN)ld.lld
+QEMU        := qemu-system-aarch64
+
+EMBEDDED    := -target aarch64-none-none-elf -enable-experimental-feature Embedded -wmo -parse-as-library \
+               -Osize -Xfrontend -disable-stack-protector -Xcc -ffreestanding
+CFLAGS      := --target=aarch64-none-elf -ffreestanding -fno-builtin -nostdlib -O2 -mcpu=cortex-a53 \
+               -Wall -Werror -fno-stack-protector
+CORE_SRC    := $(wildcard Sources/VMMCore/*.swift)
+NATIVE_SRC  := $(wildcard Platforms/native/*.swift)
+
+QEMU_BOARD  := -machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -m 1G -nographic
+VMM_ELF     := $(NATIVE)/vmm.elf
+HOST_VMM    := .build/debug/vmm
+GUEST_RAM_MIB := 512
+
+.PHONY: all setup guest vmm host run test unit-test integration-test bench clean
+all: vmm
+
+setup:
+	@bash scripts/setup-host.sh
+
+guest: setup
+	@bash scripts/build-guest.sh $(GUEST)
+
+host:
+	swift build --product vmm
+
+# The VMM core as an Embedded Swift module for bare-metal AArch64.
+$(NATIVE)/VMMCore.o: $(CORE_SRC)
+	@mkdir -p $(NATIVE)
+	$(SWIFTC) $(EMBEDDED) -module-name VMMCore -emit-module -emit-module-path $(NATIVE)/VMMCore.swiftmodule \
+		-c $(CORE_SRC) -o $@
+
+$(NATIVE)/Platform.o: $(NATIVE_SRC) $(NATIVE)/VMMCore.o Platforms/native/include/hardware.h
+	$(SWIFTC) $(EMBEDDED) -module-name NativePlatform -I $(NATIVE) -I Platforms/native/include \
+		-c $(NATIVE_SRC) -o $@
+
+$(NATIVE)/%.o: Platforms/native/%.S
+	@mkdir -p $(NATIVE)
+	$(CLANG) $(CFLAGS) -c $< -o $@
+
+$(NATIVE)/runtime.o: Platforms/native/runtime.c Platforms/native/include/hardware.h
+	@mkdir -p $(NATIVE)
+	$(CLANG) $(CFLAGS) -c $< -o $@
+
+$(NATIVE)/guest_images.o: Platforms/native/guest_images.S $(GUEST)/Image $(GUEST)/initramfs.cpio.gz
+	$(CLANG) $(CFLAGS) -DGUEST_KERNEL='"$(GUEST)/Image"' -DGUEST_INITRD='"$(GUEST)/initramfs.cpio.gz"' -c $< -o $@
+
+$(VMM_ELF): $(NATIVE)/start.o $(NATIVE)/runtime.o $(NATIVE)/VMMCore.o $(NATIVE)/Platform.o $(NATIVE)/guest_images.o Platforms/native/linker.ld
+	$(LLD) -T Platforms/native/linker.ld --gc-sections -o $@ $(filter %.o,$^)
+
+vmm: guest
+	@$(MAKE) --no-print-directory $(VMM_ELF)
+
+# Checks the guest images before QEMU starts: one clear message naming the bad file.
+check-images: host
+	$(HOST_VMM) check-boot --kernel $(GUEST)/Image --initrd $(GUEST)/initramfs.cpio.gz --ram-size-mib $(GUEST_RAM_MIB)
+
+run: vmm check-images
+	@echo "vmm: starting QEMU; quit with Ctrl-A then x"
+	$(QEMU) $(QEMU_BOARD) -kernel $(VMM_ELF)
+
+unit-test:
+	swift test
+
+integration-test: vmm check-images
+	python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
+
+test: guest
+	@$(MAKE) --no-print-directory unit-test
+	@$(MAKE) --no-print-directory integration-test
+
+bench: vmm
+	python3 scripts/bench-boot.py --runs 5 \
+		--name qemu -- $(QEMU) $(QEMU_BOARD) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "console=ttyAMA0 rdinit=/init" \
+		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(VMM_ELF)
+
+clean:
+	rm -rf $(BUILD)

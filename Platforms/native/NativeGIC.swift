@@ -1,0 +1,57 @@
+// The board's GICv2 as the native platform uses it (ARM IHI 0048B): the physical distributor and
+// CPU interface take the interrupts that belong to the guest, and the hypervisor control
+// interface (GICH) holds the list registers through which virtual interrupts reach the guest.
+// The guest's own CPU interface is the hardware GICV, mapped into its IPA space by stage 2.
+import NativeHardware
+import VMMCore
+
+struct NativeGIC {
+    static let distributor: UInt = 0x0800_0000
+    static let cpuInterface: UInt = 0x0801_0000
+    static let hypervisorInterface: UInt = 0x0803_0000
+    static let virtualCPUInterface: UInt64 = 0x0804_0000
+
+    /// PPI 9 (INTID 25): the GICv2 maintenance interrupt on QEMU virt.
+    static let maintenanceInterrupt: UInt32 = 25
+
+    static func distributorWrite(_ offset: UInt, _ value: UInt32) { mmio_write32(distributor + offset, value) }
+
+    /// Enables the distributor and this CPU's interface; every interrupt that reaches EL2 is
+    /// acknowledged, and its deactivation happens at the EOI write (GICC_CTLR.EOImode 0).
+    static func initialize() {
+        distributorWrite(0x000, 1)                           // GICD_CTLR.Enable
+        mmio_write32(cpuInterface + 0x004, 0xff)             // GICC_PMR: let every priority through
+        mmio_write32(cpuInterface + 0x000, 1)                // GICC_CTLR.Enable
+        mmio_write32(hypervisorInterface + 0x000, 1)         // GICH_HCR.En: virtual CPU interface on
+        enable(maintenanceInterrupt)
+    }
+
+    /// The number of list registers (GICH_VTR.ListRegs + 1).
+    static var listRegisterCount: Int {
+        Int(mmio_read32(hypervisorInterface + 0x004) & 0x3f) + 1
+    }
+
+    static func enable(_ interrupt: UInt32) {
+        let word = UInt(interrupt / 32) * 4, bit = UInt32(1) << (interrupt % 32)
+        if interrupt >= 32 {
+            mmio_write8(distributor + 0x800 + UInt(interrupt), 1)   // GICD_ITARGETSR: CPU 0
+            mmio_write8(distributor + 0x400 + UInt(interrupt), 0xa0) // GICD_IPRIORITYR
+        }
+        distributorWrite(0x100 + word, bit)                  // GICD_ISENABLER
+    }
+
+    static func disable(_ interrupt: UInt32) {
+        distributorWrite(0x180 + UInt(interrupt / 32) * 4, UInt32(1) << (interrupt % 32))  // GICD_ICENABLER
+    }
+
+    /// GICC_IAR: the raw acknowledge value (INTID in bits [9:0]; 1020–1023 mean none).
+    static func acknowledge() -> UInt32 { mmio_read32(cpuInterface + 0x00c) }
+    static func endOfInterrupt(_ iar: UInt32) { mmio_write32(cpuInterface + 0x010, iar) }
+
+    static func writeListRegister(_ index: Int, _ value: UInt32) {
+        mmio_write32(hypervisorInterface + 0x100 + UInt(index) * 4, value)
+    }
+
+    /// GICH_EISR0: list registers whose interrupt the guest has deactivated (EOI maintenance).
+    static var endOfInterruptStatus: UInt32 { mmio_read32(hypervisorInterface + 0x020) }
+}

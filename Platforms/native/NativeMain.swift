@@ -1,0 +1,205 @@
+// The native platform: the VMM running alone at EL2 on QEMU's virt board.
+//
+// It owns what seL4 would own on the Microkit platform: stage-2 tables, the EL2 system
+// registers, the physical GIC and the world switch. It turns hardware events into the core's
+// entry points (`fault`, `notified`, `maintenance`) and carries out the actions the core returns.
+// Board facts (addresses, sizes, which lines are the guest's) are in `NativeBoard`.
+import NativeHardware
+import VMMCore
+
+/// QEMU virt with -m 1G: where things are, and which physical interrupts belong to the guest.
+enum NativeBoard {
+    static let guestRAMBase: UInt64 = 0x4000_0000        // IPA of guest RAM, as on a real virt board
+    static let guestRAMSize: UInt64 = 0x2000_0000        // 512 MiB
+    static let guestRAMHost: UInt64 = 0x4800_0000        // where it lives in host RAM (see linker.ld)
+    static let uart: UInt64 = 0x0900_0000
+    static let gicCPUInterface: UInt64 = 0x0801_0000
+    static let virtualTimer: UInt32 = 27                 // PPI 11
+    static let uartInterrupt: UInt32 = 33                // SPI 1
+    static let bootargs: StaticString = "console=ttyAMA0 rdinit=/init"
+}
+
+/// The effects the core asks for, done on the physical GIC.
+struct NativePlatform: VMMPlatform {
+    mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
+        NativeGIC.writeListRegister(index, entry.gichValue)
+    }
+
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
+        NativeGIC.enable(interrupt)
+    }
+}
+
+/// Guest vCPU state while the VMM runs: the trap frame that start.S fills and reloads.
+struct NativeVCPU {
+    static let frameWords = 100
+    let frame: UnsafeMutablePointer<UInt64>
+
+    init() {
+        frame = UnsafeMutablePointer<UInt64>.allocate(capacity: NativeVCPU.frameWords)
+        frame.initialize(repeating: 0, count: NativeVCPU.frameWords)
+    }
+
+    var registers: RegisterFile {
+        get {
+            var registers = RegisterFile()
+            for i in 0..<31 { registers.x[i] = frame[i] }
+            registers.pc = frame[31]
+            registers.pstate = frame[32]
+            return registers
+        }
+        nonmutating set {
+            for i in 0..<31 { frame[i] = newValue.x[i] }
+            frame[31] = newValue.pc
+            frame[32] = newValue.pstate
+        }
+    }
+}
+
+@_cdecl("native_main")
+func nativeMain() {
+    NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
+    let memory = GuestMemory(base: GuestPhysicalAddress(NativeBoard.guestRAMBase), size: NativeBoard.guestRAMSize,
+                             host: UnsafeMutableRawPointer(bitPattern: UInt(NativeBoard.guestRAMHost))!)
+    let kernel = UnsafeRawBufferPointer(start: guest_kernel_start,
+                                        count: guest_kernel_end - guest_kernel_start)
+    let initrd = UnsafeRawBufferPointer(start: guest_initrd_start,
+                                        count: guest_initrd_end - guest_initrd_start)
+    var bootargs: [UInt8] = []
+    NativeBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
+
+    let vcpu = NativeVCPU()
+    do throws(GuestBootError) {
+        vcpu.registers = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd,
+                                            bootargs: bootargs, vcpuCount: 1)
+    } catch {
+        NativeConsole.write("vmm: cannot boot the guest: ")
+        NativeConsole.write(error.message)
+        NativeConsole.write("\n")
+        return
+    }
+    clean_dcache_range(UInt(NativeBoard.guestRAMHost), Int(NativeBoard.guestRAMSize))
+    ic_iallu()
+
+    NativeGIC.initialize()
+    var vm = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: NativeGIC.listRegisterCount,
+                            routes: [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
+                                     InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)])
+    configureVirtualization()
+    NativeGIC.enable(NativeBoard.virtualTimer)
+    NativeGIC.enable(NativeBoard.uartInterrupt)
+    run(&vm, vcpu)
+}
+
+/// Stage 2 and the EL2 controls that make EL1 a guest (Arm ARM D13.2.48 HCR_EL2 and friends).
+func configureVirtualization() {
+    let stage2 = Stage2Translation()
+    stage2.map(ipa: NativeBoard.guestRAMBase, pa: NativeBoard.guestRAMHost, size: NativeBoard.guestRAMSize, .normal)
+    // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV).
+    stage2.map(ipa: NativeBoard.gicCPUInterface, pa: NativeGIC.virtualCPUInterface, size: 0x2000, .device)
+    // The PL011 is passed through: the guest drives it, its interrupt is routed as SPI 1.
+    stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: 0x1000, .device)
+
+    write_vtcr_el2(Stage2Translation.vtcr)
+    write_vttbr_el2(stage2.vttbr(vmid: 1))
+    write_vpidr_el2(read_midr_el1())
+    write_vmpidr_el2(0x8000_0000)                 // vCPU 0: Aff0 = 0, RES1 bit 31
+    write_cptr_el2(0x33ff)                        // RES1 bits; FP/SIMD not trapped (TFP = 0)
+    write_hstr_el2(0)
+    write_cnthctl_el2(3)                          // EL1 may read the physical counter and timer
+    write_cntvoff_el2(0)
+    write_sctlr_el1(0x30d0_0800)                  // architectural reset value: MMU and caches off
+    // VM | SWIO | FMO | IMO | AMO | FB | BSU inner | TSC | RW: stage 2 on, physical interrupts
+    // to EL2 and virtual ones to the guest, SMC trapped, EL1 is AArch64. WFI/WFE are not trapped:
+    // a waiting guest sleeps in hardware until an interrupt (physical ones come to EL2).
+    write_hcr_el2((1 << 31) | (1 << 19) | (1 << 10) | (1 << 9) | (1 << 5) | (1 << 4) | (1 << 3) | (1 << 1) | 1)
+    isb()
+    tlbi_vmalls12e1()
+}
+
+func run(_ vm: inout VirtualMachine, _ vcpu: NativeVCPU) {
+    var platform = NativePlatform()
+    while true {
+        let kind = enter_guest(vcpu.frame)
+        switch kind {
+        case 0:
+            let syndrome = ExceptionSyndrome(read_esr_el2())
+            let address = faultingIPA(hpfar: read_hpfar_el2(), far: read_far_el2())
+            var registers = vcpu.registers
+            let action = vm.fault(vcpu: 0, syndrome: syndrome, address: address,
+                                  registers: &registers, platform: &platform)
+            vcpu.registers = registers
+            switch action {
+            case .resume, .waitForInterrupt:
+                continue
+            case .powerOff:
+                NativeConsole.write("vmm: guest powered off\n")
+                _ = firmware_call(0x8400_0008, 0, 0, 0)   // PSCI SYSTEM_OFF to the board
+                idle()
+            case .reset:
+                NativeConsole.write("vmm: guest asked for a reset\n")
+                _ = firmware_call(0x8400_0009, 0, 0, 0)   // PSCI SYSTEM_RESET
+                idle()
+            case .stopVCPU:
+                NativeConsole.write("vmm: guest vCPU 0 turned itself off\n")
+                idle()
+            case .startVCPU:
+                NativeConsole.write("vmm: CPU_ON for a vCPU this platform does not run\n")
+                idle()
+            case .stop(let report):
+                reportStop(report)
+                idle()
+            }
+        case 1:
+            handleInterrupts(&vm, &platform)
+        default:
+            NativeConsole.write("vmm: unexpected FIQ or SError from the guest, ESR ")
+            NativeConsole.hex(read_esr_el2())
+            NativeConsole.write(" PC ")
+            NativeConsole.hex(vcpu.frame[31])
+            NativeConsole.write("\nvmm: guest stopped\n")
+            idle()
+        }
+    }
+}
+
+func handleInterrupts(_ vm: inout VirtualMachine, _ platform: inout NativePlatform) {
+    while true {
+        let iar = NativeGIC.acknowledge()
+        let interrupt = iar & 0x3ff
+        if interrupt >= 1020 { return }
+        if interrupt == NativeGIC.maintenanceInterrupt {
+            var finished = NativeGIC.endOfInterruptStatus
+            while finished != 0 {
+                let index = finished.trailingZeroBitCount
+                NativeGIC.writeListRegister(index, 0)
+                vm.maintenance(vcpu: 0, listRegister: index, platform: &platform)
+                finished &= finished - 1
+            }
+            NativeGIC.endOfInterrupt(iar)
+        } else {
+            NativeGIC.disable(interrupt)
+            NativeGIC.endOfInterrupt(iar)
+            vm.notified(interrupt: interrupt, vcpu: 0, platform: &platform)
+        }
+    }
+}
+
+func reportStop(_ report: GuestStopReport) {
+    NativeConsole.write("\nvmm: guest stopped: ")
+    NativeConsole.write(report.reasonText)
+    NativeConsole.write("\nvmm:   vCPU ")
+    NativeConsole.decimal(UInt64(report.vcpu))
+    NativeConsole.write(" PC ")
+    NativeConsole.hex(report.pc)
+    NativeConsole.write(" ESR ")
+    NativeConsole.hex(report.syndrome)
+    NativeConsole.write(" address ")
+    NativeConsole.hex(report.address)
+    NativeConsole.write("\n")
+}
+
+/// The VMM has nothing left to run: sleep, without spinning the host CPU.
+func idle() -> Never {
+    while true { wfi() }
+}

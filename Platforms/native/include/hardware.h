@@ -1,0 +1,66 @@
+// The native platform's only window on the hardware: system registers, MMIO, barriers, cache
+// maintenance and the symbols of the start-up code. Each helper is one instruction or one access;
+// all policy lives in Swift. Imported into Swift as the module NativeHardware.
+#pragma once
+#include <stdint.h>
+#include <stddef.h>
+
+#define SYSREG_RW(name)                                                             \
+    static inline uint64_t read_##name(void) {                                     \
+        uint64_t v; __asm__ volatile("mrs %0, " #name : "=r"(v)); return v;        \
+    }                                                                               \
+    static inline void write_##name(uint64_t v) {                                  \
+        __asm__ volatile("msr " #name ", %0" :: "r"(v) : "memory");                \
+    }
+
+SYSREG_RW(esr_el2)
+SYSREG_RW(far_el2)
+SYSREG_RW(hpfar_el2)
+SYSREG_RW(hcr_el2)
+SYSREG_RW(vtcr_el2)
+SYSREG_RW(vttbr_el2)
+SYSREG_RW(vpidr_el2)
+SYSREG_RW(vmpidr_el2)
+SYSREG_RW(cptr_el2)
+SYSREG_RW(hstr_el2)
+SYSREG_RW(mdcr_el2)
+SYSREG_RW(cnthctl_el2)
+SYSREG_RW(cntvoff_el2)
+SYSREG_RW(sctlr_el1)
+SYSREG_RW(sctlr_el2)
+SYSREG_RW(tcr_el2)
+SYSREG_RW(mair_el2)
+SYSREG_RW(ttbr0_el2)
+SYSREG_RW(midr_el1)
+SYSREG_RW(mpidr_el1)
+SYSREG_RW(currentel)
+SYSREG_RW(cntfrq_el0)
+SYSREG_RW(cntpct_el0)
+
+static inline void dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
+static inline void dsb_ish(void) { __asm__ volatile("dsb ish" ::: "memory"); }
+static inline void isb(void) { __asm__ volatile("isb" ::: "memory"); }
+static inline void wfi(void) { __asm__ volatile("wfi" ::: "memory"); }
+static inline void tlbi_alle2(void) { __asm__ volatile("tlbi alle2\n dsb ish\n isb" ::: "memory"); }
+static inline void tlbi_vmalls12e1(void) { __asm__ volatile("tlbi vmalls12e1\n dsb ish\n isb" ::: "memory"); }
+static inline void ic_iallu(void) { __asm__ volatile("ic iallu\n dsb ish\n isb" ::: "memory"); }
+
+static inline uint32_t mmio_read32(uintptr_t address) { return *(volatile uint32_t *)address; }
+static inline void mmio_write32(uintptr_t address, uint32_t value) { *(volatile uint32_t *)address = value; }
+static inline uint8_t mmio_read8(uintptr_t address) { return *(volatile uint8_t *)address; }
+static inline void mmio_write8(uintptr_t address, uint8_t value) { *(volatile uint8_t *)address = value; }
+
+/// Cleans and invalidates [start, start + length) to the point of coherency, so that a guest
+/// running with its caches off sees what the VMM wrote (Linux arm64 booting.rst).
+void clean_dcache_range(uintptr_t start, size_t length);
+
+/// Calls the board's firmware (QEMU's PSCI at EL3/firmware level) with SMC #0; returns x0.
+uint64_t firmware_call(uint64_t function, uint64_t a1, uint64_t a2, uint64_t a3);
+
+/// Restores the register frame and enters the guest with ERET; returns on the next exit.
+/// The frame layout is x0..x30, ELR, SPSR (see start.S).
+void enter_guest(uint64_t *frame);
+
+extern uint8_t guest_kernel_start[], guest_kernel_end[];
+extern uint8_t guest_initrd_start[], guest_initrd_end[];
+extern uint8_t heap_start[], heap_end[];

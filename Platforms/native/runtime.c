@@ -1,0 +1,72 @@
+// The few C-library functions Embedded Swift expects from a freestanding platform: memory
+// primitives and an allocator. The allocator is a bump allocator over [heap_start, heap_end):
+// the VMM allocates its tables at start-up and frees almost nothing, so free() only gives back
+// the most recent block. Out of memory stops the VMM with a message on the serial line.
+#include <stddef.h>
+#include <stdint.h>
+#include "include/hardware.h"
+
+void *memcpy(void *dst, const void *src, size_t n) {
+    uint8_t *d = dst; const uint8_t *s = src;
+    if ((((uintptr_t)d | (uintptr_t)s | n) & 7) == 0) {
+        for (size_t i = 0; i < n; i += 8) *(uint64_t *)(d + i) = *(const uint64_t *)(s + i);
+        return dst;
+    }
+    for (size_t i = 0; i < n; i++) d[i] = s[i];
+    return dst;
+}
+
+void *memmove(void *dst, const void *src, size_t n) {
+    uint8_t *d = dst; const uint8_t *s = src;
+    if (d == s || n == 0) return dst;
+    if (d < s || d >= s + n) return memcpy(dst, src, n);
+    for (size_t i = n; i > 0; i--) d[i - 1] = s[i - 1];
+    return dst;
+}
+
+void *memset(void *dst, int c, size_t n) {
+    uint8_t *d = dst;
+    if (c == 0 && (((uintptr_t)d | n) & 7) == 0) {
+        for (size_t i = 0; i < n; i += 8) *(uint64_t *)(d + i) = 0;
+        return dst;
+    }
+    for (size_t i = 0; i < n; i++) d[i] = (uint8_t)c;
+    return dst;
+}
+
+int memcmp(const void *a, const void *b, size_t n) {
+    const uint8_t *x = a, *y = b;
+    for (size_t i = 0; i < n; i++) if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+size_t strlen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+
+static uintptr_t heap_next, heap_last_block;
+
+static void heap_exhausted(void) {
+    const char *m = "vmm: out of heap memory\r\n";
+    while (*m) mmio_write32(0x09000000, (uint8_t)*m++);
+    for (;;) wfi();
+}
+
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    if (heap_next == 0) heap_next = (uintptr_t)heap_start;
+    if (alignment < 16) alignment = 16;
+    uintptr_t p = (heap_next + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    if (p + size < p || p + size > (uintptr_t)heap_end) heap_exhausted();
+    heap_last_block = p;
+    heap_next = p + size;
+    *out = (void *)p;
+    return 0;
+}
+
+void free(void *p) {
+    if (p != 0 && (uintptr_t)p == heap_last_block) { heap_next = heap_last_block; heap_last_block = 0; }
+}
+
+void arc4random_buf(void *buf, size_t n) {
+    uint64_t x = read_cntpct_el0() | 1;
+    uint8_t *b = buf;
+    for (size_t i = 0; i < n; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; b[i] = (uint8_t)x; }
+}

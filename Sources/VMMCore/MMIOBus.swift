@@ -1,0 +1,41 @@
+// The guest-physical address ranges whose accesses the core emulates, and which device owns each.
+//
+// Devices are an enum, not protocol existentials (Embedded Swift), so dispatch is a switch in
+// `VirtualMachine`. A device sees only an offset into its own range, never the guest address.
+
+public enum EmulatedDevice: Equatable {
+    case gicDistributor
+}
+
+public struct MMIORegion: Equatable {
+    public let base: GuestPhysicalAddress
+    public let size: UInt64
+    public let device: EmulatedDevice
+    public init(base: GuestPhysicalAddress, size: UInt64, device: EmulatedDevice) {
+        self.base = base
+        self.size = size
+        self.device = device
+    }
+}
+
+public struct MMIOBus {
+    public private(set) var regions: [MMIORegion]
+
+    public init(regions: [MMIORegion]) { self.regions = regions }
+
+    /// QEMU virt's GICv2 distributor at 0x0800_0000 (64 KiB frame, registers in the first 4 KiB).
+    public static var standard: MMIOBus {
+        MMIOBus(regions: [MMIORegion(base: GuestPhysicalAddress(0x0800_0000), size: 0x1_0000, device: .gicDistributor)])
+    }
+
+    /// The device owning all of [address, address + length) and the offset of `address` in it.
+    public func find(_ address: GuestPhysicalAddress, length: UInt64) -> (EmulatedDevice, UInt64)? {
+        for region in regions where address.raw >= region.base.raw {
+            let offset = address.raw - region.base.raw
+            if offset < region.size && length <= region.size - offset {
+                return (region.device, offset)
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,188 @@
+// One virtual machine as the core sees it: guest RAM, the vGIC, PSCI state, the emulated MMIO
+// devices and the routes from physical interrupts to virtual ones.
+//
+// The platform calls in with the Microkit's shapes: `fault` for a synchronous exit of a vCPU,
+// `notified` for a physical interrupt that belongs to the guest, `maintenance` when the guest has
+// deactivated a virtual interrupt held in a list register. The core decides and answers with a
+// `VCPUAction`; it asks the platform (generic `P: VMMPlatform`) only for effects it cannot decide
+// alone: writing list registers and re-enabling a physical interrupt line.
+
+/// Effects the core asks of the platform.
+public protocol VMMPlatform: VirtualInterruptSink {
+    /// Re-enable physical interrupt `interrupt`, which the platform masked when it reported it,
+    /// because the guest has now handled its virtual copy (seL4: `microkit_irq_ack` or
+    /// `microkit_vcpu_arm_ack_vppi`; native: GICD_ISENABLER).
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32)
+}
+
+/// Why the core stopped a guest. Each names what the guest did.
+public enum GuestStopReason: Equatable {
+    case unhandledMemoryAccess          // a stage-2 fault at an address no device emulates
+    case accessWithoutSyndrome          // a fault the syndrome does not describe (ISV = 0)
+    case instructionFetchOutsideRAM
+    case unhandledSystemRegister
+    case unknownException
+}
+
+/// What the platform prints when a guest is stopped: the guest's PC, the syndrome and the address.
+public struct GuestStopReport: Equatable {
+    public let reason: GuestStopReason
+    public let vcpu: Int
+    public let pc: UInt64
+    public let syndrome: UInt64
+    public let address: UInt64
+
+    public var reasonText: StaticString {
+        switch reason {
+        case .unhandledMemoryAccess: return "access to an address no device emulates"
+        case .accessWithoutSyndrome: return "memory access the syndrome does not describe (ISV=0)"
+        case .instructionFetchOutsideRAM: return "instruction fetch outside guest RAM"
+        case .unhandledSystemRegister: return "access to a system register the VMM does not emulate"
+        case .unknownException: return "exception class the VMM does not handle"
+        }
+    }
+}
+
+/// What the platform does with the vCPU after the core handled an exit.
+public enum VCPUAction: Equatable {
+    case resume
+    /// The guest executed a trapped WFI: resume it once an interrupt is pending.
+    case waitForInterrupt
+    /// Resume the caller (it got PSCI SUCCESS) and start vCPU `target` at `entry` with x0 = `context`.
+    case startVCPU(target: Int, entry: UInt64, context: UInt64)
+    case stopVCPU
+    case powerOff
+    case reset
+    case stop(GuestStopReport)
+}
+
+/// A physical interrupt that the platform forwards to the guest as a virtual one.
+public struct InterruptRoute: Equatable {
+    public let physical: UInt32
+    public let virtual: UInt32
+    public init(physical: UInt32, virtual: UInt32) {
+        self.physical = physical
+        self.virtual = virtual
+    }
+}
+
+public struct VirtualMachine {
+    public let memory: GuestMemory
+    public var vgic: VGIC
+    public var psci: PSCI
+    public var bus: MMIOBus
+    public private(set) var routes: [InterruptRoute]
+
+    public init(memory: GuestMemory, vcpuCount: Int, listRegisterCount: Int,
+                routes: [InterruptRoute], bus: MMIOBus = MMIOBus.standard) {
+        self.memory = memory
+        self.vgic = VGIC(vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
+        self.psci = PSCI(vcpuCount: vcpuCount)
+        self.bus = bus
+        self.routes = routes
+    }
+
+    /// A synchronous exit of `vcpu`. `address` is the faulting IPA for aborts (ignored otherwise).
+    public mutating func fault<P: VMMPlatform>(vcpu: Int, syndrome: ExceptionSyndrome,
+                                               address: GuestPhysicalAddress,
+                                               registers: inout RegisterFile,
+                                               platform: inout P) -> VCPUAction {
+        let exit = GuestExit(syndrome: syndrome, address: address)
+        func stop(_ reason: GuestStopReason) -> VCPUAction {
+            .stop(GuestStopReport(reason: reason, vcpu: vcpu, pc: registers.pc,
+                                  syndrome: syndrome.raw, address: address.raw))
+        }
+        switch exit {
+        case .dataAbort(let access, let address):
+            guard emulate(access, at: address, vcpu: vcpu, registers: &registers, platform: &platform) else {
+                return stop(.unhandledMemoryAccess)
+            }
+            registers.pc &+= 4   // data aborts return to the faulting instruction (Arm ARM D1.10.1)
+            return .resume
+        case .dataAbortWithoutSyndrome:
+            return stop(.accessWithoutSyndrome)
+        case .instructionAbort:
+            return stop(.instructionFetchOutsideRAM)
+        case .hypervisorCall:
+            // ELR_EL2 already points past HVC (its preferred return address is the next instruction).
+            return firmwareCall(vcpu: vcpu, registers: &registers)
+        case .secureMonitorCall:
+            // A trapped SMC returns to the SMC itself (HCR_EL2.TSC): step over it.
+            registers.pc &+= 4
+            return firmwareCall(vcpu: vcpu, registers: &registers)
+        case .wait(let kind):
+            registers.pc &+= 4
+            return kind == .wfi ? .waitForInterrupt : .resume
+        case .systemRegister:
+            return stop(.unhandledSystemRegister)
+        case .unknown:
+            return stop(.unknownException)
+        }
+    }
+
+    /// A physical interrupt routed to this guest arrived (the platform has masked it).
+    public mutating func notified<P: VMMPlatform>(interrupt physical: UInt32, vcpu: Int, platform: inout P) {
+        for route in routes where route.physical == physical {
+            if !vgic.inject(vcpu: vcpu, interrupt: route.virtual, sink: &platform) {
+                platform.acknowledgeInterrupt(physical)
+            }
+            return
+        }
+        // Not ours: unmask it again so the line is not lost, and drop it.
+        platform.acknowledgeInterrupt(physical)
+    }
+
+    /// Raises a virtual interrupt that no physical line backs (an emulated device's).
+    @discardableResult
+    public mutating func raise<P: VMMPlatform>(interrupt: UInt32, vcpu: Int, platform: inout P) -> Bool {
+        vgic.inject(vcpu: vcpu, interrupt: interrupt, sink: &platform)
+    }
+
+    /// The guest deactivated the interrupt held in list register `index` of `vcpu`.
+    public mutating func maintenance<P: VMMPlatform>(vcpu: Int, listRegister index: Int, platform: inout P) {
+        guard let freed = vgic.listRegisterFreed(vcpu: vcpu, index: index, sink: &platform) else { return }
+        for route in routes where route.virtual == freed {
+            platform.acknowledgeInterrupt(route.physical)
+        }
+    }
+
+    private mutating func firmwareCall(vcpu: Int, registers: inout RegisterFile) -> VCPUAction {
+        let outcome = psci.handle(function: registers.read(0),
+                                  arguments: (registers.read(1), registers.read(2), registers.read(3)),
+                                  caller: vcpu)
+        switch outcome {
+        case .reply(let value):
+            registers.write(0, value)
+            return .resume
+        case .startCPU(let target, let entry, let context):
+            registers.write(0, 0)   // PSCI SUCCESS to the caller
+            return .startVCPU(target: target, entry: entry, context: context)
+        case .stopCurrentCPU:
+            return .stopVCPU
+        case .systemOff:
+            return .powerOff
+        case .systemReset:
+            return .reset
+        }
+    }
+
+    /// Carries out one trapped load or store on the emulated device at `address`.
+    private mutating func emulate<P: VMMPlatform>(_ access: DataAbort, at address: GuestPhysicalAddress,
+                                                  vcpu: Int, registers: inout RegisterFile,
+                                                  platform: inout P) -> Bool {
+        guard let (device, offset) = bus.find(address, length: UInt64(access.accessSize)) else { return false }
+        switch device {
+        case .gicDistributor:
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                // The distributor's registers are at most 32 bits wide; a wider store writes the low word.
+                vgic.distributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize,
+                                      value: UInt32(truncatingIfNeeded: value), sink: &platform)
+            } else {
+                let value = vgic.distributorRead(vcpu: vcpu, offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: UInt64(value)))
+            }
+            return true
+        }
+    }
+}

@@ -1,0 +1,253 @@
+"""Expect-style driver for a guest's serial console (python3 stdlib only).
+
+It owns one QEMU process (or any command that puts a console on stdio, such as
+QEMU with `-nographic`), everything it prints, and the conversation with the
+guest shell built by scripts/build-guest.sh: wait for a pattern, type a line,
+run a command and collect its output, wait for the process to exit. What to
+boot and what to check is the tests' business.
+
+Every byte read is kept in memory and appended to a log under build/logs/
+(or $VMM_LOG_DIR); any failure raises SerialConsoleError carrying the last
+~60 lines of that log, so a failed test shows what the guest was doing.
+Reads are non-blocking (select + os.read); no pexpect.
+"""
+
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+# PS1 of the guest shell (scripts/build-guest.sh). busybox line editing may
+# follow it with a cursor-position query (ESC [6n), so it is not anchored.
+PROMPT = rb"guest# "
+INIT_DONE = rb"vmm-guest: init done"
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOG_TAIL_LINES = 60
+
+# CSI sequences (ESC [ ... final byte) and lone ESC-x pairs from line editing.
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def guest_paths():
+    """(kernel, initrd) of the guest: $VMM_GUEST_KERNEL and $VMM_GUEST_INITRD,
+    by default build/guest/Image and build/guest/initramfs.cpio.gz of the repo."""
+    kernel = Path(os.environ.get("VMM_GUEST_KERNEL", "build/guest/Image"))
+    initrd = Path(os.environ.get("VMM_GUEST_INITRD", "build/guest/initramfs.cpio.gz"))
+    return tuple(p if p.is_absolute() else REPO_ROOT / p for p in (kernel, initrd))
+
+
+def plain_qemu_command(memory="1G", append=""):
+    """The baseline: the guest on QEMU's virt board without the VMM (GICv2,
+    Cortex-A53, serial on stdio). $VMM_QEMU overrides the QEMU binary."""
+    kernel, initrd = guest_paths()
+    cmdline = "console=ttyAMA0 rdinit=/init" + (" " + append if append else "")
+    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
+            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53",
+            "-m", memory, "-nographic", "-kernel", str(kernel), "-initrd", str(initrd),
+            "-append", cmdline]
+
+
+class SerialConsoleError(AssertionError):
+    """A console expectation failed; the message ends with the log's tail.
+
+    An AssertionError so unittest reports it as a test failure, not an error
+    of the harness.
+    """
+
+
+def strip_ansi(data: bytes) -> bytes:
+    return _ANSI.sub(b"", data)
+
+
+def _compile(pattern):
+    if isinstance(pattern, re.Pattern):
+        if isinstance(pattern.pattern, str):
+            raise TypeError("patterns match bytes: compile them from bytes")
+        return pattern
+    if isinstance(pattern, str):
+        pattern = pattern.encode()
+    return re.compile(pattern)
+
+
+class SerialConsole:
+    """One console process and its log.
+
+    `argv` is the command (list of strings). `name` labels the log file.
+    The process starts in the constructor; `started_at` is time.monotonic()
+    just before it was spawned, for boot-time measurements.
+    """
+
+    def __init__(self, argv, name="console", prompt=PROMPT, log_dir=None, env=None):
+        self.argv = list(argv)
+        self.prompt = _compile(prompt)
+        self._buf = bytearray()
+        self._pos = 0          # expect() searches from here: earlier bytes are consumed
+        self._eof = False
+        self._runs = 0
+        self.last_status = None
+        log_dir = Path(log_dir or os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = log_dir / f"{name}-{stamp}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
+        self._log = open(self.log_path, "wb")
+        self._log.write(b"$ " + " ".join(self.argv).encode() + b"\n")
+        self.started_at = time.monotonic()
+        try:
+            # stderr joins stdout: QEMU's own complaints belong in the same log.
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        except OSError as err:
+            self._log.close()
+            raise SerialConsoleError(f"cannot start {self.argv[0]}: {err}") from err
+        os.set_blocking(self.proc.stdout.fileno(), False)
+
+    # -- context manager: a test that fails midway must not leave QEMU running
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def log(self) -> bytes:
+        return bytes(self._buf)
+
+    def _read_some(self, deadline) -> bool:
+        """Wait until `deadline` for output; False on timeout or end of file."""
+        if self._eof or self.proc.stdout.closed:
+            return False
+        wait = max(0.0, deadline - time.monotonic())
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], wait)
+        if not ready:
+            return False
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return True
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        if not self._log.closed:
+            self._log.write(data)
+            self._log.flush()
+        return True
+
+    def tail(self, lines=LOG_TAIL_LINES) -> str:
+        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
+        return "\n".join(text.split("\n")[-lines:])
+
+    def fail(self, message):
+        """Raise SerialConsoleError with `message` and the log's tail."""
+        state = "running" if self.proc.poll() is None else f"exited with status {self.proc.returncode}"
+        raise SerialConsoleError(
+            f"{message}\n(process {state}; full log: {self.log_path})\n"
+            f"--- last {LOG_TAIL_LINES} lines of the serial log ---\n{self.tail()}\n--- end ---")
+
+    def expect(self, pattern, timeout=30.0):
+        """Wait for `pattern` (bytes, str or compiled bytes regex) in output not
+        yet consumed; consume through the match and return the re.Match."""
+        regex = _compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self._buf, self._pos)
+            if match:
+                self._pos = match.end()
+                return match
+            if not self._read_some(deadline):
+                if self._eof:
+                    self.proc.wait()
+                    self.fail(f"output ended before {regex.pattern!r} appeared")
+                if time.monotonic() >= deadline:
+                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r}")
+
+    def wait_for_prompt(self, timeout=60.0):
+        return self.expect(self.prompt, timeout)
+
+    # -- writing -----------------------------------------------------------
+    def send(self, text):
+        """Type `text` (str or bytes) at the console, as is."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            self.fail(f"cannot send {data[:40]!r}: the console's input is closed")
+
+    def sendline(self, line):
+        self.send((line.encode() if isinstance(line, str) else bytes(line)) + b"\n")
+
+    def run(self, command, timeout=30.0, check=False) -> str:
+        """Run one shell command line and return what it printed (CR removed,
+        escape sequences removed, without the final newline). Its exit status
+        is left in `last_status`; with check=True a non-zero status fails.
+
+        The command is followed on the same line by `echo __END_<n>_$?__`: the
+        echoed command line shows `$?` literally, so only the real output
+        matches the marker regex, whatever the command prints. A command must
+        not end in a comment or read the console's stdin.
+        """
+        self._runs += 1
+        n = self._runs
+        literal = f"__END_{n}_$?__"
+        stripped = command.rstrip()
+        # "cmd &; echo" is a syntax error; "cmd & echo" is what is meant.
+        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
+        start = len(self._buf)
+        self.sendline(f"{stripped}{sep}echo {literal}")
+        marker = self.expect(re.compile(rb"__END_%d_(\d+)__" % n), timeout)
+        self.last_status = int(marker.group(1))
+        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
+        # Drop the shell's echo of the command line: everything through the
+        # line that carries the literal marker.
+        at = raw.find(literal)
+        at = raw.find("\n", at if at >= 0 else 0)
+        output = raw[at + 1:] if at >= 0 else ""
+        output = output.replace("\r", "").rstrip("\n")
+        self.wait_for_prompt(timeout)
+        if check and self.last_status != 0:
+            self.fail(f"command {command!r} exited with status {self.last_status}:\n{output}")
+        return output
+
+    # -- ending ------------------------------------------------------------
+    def wait_exit(self, timeout=30.0) -> int:
+        """Wait for the process to exit (draining its output); return its status."""
+        deadline = time.monotonic() + timeout
+        while not self._eof and time.monotonic() < deadline:
+            self._read_some(deadline)
+        try:
+            status = self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.fail(f"process still running {timeout:.1f}s later")
+        self._close_log()
+        return status
+
+    def kill(self):
+        """Stop the process (its whole session) if it still runs; idempotent."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        deadline = time.monotonic() + 1.0
+        while not self._eof and self._read_some(deadline):
+            pass
+        self._close_log()
+
+    def _close_log(self):
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        if not self._log.closed:
+            self._log.close()
