@@ -61,10 +61,8 @@ func nativeMain() {
     NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
     let memory = GuestMemory(base: GuestPhysicalAddress(NativeBoard.guestRAMBase), size: NativeBoard.guestRAMSize,
                              host: UnsafeMutableRawPointer(bitPattern: UInt(NativeBoard.guestRAMHost))!)
-    let kernel = UnsafeRawBufferPointer(start: guest_kernel_start,
-                                        count: guest_kernel_end - guest_kernel_start)
-    let initrd = UnsafeRawBufferPointer(start: guest_initrd_start,
-                                        count: guest_initrd_end - guest_initrd_start)
+    let kernel = UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size())
+    let initrd = UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size())
     var bootargs: [UInt8] = []
     NativeBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
 

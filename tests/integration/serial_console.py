@@ -51,6 +51,20 @@ def plain_qemu_command(memory="1G", append=""):
             "-append", cmdline]
 
 
+def arch_timer_count(interrupts: str) -> int:
+    """Sum over CPUs of the arch_timer line of /proc/interrupts."""
+    for line in interrupts.splitlines():
+        if "arch_timer" in line:
+            # "11:  606  GICv2  30 Level  arch_timer": the per-CPU counts are the
+            # numbers between the IRQ label and the controller's name.
+            total = 0
+            for field in line.split()[1:]:
+                if not field.isdigit():
+                    return total
+                total += int(field)
+    raise AssertionError(f"no arch_timer line in /proc/interrupts:\n{interrupts}")
+
+
 class SerialConsoleError(AssertionError):
     """A console expectation failed; the message ends with the log's tail.
 

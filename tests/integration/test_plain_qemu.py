@@ -15,23 +15,9 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, SerialConsole, guest_paths, plain_qemu_command  # noqa: E402
+from serial_console import INIT_DONE, SerialConsole, arch_timer_count, guest_paths, plain_qemu_command  # noqa: E402
 
 BOOT_TIMEOUT = 120.0
-
-
-def arch_timer_count(interrupts: str) -> int:
-    """Sum over CPUs of the arch_timer line of /proc/interrupts."""
-    for line in interrupts.splitlines():
-        if "arch_timer" in line:
-            # "11:  606  GICv2  30 Level  arch_timer": the per-CPU counts are the
-            # numbers between the IRQ label and the controller's name.
-            total = 0
-            for field in line.split()[1:]:
-                if not field.isdigit():
-                    return total
-                total += int(field)
-    raise AssertionError(f"no arch_timer line in /proc/interrupts:\n{interrupts}")
 
 
 class PlainQemuGuestTests(unittest.TestCase):

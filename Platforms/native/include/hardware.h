@@ -59,8 +59,14 @@ uint64_t firmware_call(uint64_t function, uint64_t a1, uint64_t a2, uint64_t a3)
 
 /// Restores the register frame and enters the guest with ERET; returns on the next exit.
 /// The frame layout is x0..x30, ELR, SPSR (see start.S).
-void enter_guest(uint64_t *frame);
+uint64_t enter_guest(uint64_t *frame);
 
 extern uint8_t guest_kernel_start[], guest_kernel_end[];
 extern uint8_t guest_initrd_start[], guest_initrd_end[];
 extern uint8_t heap_start[], heap_end[];
+
+/// The guest images linked into the VMM (guest_images.S).
+static inline const uint8_t *guest_kernel(void) { return guest_kernel_start; }
+static inline size_t guest_kernel_size(void) { return (size_t)(guest_kernel_end - guest_kernel_start); }
+static inline const uint8_t *guest_initrd(void) { return guest_initrd_start; }
+static inline size_t guest_initrd_size(void) { return (size_t)(guest_initrd_end - guest_initrd_start); }

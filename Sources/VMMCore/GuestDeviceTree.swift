@@ -1,0 +1,248 @@
+// The device tree a Linux guest boots with: what the VMM tells the guest its "board" looks like.
+//
+// The board is QEMU's `virt` layout with GICv2, reduced to what this VMM emulates: RAM, vCPUs
+// started through PSCI over HVC, the GIC distributor and CPU interface, the architected timer,
+// a PL011 UART and (appended as data) virtio-mmio devices. The node contents follow QEMU's
+// hw/arm/virt.c and the Linux bindings (arm/gic.yaml, timer/arm,arch_timer.yaml, serial/pl011.yaml,
+// virtio/mmio.yaml). The guest is not a hypervisor, so the tree has no GICH/GICV and no
+// maintenance interrupt. Encoding the blob is DeviceTreeWriter's job; placing it is BootLayout's.
+
+/// A guest-physical address range of device registers, as the device tree describes it.
+public struct BoardRegion: Equatable {
+    public var base: UInt64
+    public var size: UInt64
+    public init(base: UInt64, size: UInt64) {
+        self.base = base
+        self.size = size
+    }
+}
+
+/// One memory-mapped device with one shared peripheral interrupt (SPI): a node in the guest's tree.
+/// New device kinds are added as cases here and a line in `GuestDeviceTree.addDevice`.
+public struct GuestDevice: Equatable {
+    public enum Kind: UInt8, Equatable {
+        case pl011
+        case virtioMMIO
+    }
+
+    public var kind: Kind
+    public var region: BoardRegion
+    /// SPI number, i.e. GIC INTID - 32, as the first-cell-0 interrupt specifier wants it.
+    public var spi: UInt32
+
+    public init(kind: Kind, region: BoardRegion, spi: UInt32) {
+        self.kind = kind
+        self.region = region
+        self.spi = spi
+    }
+
+    public static func pl011(base: UInt64, size: UInt64 = 0x1000, spi: UInt32) -> GuestDevice {
+        GuestDevice(kind: .pl011, region: BoardRegion(base: base, size: size), spi: spi)
+    }
+
+    /// virtio-mmio transport (virtio v1.2 §4.2); QEMU's `virt` puts them at 0x0a000000 + 0x200 * n.
+    public static func virtioMMIO(base: UInt64, size: UInt64 = 0x200, spi: UInt32) -> GuestDevice {
+        GuestDevice(kind: .virtioMMIO, region: BoardRegion(base: base, size: size), spi: spi)
+    }
+
+    /// "pl011@9000000": node name, and (after "/") its path, since devices sit under the root.
+    public var nodeName: [UInt8] {
+        var name = ASCIIBuffer()
+        switch kind {
+        case .pl011: name.put("pl011@")
+        case .virtioMMIO: name.put("virtio_mmio@")
+        }
+        name.putHex(region.base)
+        return name.bytes
+    }
+}
+
+/// The architected timer's private peripheral interrupts (PPI numbers, i.e. INTID - 16), in the
+/// order the arm,armv8-timer binding lists them.
+public struct GuestTimerPPIs: Equatable {
+    public var securePhysical: UInt32 = 13     // INTID 29
+    public var nonSecurePhysical: UInt32 = 14  // INTID 30
+    public var virtual: UInt32 = 11            // INTID 27
+    public var hypervisor: UInt32 = 10         // INTID 26
+    public init() {}
+}
+
+/// Everything the guest's device tree says about the guest's machine.
+public struct GuestBoardDescription {
+    public var ramBase: UInt64
+    public var ramSize: UInt64
+    /// 1...8: a GICv2 CPU interface serves at most 8 CPUs, and the PPI CPU mask has 8 bits.
+    public var vcpuCount: Int
+    /// Kernel command line, without a terminating NUL (and containing none).
+    public var bootargs: [UInt8]
+    /// Guest-physical [start, end) of the initrd, as BootLayout placed it.
+    public var initrd: (start: UInt64, end: UInt64)?
+    public var gicDistributor = BoardRegion(base: 0x0800_0000, size: 0x1_0000)
+    public var gicCPU = BoardRegion(base: 0x0801_0000, size: 0x2000)
+    /// The console: /chosen/stdout-path points at it.
+    public var uart = GuestDevice.pl011(base: 0x0900_0000, size: 0x1000, spi: 1)
+    public var timerPPIs = GuestTimerPPIs()
+    /// Further devices, emitted after the UART in this order (e.g. virtio-mmio transports).
+    public var devices: [GuestDevice] = []
+
+    public init(ramBase: UInt64, ramSize: UInt64, vcpuCount: Int, bootargs: [UInt8], initrd: (start: UInt64, end: UInt64)? = nil) {
+        self.ramBase = ramBase
+        self.ramSize = ramSize
+        self.vcpuCount = vcpuCount
+        self.bootargs = bootargs
+        self.initrd = initrd
+    }
+}
+
+public enum GuestDeviceTree {
+    static let gicPhandle: UInt32 = 1
+    static let apbClockPhandle: UInt32 = 2
+    static let apbClockFrequency: UInt32 = 24_000_000
+
+    // Interrupt specifier cells for arm,cortex-a15-gic (Linux arm/gic.yaml): type, number, flags.
+    static let spiType: UInt32 = 0
+    static let ppiType: UInt32 = 1
+    static let edgeRising: UInt32 = 1
+    static let levelHigh: UInt32 = 4
+
+    /// The DTB for `board`. The board must be valid (1...8 vCPUs, bootargs without NUL): the
+    /// configuration tool checks that and names the field; here a violation is a VMM bug.
+    public static func build(_ board: GuestBoardDescription) -> [UInt8] {
+        precondition(board.vcpuCount >= 1 && board.vcpuCount <= 8, "GICv2 guest needs 1...8 vCPUs")
+        precondition(!board.bootargs.contains(0), "bootargs must not contain NUL")
+
+        var w = DeviceTreeWriter()
+        w.node("") { w in
+            w.property("#address-cells", u32: 2)
+            w.property("#size-cells", u32: 2)
+            w.property("compatible", string: "linux,dummy-virt")
+            w.property("model", string: "vmm virt guest")
+            w.property("interrupt-parent", u32: gicPhandle)
+            addChosen(&w, board)
+            addMemory(&w, board)
+            addCPUs(&w, board)
+            addPSCI(&w)
+            addGIC(&w, board)
+            addTimer(&w, board)
+            addAPBClock(&w)
+            addDevice(&w, board.uart)
+            for device in board.devices { addDevice(&w, device) }
+        }
+        do {
+            return try w.finish()
+        } catch {
+            // Cannot happen for a board that passed the preconditions: every name above is valid.
+            preconditionFailure("guest device tree is malformed")
+        }
+    }
+
+    private static func addChosen(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
+        w.node("chosen") { w in
+            w.property("bootargs", string: DeviceTreeString(board.bootargs))
+            var path: [UInt8] = [UInt8(ascii: "/")]
+            path += board.uart.nodeName
+            w.property("stdout-path", string: DeviceTreeString(path))
+            if let initrd = board.initrd {
+                // Linux reads these as 32- or 64-bit by length (drivers/of/fdt.c); u64 covers all RAM.
+                w.property("linux,initrd-start", u64: initrd.start)
+                w.property("linux,initrd-end", u64: initrd.end)
+            }
+        }
+    }
+
+    private static func addMemory(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
+        var name = ASCIIBuffer()
+        name.put("memory@")
+        name.putHex(board.ramBase)
+        w.node(DeviceTreeString(name.bytes)) { w in
+            w.property("device_type", string: "memory")
+            w.reg([(board.ramBase, board.ramSize)])
+        }
+    }
+
+    private static func addCPUs(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
+        w.node("cpus") { w in
+            // reg is the MPIDR affinity: one cluster, Aff0 = vCPU index.
+            w.property("#address-cells", u32: 1)
+            w.property("#size-cells", u32: 0)
+            for index in 0..<board.vcpuCount {
+                var name = ASCIIBuffer()
+                name.put("cpu@")
+                name.putHex(UInt64(index))
+                w.node(DeviceTreeString(name.bytes)) { w in
+                    w.property("device_type", string: "cpu")
+                    w.property("compatible", string: "arm,cortex-a53")
+                    w.property("reg", u32: UInt32(index))
+                    w.property("enable-method", string: "psci")
+                }
+            }
+        }
+    }
+
+    private static func addPSCI(_ w: inout DeviceTreeWriter) {
+        w.node("psci") { w in
+            w.property("compatible", strings: ["arm,psci-1.0", "arm,psci-0.2"])
+            w.property("method", string: "hvc")
+        }
+    }
+
+    private static func addGIC(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
+        var name = ASCIIBuffer()
+        name.put("intc@")
+        name.putHex(board.gicDistributor.base)
+        w.node(DeviceTreeString(name.bytes)) { w in
+            w.property("compatible", string: "arm,cortex-a15-gic")
+            w.property("#interrupt-cells", u32: 3)
+            w.property("interrupt-controller")
+            // As QEMU does; dtc also expects #address-cells on an interrupt provider.
+            w.property("#address-cells", u32: 2)
+            w.property("#size-cells", u32: 2)
+            w.reg([(board.gicDistributor.base, board.gicDistributor.size),
+                   (board.gicCPU.base, board.gicCPU.size)])
+            w.property("phandle", u32: gicPhandle)
+        }
+    }
+
+    private static func addTimer(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
+        // GICv2 PPI flags: bits 15:8 are the mask of CPUs the PPI is wired to (arm/gic.yaml).
+        let cpuMask = (UInt32(1) << UInt32(board.vcpuCount)) - 1
+        let flags = (cpuMask << 8) | levelHigh
+        let ppis = board.timerPPIs
+        w.node("timer") { w in
+            w.property("compatible", string: "arm,armv8-timer")
+            w.property("interrupts", cells: [ppiType, ppis.securePhysical, flags,
+                                             ppiType, ppis.nonSecurePhysical, flags,
+                                             ppiType, ppis.virtual, flags,
+                                             ppiType, ppis.hypervisor, flags])
+            w.property("always-on")
+        }
+    }
+
+    private static func addAPBClock(_ w: inout DeviceTreeWriter) {
+        w.node("apb-pclk") { w in
+            w.property("compatible", string: "fixed-clock")
+            w.property("#clock-cells", u32: 0)
+            w.property("clock-frequency", u32: apbClockFrequency)
+            w.property("clock-output-names", string: "clk24mhz")
+            w.property("phandle", u32: apbClockPhandle)
+        }
+    }
+
+    private static func addDevice(_ w: inout DeviceTreeWriter, _ device: GuestDevice) {
+        w.node(DeviceTreeString(device.nodeName)) { w in
+            switch device.kind {
+            case .pl011:
+                w.property("compatible", strings: ["arm,pl011", "arm,primecell"])
+                w.reg([(device.region.base, device.region.size)])
+                w.property("interrupts", cells: [spiType, device.spi, levelHigh])
+                w.property("clocks", cells: [apbClockPhandle, apbClockPhandle])
+                w.property("clock-names", strings: ["uartclk", "apb_pclk"])
+            case .virtioMMIO:
+                w.property("compatible", string: "virtio,mmio")
+                w.reg([(device.region.base, device.region.size)])
+                w.property("interrupts", cells: [spiType, device.spi, edgeRising])
+                w.property("dma-coherent")
+            }
+        }
+    }
+}
