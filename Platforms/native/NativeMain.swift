@@ -67,16 +67,20 @@ func nativeMain() {
     NativeBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
 
     let vcpu = NativeVCPU()
+    let guest: LoadedGuest
     do throws(GuestBootError) {
-        vcpu.registers = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd,
-                                            bootargs: bootargs, vcpuCount: 1)
+        guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd, bootargs: bootargs, vcpuCount: 1)
     } catch {
         NativeConsole.write("vmm: cannot boot the guest: ")
         NativeConsole.write(error.message)
         NativeConsole.write("\n")
         return
     }
-    clean_dcache_range(UInt(NativeBoard.guestRAMHost), Int(NativeBoard.guestRAMSize))
+    vcpu.registers = guest.registers
+    // The kernel starts with its MMU and caches off: what the VMM wrote must be in memory.
+    cleanToPointOfCoherency(memory, guest.layout.kernel, guest.layout.kernelSize)
+    cleanToPointOfCoherency(memory, guest.layout.dtb, guest.deviceTreeSize)
+    if let initrd = guest.layout.initrd { cleanToPointOfCoherency(memory, initrd, guest.layout.initrdSize) }
     ic_iallu()
 
     NativeGIC.initialize()
@@ -84,9 +88,20 @@ func nativeMain() {
                             routes: [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
                                      InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)])
     configureVirtualization()
+    NativeConsole.write("vmm: guest loaded; entering the kernel at ")
+    NativeConsole.hex(guest.registers.pc)
+    NativeConsole.write(" with its device tree at ")
+    NativeConsole.hex(guest.registers.read(0))
+    NativeConsole.write("\n")
     NativeGIC.enable(NativeBoard.virtualTimer)
     NativeGIC.enable(NativeBoard.uartInterrupt)
     run(&vm, vcpu)
+}
+
+func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddress, _ length: UInt64) {
+    _ = memory.withBytes(at: address, length: length) { bytes in
+        clean_dcache_range(UInt(bitPattern: bytes.baseAddress), bytes.count)
+    }
 }
 
 /// Stage 2 and the EL2 controls that make EL1 a guest (Arm ARM D13.2.48 HCR_EL2 and friends).

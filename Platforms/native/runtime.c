@@ -8,6 +8,18 @@
 
 void *memcpy(void *dst, const void *src, size_t n) {
     uint8_t *d = dst; const uint8_t *s = src;
+    // Large aligned copies (the guest's kernel, 27 MB) move 64 bytes an iteration: under QEMU's
+    // emulation the cost is per instruction, so wide loads and stores make boot measurably faster.
+    if ((((uintptr_t)d | (uintptr_t)s) & 15) == 0) {
+        size_t blocks = n / 64;
+        for (size_t i = 0; i < blocks; i++) {
+            __uint128_t a = ((const __uint128_t *)s)[4 * i], b = ((const __uint128_t *)s)[4 * i + 1];
+            __uint128_t c = ((const __uint128_t *)s)[4 * i + 2], e = ((const __uint128_t *)s)[4 * i + 3];
+            ((__uint128_t *)d)[4 * i] = a; ((__uint128_t *)d)[4 * i + 1] = b;
+            ((__uint128_t *)d)[4 * i + 2] = c; ((__uint128_t *)d)[4 * i + 3] = e;
+        }
+        d += blocks * 64; s += blocks * 64; n -= blocks * 64;
+    }
     if ((((uintptr_t)d | (uintptr_t)s | n) & 7) == 0) {
         for (size_t i = 0; i < n; i += 8) *(uint64_t *)(d + i) = *(const uint64_t *)(s + i);
         return dst;

@@ -21,13 +21,21 @@ public enum GuestBootError: Error, Equatable {
     }
 }
 
+/// A guest ready to start: its boot vCPU's registers and where its images were written (the
+/// platform cleans those ranges to the point of coherency before the guest runs).
+public struct LoadedGuest {
+    public let registers: RegisterFile
+    public let layout: BootLayout
+    public let deviceTreeSize: UInt64
+}
+
 public enum GuestBoot {
     /// SPSR for the first guest instruction: EL1h with D, A, I, F masked.
     public static let initialPSTATE: UInt64 = 0x3c5
 
     public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
                             initrd: UnsafeRawBufferPointer?, bootargs: [UInt8],
-                            vcpuCount: Int) throws(GuestBootError) -> RegisterFile {
+                            vcpuCount: Int) throws(GuestBootError) -> LoadedGuest {
         let header: ImageHeader
         do { header = try ImageHeader(bytes: kernel) } catch { throw .kernel(error) }
         let layout: BootLayout
@@ -53,6 +61,6 @@ public enum GuestBoot {
         registers.write(0, layout.dtb.raw)
         registers.pc = layout.kernelEntry.raw
         registers.pstate = initialPSTATE
-        return registers
+        return LoadedGuest(registers: registers, layout: layout, deviceTreeSize: UInt64(dtb.count))
     }
 }
