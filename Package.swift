@@ -9,8 +9,12 @@ let package = Package(
         .executable(name: "vmm", targets: ["vmm"]),
     ],
     targets: [
+        // The portable core: Embedded-Swift clean, no Foundation.
         .target(name: "VMMCore", path: "Sources/VMMCore"),
-        .executableTarget(name: "vmm", dependencies: ["VMMCore"], path: "Sources/vmm"),
+        // Host-only logic of the tool (Foundation allowed): system descriptions, image checks.
+        .target(name: "VMMHost", dependencies: ["VMMCore"], path: "Sources/VMMHost"),
+        .executableTarget(name: "vmm", dependencies: ["VMMCore", "VMMHost"], path: "Sources/vmm"),
         .testTarget(name: "VMMCoreTests", dependencies: ["VMMCore"], path: "Tests/VMMCoreTests"),
+        .testTarget(name: "VMMHostTests", dependencies: ["VMMHost", "VMMCore"], path: "Tests/VMMHostTests"),
     ]
 )

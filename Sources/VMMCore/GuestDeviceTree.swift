@@ -182,7 +182,9 @@ public enum GuestDeviceTree {
     private static func addPSCI(_ w: inout DeviceTreeWriter) {
         w.node("psci") { w in
             w.property("compatible", strings: ["arm,psci-1.0", "arm,psci-0.2"])
-            w.property("method", string: "hvc")
+            // SMC, not HVC: seL4 reports a guest's trapped SMC as a VCPUFault the VMM can answer,
+            // and the native platform traps it too (HCR_EL2.TSC), so one guest DT serves both.
+            w.property("method", string: "smc")
         }
     }
 

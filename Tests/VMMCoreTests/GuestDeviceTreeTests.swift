@@ -97,7 +97,7 @@ final class GuestDeviceTreeTests: XCTestCase {
 
             \tpsci {
             \t\tcompatible = "arm,psci-1.0\\0arm,psci-0.2";
-            \t\tmethod = "hvc";
+            \t\tmethod = "smc";
             \t};
 
             \tintc@8000000 {

@@ -1,0 +1,42 @@
+// Facts about QEMU's `virt` board (GICv2) and the guest we build on it, shared by every platform
+// and by the host tool, so that the native platform, the Microkit protection domain and the
+// generated Microkit system description cannot disagree about an address or an interrupt.
+
+public enum QEMUVirtBoard {
+    /// Guest RAM as the guest sees it (its IPA) and how much the guest gets.
+    public static let guestRAMBase: UInt64 = 0x4000_0000
+    public static let guestRAMSize: UInt64 = 0x2000_0000            // 512 MiB
+
+    /// GICv2 frames (hw/arm/virt.c memmap): the distributor is emulated by the core; the guest's CPU
+    /// interface at `gicCPUInterface` is backed by the hardware's virtual CPU interface.
+    public static let gicDistributor: UInt64 = 0x0800_0000
+    public static let gicDistributorSize: UInt64 = 0x1_0000
+    public static let gicCPUInterface: UInt64 = 0x0801_0000
+    public static let gicCPUInterfaceSize: UInt64 = 0x2000
+    public static let gicVirtualCPUInterface: UInt64 = 0x0804_0000
+
+    /// The PL011 UART, passed through to the guest, and its interrupt (SPI 1).
+    public static let uart: UInt64 = 0x0900_0000
+    public static let uartSize: UInt64 = 0x1000
+    public static let uartInterrupt: UInt32 = 33
+
+    /// The EL1 virtual timer's PPI (INTID 27), the guest's clock.
+    public static let virtualTimerInterrupt: UInt32 = 27
+
+    /// The guest's kernel command line.
+    public static let bootargs: StaticString = "console=ttyAMA0 rdinit=/init"
+}
+
+/// How the Microkit system description and the VMM protection domain meet: symbol names the
+/// Microkit tool patches, channel numbers, and where guest RAM appears in the VMM's address space.
+public enum MicrokitLayout {
+    /// The VMM's virtual address of guest RAM (setvar_vaddr) and its size (setvar_size).
+    public static let guestRAMAddressSymbol: StaticString = "guest_ram_vaddr"
+    public static let guestRAMSizeSymbol: StaticString = "guest_ram_size"
+    public static let guestRAMVMMAddress: UInt64 = 0x2000_0000
+    /// The channel on which the UART's interrupt reaches the VMM.
+    public static let uartChannel: UInt32 = 1
+    /// The single virtual machine's vCPU ids (Microkit `<vcpu id=…>`) are 0..<vcpuCount.
+    public static let vmmPriority: UInt8 = 254
+    public static let guestPriority: UInt8 = 100
+}

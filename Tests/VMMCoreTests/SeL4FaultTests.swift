@@ -1,0 +1,65 @@
+// Fault messages laid out as libsel4 documents them for AArch64 with MCS and hypervisor support
+// (sel4/arch/shared_types.bf: NullFault 0, CapFault 1, UnknownSyscall 2, UserException 3,
+// Timeout 5, VMFault 6, VGICMaintenance 7, VCPUFault 8, VPPIEvent 9; sel4_arch/constants.h:
+// VMFault IP 0, Addr 1, PrefetchFault 2, FSR 3; VCPUFault HSR 0; VGICMaintenance IDX 0;
+// VPPIEvent IRQ 0; UnknownSyscall X0..X7 0–7, FaultIP 8; UserException FaultIP 0).
+import XCTest
+@testable import VMMCore
+
+let documentedLayout = SeL4FaultLayout(
+    vmFault: 6, vcpuFault: 8, vgicMaintenance: 7, vppiEvent: 9, unknownSyscall: 2, userException: 3,
+    vmFaultIP: 0, vmFaultAddress: 1, vmFaultPrefetch: 2, vmFaultStatus: 3,
+    vcpuFaultSyndrome: 0, vgicMaintenanceIndex: 0, vppiEventInterrupt: 0,
+    unknownSyscallFaultIP: 8, userExceptionFaultIP: 0)
+
+final class SeL4FaultTests: XCTestCase {
+    func decode(_ label: UInt64, _ registers: [UInt64]) -> PlatformEvent {
+        SeL4Fault.decode(label: label, layout: documentedLayout) { index in
+            index < registers.count ? registers[index] : 0xbad
+        }
+    }
+
+    func testVMFaultOnTheDistributorBecomesADataAbortAtTheIPA() {
+        // ldr w1, [x0] at GICD_CTLR: ESR 0x93810007 (EC 0x24, IL, ISV, SAS word, SRT 1, DFSC 7).
+        let event = decode(6, [0xffff_8000_1234_5678, 0x0800_0000, 0, 0x9381_0007])
+        XCTAssertEqual(event, .guestException(syndrome: ExceptionSyndrome(0x9381_0007),
+                                              address: GuestPhysicalAddress(0x0800_0000)))
+        guard case .guestException(let syndrome, let address) = event,
+              case .dataAbort(let access, _) = GuestExit(syndrome: syndrome, address: address) else {
+            return XCTFail("not a data abort: \(event)")
+        }
+        XCTAssertEqual(access.register, 1)
+        XCTAssertFalse(access.isWrite)
+    }
+
+    func testVMFaultStatusWithoutExceptionClassIsCompletedFromPrefetchFlag() {
+        let data = decode(6, [0, 0x0a00_0000, 0, 0x0181_0047])
+        XCTAssertEqual(data, .guestException(syndrome: ExceptionSyndrome((0x24 << 26) | (1 << 25) | 0x0181_0047),
+                                             address: GuestPhysicalAddress(0x0a00_0000)))
+        let fetch = decode(6, [0, 0x0a00_0000, 1, 0x07])
+        guard case .guestException(let syndrome, _) = fetch else { return XCTFail("\(fetch)") }
+        XCTAssertEqual(syndrome.exceptionClass, .instructionAbortLower)
+    }
+
+    func testVCPUFaultCarriesTheTrappedSMCSyndrome() {
+        let esr: UInt64 = (0x17 << 26) | (1 << 25)
+        XCTAssertEqual(decode(8, [esr]), .guestException(syndrome: ExceptionSyndrome(esr), address: GuestPhysicalAddress(0)))
+    }
+
+    func testMaintenanceNamesTheListRegisterOrNone() {
+        XCTAssertEqual(decode(7, [2]), .maintenance(listRegister: 2))
+        XCTAssertEqual(decode(7, [UInt64.max]), .spuriousMaintenance)
+        XCTAssertEqual(decode(7, [64]), .spuriousMaintenance)
+    }
+
+    func testVirtualTimerEventIsAPrivateInterrupt() {
+        XCTAssertEqual(decode(9, [27]), .privateInterrupt(27))
+        XCTAssertEqual(decode(9, [40]), .unhandled(label: 9, instructionPointer: 0), "a VPPI must be a PPI")
+    }
+
+    func testSyscallsExceptionsAndUnknownLabelsAreUnhandledWithTheirPC() {
+        XCTAssertEqual(decode(2, [0, 0, 0, 0, 0, 0, 0, 0, 0x4000_1000]), .unhandled(label: 2, instructionPointer: 0x4000_1000))
+        XCTAssertEqual(decode(3, [0x4000_2000]), .unhandled(label: 3, instructionPointer: 0x4000_2000))
+        XCTAssertEqual(decode(1, []), .unhandled(label: 1, instructionPointer: 0))
+    }
+}
