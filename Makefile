@@ -59,16 +59,20 @@ $(NATIVE)/%.o: Platforms/native/%.S
 	@mkdir -p $(NATIVE)
 	$(CLANG) $(CFLAGS) -c $< -o $@
 
-$(NATIVE)/runtime.o: Platforms/native/runtime.c Platforms/native/include/hardware.h
+$(NATIVE)/%.o: Platforms/native/%.c Platforms/native/include/hardware.h
+	@mkdir -p $(NATIVE)
+	$(CLANG) $(CFLAGS) -c $< -o $@
+
+$(NATIVE)/runtime.o: Platforms/common/runtime.c
 	@mkdir -p $(NATIVE)
 	$(CLANG) $(CFLAGS) -c $< -o $@
 
 # Always re-assembled (about a second): the images' paths may change between builds.
-$(NATIVE)/guest_images.o: Platforms/native/guest_images.S FORCE
+$(NATIVE)/guest_images.o: Platforms/common/guest_images.S FORCE
 	@mkdir -p $(NATIVE)
 	$(CLANG) $(CFLAGS) -DGUEST_KERNEL='"$(abspath $(KERNEL))"' -DGUEST_INITRD='"$(abspath $(INITRD))"' -c $< -o $@
 
-$(VMM_ELF): $(NATIVE)/start.o $(NATIVE)/runtime.o $(NATIVE)/VMMCore.o $(NATIVE)/Platform.o $(NATIVE)/guest_images.o Platforms/native/linker.ld
+$(VMM_ELF): $(NATIVE)/start.o $(NATIVE)/board.o $(NATIVE)/runtime.o $(NATIVE)/VMMCore.o $(NATIVE)/Platform.o $(NATIVE)/guest_images.o Platforms/native/linker.ld
 	$(LLD) -T Platforms/native/linker.ld --gc-sections -o $@ $(filter %.o,$^)
 
 # Checks the guest images before anything is built from them or QEMU starts: one clear message

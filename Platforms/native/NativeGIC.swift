@@ -9,7 +9,6 @@ struct NativeGIC {
     static let distributor: UInt = 0x0800_0000
     static let cpuInterface: UInt = 0x0801_0000
     static let hypervisorInterface: UInt = 0x0803_0000
-    static let virtualCPUInterface: UInt64 = 0x0804_0000
 
     /// PPI 9 (INTID 25): the GICv2 maintenance interrupt on QEMU virt.
     static let maintenanceInterrupt: UInt32 = 25

@@ -7,16 +7,17 @@
 import NativeHardware
 import VMMCore
 
-/// QEMU virt with -m 1G: where things are, and which physical interrupts belong to the guest.
+/// Where the native platform puts things on QEMU virt with -m 1G; the guest's view of the board
+/// (addresses, interrupts, command line) is VMMCore's `QEMUVirtBoard`, shared with the Microkit port.
 enum NativeBoard {
-    static let guestRAMBase: UInt64 = 0x4000_0000        // IPA of guest RAM, as on a real virt board
-    static let guestRAMSize: UInt64 = 0x2000_0000        // 512 MiB
-    static let guestRAMHost: UInt64 = 0x4800_0000        // where it lives in host RAM (see linker.ld)
-    static let uart: UInt64 = 0x0900_0000
-    static let gicCPUInterface: UInt64 = 0x0801_0000
-    static let virtualTimer: UInt32 = 27                 // PPI 11
-    static let uartInterrupt: UInt32 = 33                // SPI 1
-    static let bootargs: StaticString = "console=ttyAMA0 rdinit=/init"
+    static let guestRAMBase = QEMUVirtBoard.guestRAMBase
+    static let guestRAMSize = QEMUVirtBoard.guestRAMSize
+    static let guestRAMHost: UInt64 = 0x4800_0000        // where guest RAM lives in host RAM (see linker.ld)
+    static let uart = QEMUVirtBoard.uart
+    static let gicCPUInterface = QEMUVirtBoard.gicCPUInterface
+    static let virtualTimer = QEMUVirtBoard.virtualTimerInterrupt
+    static let uartInterrupt = QEMUVirtBoard.uartInterrupt
+    static let bootargs = QEMUVirtBoard.bootargs
 }
 
 /// The effects the core asks for, done on the physical GIC.
@@ -109,9 +110,10 @@ func configureVirtualization() {
     let stage2 = Stage2Translation()
     stage2.map(ipa: NativeBoard.guestRAMBase, pa: NativeBoard.guestRAMHost, size: NativeBoard.guestRAMSize, .normal)
     // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV).
-    stage2.map(ipa: NativeBoard.gicCPUInterface, pa: NativeGIC.virtualCPUInterface, size: 0x2000, .device)
+    stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,
+               size: QEMUVirtBoard.gicCPUInterfaceSize, .device)
     // The PL011 is passed through: the guest drives it, its interrupt is routed as SPI 1.
-    stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: 0x1000, .device)
+    stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: QEMUVirtBoard.uartSize, .device)
 
     write_vtcr_el2(Stage2Translation.vtcr)
     write_vttbr_el2(stage2.vttbr(vmid: 1))

@@ -25,7 +25,8 @@ public struct MMIOBus {
 
     /// QEMU virt's GICv2 distributor at 0x0800_0000 (64 KiB frame, registers in the first 4 KiB).
     public static var standard: MMIOBus {
-        MMIOBus(regions: [MMIORegion(base: GuestPhysicalAddress(0x0800_0000), size: 0x1_0000, device: .gicDistributor)])
+        MMIOBus(regions: [MMIORegion(base: GuestPhysicalAddress(QEMUVirtBoard.gicDistributor),
+                                     size: QEMUVirtBoard.gicDistributorSize, device: .gicDistributor)])
     }
 
     /// The device owning all of [address, address + length) and the offset of `address` in it.

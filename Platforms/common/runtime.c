@@ -1,10 +1,17 @@
-// The few C-library functions Embedded Swift expects from a freestanding platform: memory
-// primitives and an allocator. The allocator is a bump allocator over [heap_start, heap_end):
-// the VMM allocates its tables at start-up and frees almost nothing, so free() only gives back
-// the most recent block. Out of memory stops the VMM with a message on the serial line.
+// The few C-library functions Embedded Swift expects from a freestanding platform, shared by the
+// native and Microkit platforms: memory primitives and an allocator. The allocator is a bump
+// allocator over the platform's heap (platform_heap): the VMM allocates its tables at start-up and
+// frees almost nothing, so free() only gives back the most recent block. Out of memory stops the
+// VMM through platform_fatal, which reports on the platform's console.
 #include <stddef.h>
 #include <stdint.h>
-#include "include/hardware.h"
+
+/// [start, end) of the memory the allocator may hand out.
+void platform_heap(uintptr_t *start, uintptr_t *end);
+/// Prints `message` on the platform's console and never returns.
+_Noreturn void platform_fatal(const char *message);
+/// A few bits that differ from run to run, to seed hashing (the counter's low bits suffice).
+uint64_t platform_entropy(void);
 
 void *memcpy(void *dst, const void *src, size_t n) {
     uint8_t *d = dst; const uint8_t *s = src;
@@ -54,19 +61,13 @@ int memcmp(const void *a, const void *b, size_t n) {
 
 size_t strlen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 
-static uintptr_t heap_next, heap_last_block;
-
-static void heap_exhausted(void) {
-    const char *m = "vmm: out of heap memory\r\n";
-    while (*m) mmio_write32(0x09000000, (uint8_t)*m++);
-    for (;;) wfi();
-}
+static uintptr_t heap_next, heap_end, heap_last_block;
 
 int posix_memalign(void **out, size_t alignment, size_t size) {
-    if (heap_next == 0) heap_next = (uintptr_t)heap_start;
+    if (heap_next == 0) platform_heap(&heap_next, &heap_end);
     if (alignment < 16) alignment = 16;
     uintptr_t p = (heap_next + alignment - 1) & ~(uintptr_t)(alignment - 1);
-    if (p + size < p || p + size > (uintptr_t)heap_end) heap_exhausted();
+    if (p < heap_next || p + size < p || p + size > heap_end) platform_fatal("vmm: out of heap memory\n");
     heap_last_block = p;
     heap_next = p + size;
     *out = (void *)p;
@@ -78,7 +79,7 @@ void free(void *p) {
 }
 
 void arc4random_buf(void *buf, size_t n) {
-    uint64_t x = read_cntpct_el0() | 1;
+    uint64_t x = platform_entropy() | 1;
     uint8_t *b = buf;
     for (size_t i = 0; i < n; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; b[i] = (uint8_t)x; }
 }
