@@ -84,14 +84,18 @@ vmm: guest
 	@$(MAKE) --no-print-directory check-images
 	@$(MAKE) --no-print-directory $(VMM_ELF)
 
+ifdef MICROKIT_SDK
+run: microkit-run
+else
 run: vmm
 	@echo "vmm: starting QEMU; quit with Ctrl-A then x"
 	$(QEMU) $(QEMU_BOARD) -kernel $(VMM_ELF)
+endif
 
 unit-test:
 	swift test
 
-integration-test: vmm
+integration-test: vmm $(if $(MICROKIT_SDK),microkit)
 	python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
 
 test: guest
@@ -110,3 +114,57 @@ bench: vmm
 
 clean:
 	rm -rf $(BUILD)
+
+# --------------------------------------------------------------------------------------------
+# The Microkit platform: the same core as a protection domain, built against the user's SDK.
+#   make MICROKIT_SDK=/path/to/microkit-sdk-2.0.1 [BOARD=qemu_virt_aarch64] [MICROKIT_CONFIG=debug] run
+MICROKIT_BOARD  ?= $(if $(BOARD),$(BOARD),qemu_virt_aarch64)
+MICROKIT_CONFIG ?= debug
+MK              := $(BUILD)/microkit
+MK_BOARD_DIR    := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+MK_SRC          := $(wildcard Platforms/microkit/*.swift)
+MK_CFLAGS       := $(CFLAGS) -Wno-unused-function -I$(MK_BOARD_DIR)/include
+MK_QEMU         := -machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -m size=2G -nographic -serial mon:stdio
+.PHONY: microkit microkit-run microkit-sdk-check
+
+microkit-sdk-check:
+	@if [ -z "$(MICROKIT_SDK)" ]; then \
+	  echo "vmm: the Microkit platform needs a Microkit SDK: make MICROKIT_SDK=/path/to/microkit-sdk-2.0.1 run"; \
+	  echo "     SDKs come from the seL4 Microkit releases (github.com/seL4/microkit) or are built from its"; \
+	  echo "     source with build_sdk.py; they are not in Debian or PyPI. Without one, 'make run' boots the"; \
+	  echo "     native platform."; exit 2; fi
+	@if [ ! -f "$(MK_BOARD_DIR)/include/microkit.h" ]; then \
+	  echo "vmm: MICROKIT_SDK='$(MICROKIT_SDK)' has no board '$(MICROKIT_BOARD)' in config '$(MICROKIT_CONFIG)'"; \
+	  echo "     (expected $(MK_BOARD_DIR)/include/microkit.h)"; exit 2; fi
+
+$(MK)/Platform.o: $(MK_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/microkit_bridge.h
+	@mkdir -p $(MK)
+	$(SWIFTC) $(EMBEDDED) -module-name MicrokitPlatform -I $(NATIVE) -I Platforms/microkit/include \
+		-Xcc -I$(MK_BOARD_DIR)/include -c $(MK_SRC) -o $@
+
+$(MK)/entry.o: Platforms/microkit/entry.c Platforms/microkit/include/microkit_bridge.h
+	@mkdir -p $(MK)
+	$(CLANG) $(MK_CFLAGS) -c $< -o $@
+
+$(MK)/runtime.o: Platforms/common/runtime.c
+	@mkdir -p $(MK)
+	$(CLANG) $(CFLAGS) -c $< -o $@
+
+$(MK)/vmm.elf: $(MK)/entry.o $(MK)/runtime.o $(NATIVE)/VMMCore.o $(MK)/Platform.o $(NATIVE)/guest_images.o Platforms/microkit/vmm.ld
+	$(LLD) -L$(MK_BOARD_DIR)/lib -T Platforms/microkit/vmm.ld --gc-sections -o $@ $(filter %.o,$^) -lmicrokit
+
+$(MK)/vmm.system: $(MK)/vmm.elf FORCE
+	$(HOST_VMM) microkit-system --vmm-elf vmm.elf --output $@
+
+$(MK)/loader.img: $(MK)/vmm.system $(MK)/vmm.elf
+	$(MICROKIT_SDK)/bin/microkit $(MK)/vmm.system --search-path $(MK) --board $(MICROKIT_BOARD) \
+		--config $(MICROKIT_CONFIG) -o $@ -r $(MK)/report.txt
+
+microkit: microkit-sdk-check guest host
+	@$(MAKE) --no-print-directory check-images
+	@$(MAKE) --no-print-directory $(NATIVE)/VMMCore.o $(NATIVE)/guest_images.o
+	@$(MAKE) --no-print-directory $(MK)/loader.img
+
+microkit-run: microkit
+	@echo "vmm: starting QEMU with the Microkit system; quit with Ctrl-A then x"
+	$(QEMU) $(MK_QEMU) -device loader,file=$(MK)/loader.img,addr=0x70000000,cpu-num=0

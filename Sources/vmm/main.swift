@@ -1,20 +1,31 @@
-// The `vmm` host tool. For now one verb, `check-boot`: will this kernel and initrd boot in a guest of
-// this much RAM, and where does everything go? It reads the files, and leaves every decision to
-// VMMCore (`BootLayout.check`), whose failures come back as one line naming the file. A later
-// issue grows this into the full CLI (configuration file, DTB and image generation, running QEMU).
+// The `vmm` host tool. Two verbs for now: `check-boot` (will this kernel and initrd boot in a guest of
+// this much RAM, and where does everything go?) and `microkit-system` (write the Microkit system
+// description for the VMM). It reads and writes the files, and leaves every decision to VMMCore
+// (`BootLayout.check`) and VMMHost (`MicrokitSystem`), whose failures come back as lines naming the
+// field. A later issue grows this into the full CLI (configuration file, DTB and image generation,
+// running QEMU).
 
 import Foundation
 import VMMCore
+import VMMHost
 
 let usage = """
     usage: vmm check-boot --kernel PATH [--initrd PATH] --ram-size-mib N [--ram-base ADDRESS]
       Parses the arm64 Image header and plans where kernel, device tree and initrd go in guest RAM.
       --ram-base defaults to 0x40000000 (QEMU virt); numbers may be decimal or 0x-prefixed hex.
+    usage: vmm microkit-system --vmm-elf PATH [--vcpus N] --output FILE
+      Writes the Microkit system description (.system) of the VMM protection domain and its Linux guest
+      on QEMU virt; PATH is the VMM's program image as the microkit tool will find it. --vcpus defaults to 1.
     """
 
 /// Prints the one line "vmm: <message>" on stderr and exits 1.
 func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("vmm: \(message)\n".utf8))
+    fail([message])
+}
+
+/// Prints each message as its own "vmm: <message>" line on stderr and exits 1.
+func fail(_ messages: [String]) -> Never {
+    FileHandle.standardError.write(Data(messages.map { "vmm: \($0)\n" }.joined().utf8))
     exit(1)
 }
 
@@ -121,10 +132,59 @@ func checkBoot(_ options: CheckBootOptions) -> Never {
     exit(0)
 }
 
+struct MicrokitSystemOptions {
+    var vmmELF: String?
+    var vcpus = 1
+    var output: String?
+
+    init(_ arguments: ArraySlice<String>) {
+        var rest = arguments
+        while let option = rest.popFirst() {
+            guard ["--vmm-elf", "--vcpus", "--output"].contains(option) else {
+                fail("microkit-system: unknown option '\(option)' (see 'vmm --help')")
+            }
+            guard let value = rest.popFirst() else { fail("microkit-system: \(option) needs a value") }
+            switch option {
+            case "--vmm-elf": vmmELF = value
+            case "--output": output = value
+            default:
+                // Zero passes through, so that MicrokitSystem's own message explains the limit.
+                guard let count = parseNumber(value), count <= UInt64(Int.max) else {
+                    fail("--vcpus '\(value)': not a number of vCPUs")
+                }
+                vcpus = Int(count)
+            }
+        }
+    }
+}
+
+func writeMicrokitSystem(_ options: MicrokitSystemOptions) -> Never {
+    guard let vmmELF = options.vmmELF else { fail("microkit-system: --vmm-elf PATH is required (see 'vmm --help')") }
+    guard let output = options.output else { fail("microkit-system: --output FILE is required (see 'vmm --help')") }
+    let system = MicrokitSystem(programImage: vmmELF, vcpuCount: options.vcpus)
+    let text: String
+    do {
+        text = try system.render()
+    } catch {
+        switch error {
+        case .invalid(let messages): fail(messages)
+        }
+    }
+    do {
+        try text.write(toFile: output, atomically: true, encoding: .utf8)
+    } catch {
+        fail("--output '\(output)': cannot be written (\(error.localizedDescription))")
+    }
+    print("vmm: wrote \(output)")
+    exit(0)
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 switch arguments.first {
 case "check-boot":
     checkBoot(CheckBootOptions(arguments.dropFirst()))
+case "microkit-system":
+    writeMicrokitSystem(MicrokitSystemOptions(arguments.dropFirst()))
 case "-h", "--help", "help":
     print(usage)
 case let verb?:

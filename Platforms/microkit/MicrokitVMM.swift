@@ -1,0 +1,208 @@
+// The Microkit platform: the VMM as a protection domain whose child is the guest's virtual machine.
+//
+// seL4 owns what the native platform does by hand (stage 2, the GIC, the world switch); this layer
+// only translates. `init` loads the guest and starts its vCPU; `notified` turns a channel into the
+// physical interrupt it stands for; `fault` decodes the fault message (VMCore's `SeL4Fault`, with
+// labels and register numbers from the SDK's headers), runs the core on the vCPU's registers and
+// replies. The core's requests become libmicrokit calls: list registers → inject_irq, acknowledging
+// a line → irq_ack (SPIs, by channel) or ack_vppi (the timer).
+import MicrokitSDK
+import VMMCore
+
+/// The SDK's own numbers for fault labels and message registers.
+let faultLayout = SeL4FaultLayout(
+    vmFault: UInt64(seL4_Fault_VMFault.rawValue),
+    vcpuFault: UInt64(seL4_Fault_VCPUFault.rawValue),
+    vgicMaintenance: UInt64(seL4_Fault_VGICMaintenance.rawValue),
+    vppiEvent: UInt64(seL4_Fault_VPPIEvent.rawValue),
+    unknownSyscall: UInt64(seL4_Fault_UnknownSyscall.rawValue),
+    userException: UInt64(seL4_Fault_UserException.rawValue),
+    vmFaultIP: Int(seL4_VMFault_IP.rawValue),
+    vmFaultAddress: Int(seL4_VMFault_Addr.rawValue),
+    vmFaultPrefetch: Int(seL4_VMFault_PrefetchFault.rawValue),
+    vmFaultStatus: Int(seL4_VMFault_FSR.rawValue),
+    vcpuFaultSyndrome: Int(seL4_VCPUFault_HSR.rawValue),
+    vgicMaintenanceIndex: Int(seL4_VGICMaintenance_IDX.rawValue),
+    vppiEventInterrupt: Int(seL4_VPPIEvent_IRQ.rawValue),
+    unknownSyscallFaultIP: Int(seL4_UnknownSyscall_FaultIP.rawValue),
+    userExceptionFaultIP: Int(seL4_UserException_FaultIP.rawValue))
+
+/// Physical interrupts that reach this PD on channels (the generated .system's <irq> elements).
+let channelInterrupts: [(channel: UInt32, interrupt: UInt32)] = [
+    (MicrokitLayout.uartChannel, QEMUVirtBoard.uartInterrupt),
+]
+
+struct MicrokitPlatform: VMMPlatform {
+    mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
+        // seL4 takes the 5-bit list-register priority field (0–31), not the GIC priority byte.
+        microkit_vcpu_arm_inject_irq(microkit_child(vcpu), UInt16(entry.interrupt), entry.priority >> 3,
+                                     entry.group1 ? 1 : 0, UInt8(index))
+    }
+
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
+        if interrupt < 32 {
+            microkit_vcpu_arm_ack_vppi(0, seL4_Word(interrupt))
+            return
+        }
+        for route in channelInterrupts where route.interrupt == interrupt {
+            microkit_irq_ack(microkit_channel(route.channel))
+        }
+    }
+}
+
+nonisolated(unsafe) var machine: VirtualMachine? = nil
+nonisolated(unsafe) var platform = MicrokitPlatform()
+
+func log(_ message: StaticString) {
+    message.withUTF8Buffer { for byte in $0 { microkit_dbg_putc(Int32(byte)) } }
+}
+
+func logHex(_ value: UInt64) {
+    log("0x")
+    var shift = 60
+    while shift >= 0 {
+        let nibble = UInt8((value >> UInt64(shift)) & 0xf)
+        microkit_dbg_putc(Int32(nibble < 10 ? 48 + nibble : 87 + nibble))
+        shift -= 4
+    }
+}
+
+@_cdecl("vmm_init")
+func vmmInit() {
+    log("vmm: Microkit protection domain, starting the guest\n")
+    guard let host = UnsafeMutableRawPointer(bitPattern: UInt(guest_ram_vaddr)) else {
+        log("vmm: guest RAM is not mapped (guest_ram_vaddr is 0): check the system description\n")
+        return
+    }
+    let memory = GuestMemory(base: GuestPhysicalAddress(QEMUVirtBoard.guestRAMBase), size: UInt64(guest_ram_size), host: host)
+    var bootargs: [UInt8] = []
+    QEMUVirtBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
+    let guest: LoadedGuest
+    do throws(GuestBootError) {
+        guest = try GuestBoot.load(into: memory,
+                                   kernel: UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size()),
+                                   initrd: UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size()),
+                                   bootargs: bootargs, vcpuCount: 1)
+    } catch {
+        log("vmm: cannot boot the guest: ")
+        log(error.message)
+        log("\n")
+        return
+    }
+    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4,
+                             routes: [InterruptRoute(physical: QEMUVirtBoard.virtualTimerInterrupt,
+                                                     virtual: QEMUVirtBoard.virtualTimerInterrupt),
+                                      InterruptRoute(physical: QEMUVirtBoard.uartInterrupt,
+                                                     virtual: QEMUVirtBoard.uartInterrupt)])
+    var context = seL4_UserContext()
+    store(guest.registers, into: &context)
+    _ = vmm_write_vcpu_registers(0, &context)
+    microkit_vcpu_arm_write_reg(0, seL4_Word(seL4_VCPUReg_SCTLR.rawValue), 0x30d0_0800)  // MMU and caches off
+    log("vmm: guest loaded; entering the kernel at ")
+    logHex(guest.registers.pc)
+    log("\n")
+    microkit_vcpu_restart(0, seL4_Word(guest.registers.pc))
+}
+
+@_cdecl("vmm_notified")
+func vmmNotified(_ channel: microkit_channel) {
+    for route in channelInterrupts where route.channel == UInt32(channel) {
+        machine?.notified(interrupt: route.interrupt, vcpu: 0, platform: &platform)
+        return
+    }
+    log("vmm: notification on an unexpected channel\n")
+}
+
+@_cdecl("vmm_fault")
+func vmmFault(_ child: microkit_child, _ label: seL4_Word) -> seL4_Bool {
+    guard machine != nil else { return seL4_Bool(0) }
+    let vcpu = Int(child)
+    let event = SeL4Fault.decode(label: UInt64(label), layout: faultLayout) { index in
+        UInt64(vmm_message_register(UInt8(truncatingIfNeeded: index)))
+    }
+    switch event {
+    case .guestException(let syndrome, let address):
+        var context = seL4_UserContext()
+        _ = vmm_read_vcpu_registers(child, &context)
+        var registers = load(context)
+        let action = machine!.fault(vcpu: vcpu, syndrome: syndrome, address: address,
+                                    registers: &registers, platform: &platform)
+        store(registers, into: &context)
+        _ = vmm_write_vcpu_registers(child, &context)
+        return resume(after: action, child: child)
+    case .maintenance(let index):
+        machine!.maintenance(vcpu: vcpu, listRegister: index, platform: &platform)
+        return seL4_Bool(1)
+    case .spuriousMaintenance:
+        return seL4_Bool(1)
+    case .privateInterrupt(let interrupt):
+        machine!.notified(interrupt: interrupt, vcpu: vcpu, platform: &platform)
+        return seL4_Bool(1)
+    case .unhandled(let label, let pc):
+        log("vmm: guest stopped: fault the VMM does not handle, label ")
+        logHex(label)
+        log(" PC ")
+        logHex(pc)
+        log("\n")
+        microkit_vcpu_stop(child)
+        return seL4_Bool(0)
+    }
+}
+
+/// Carries out the core's decision; true means "reply to the fault", which resumes the vCPU.
+func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
+    switch action {
+    case .resume, .waitForInterrupt:
+        return seL4_Bool(1)
+    case .powerOff:
+        log("vmm: guest powered off\n")
+    case .reset:
+        log("vmm: guest asked for a reset; stopping it\n")
+    case .stopVCPU:
+        log("vmm: guest vCPU turned itself off\n")
+    case .startVCPU:
+        log("vmm: CPU_ON for a vCPU this system does not run\n")
+    case .stop(let report):
+        log("\nvmm: guest stopped: ")
+        log(report.reasonText)
+        log("\nvmm:   vCPU ")
+        logHex(UInt64(report.vcpu))
+        log(" PC ")
+        logHex(report.pc)
+        log(" ESR ")
+        logHex(report.syndrome)
+        log(" address ")
+        logHex(report.address)
+        log("\n")
+    }
+    microkit_vcpu_stop(child)
+    return seL4_Bool(0)
+}
+
+func load(_ context: seL4_UserContext) -> RegisterFile {
+    var r = RegisterFile()
+    r.x[0] = UInt64(context.x0); r.x[1] = UInt64(context.x1); r.x[2] = UInt64(context.x2); r.x[3] = UInt64(context.x3)
+    r.x[4] = UInt64(context.x4); r.x[5] = UInt64(context.x5); r.x[6] = UInt64(context.x6); r.x[7] = UInt64(context.x7)
+    r.x[8] = UInt64(context.x8); r.x[9] = UInt64(context.x9); r.x[10] = UInt64(context.x10); r.x[11] = UInt64(context.x11)
+    r.x[12] = UInt64(context.x12); r.x[13] = UInt64(context.x13); r.x[14] = UInt64(context.x14); r.x[15] = UInt64(context.x15)
+    r.x[16] = UInt64(context.x16); r.x[17] = UInt64(context.x17); r.x[18] = UInt64(context.x18); r.x[19] = UInt64(context.x19)
+    r.x[20] = UInt64(context.x20); r.x[21] = UInt64(context.x21); r.x[22] = UInt64(context.x22); r.x[23] = UInt64(context.x23)
+    r.x[24] = UInt64(context.x24); r.x[25] = UInt64(context.x25); r.x[26] = UInt64(context.x26); r.x[27] = UInt64(context.x27)
+    r.x[28] = UInt64(context.x28); r.x[29] = UInt64(context.x29); r.x[30] = UInt64(context.x30)
+    r.pc = UInt64(context.pc)
+    r.pstate = UInt64(context.spsr)
+    return r
+}
+
+func store(_ r: RegisterFile, into context: inout seL4_UserContext) {
+    context.x0 = UInt(r.x[0]); context.x1 = UInt(r.x[1]); context.x2 = UInt(r.x[2]); context.x3 = UInt(r.x[3])
+    context.x4 = UInt(r.x[4]); context.x5 = UInt(r.x[5]); context.x6 = UInt(r.x[6]); context.x7 = UInt(r.x[7])
+    context.x8 = UInt(r.x[8]); context.x9 = UInt(r.x[9]); context.x10 = UInt(r.x[10]); context.x11 = UInt(r.x[11])
+    context.x12 = UInt(r.x[12]); context.x13 = UInt(r.x[13]); context.x14 = UInt(r.x[14]); context.x15 = UInt(r.x[15])
+    context.x16 = UInt(r.x[16]); context.x17 = UInt(r.x[17]); context.x18 = UInt(r.x[18]); context.x19 = UInt(r.x[19])
+    context.x20 = UInt(r.x[20]); context.x21 = UInt(r.x[21]); context.x22 = UInt(r.x[22]); context.x23 = UInt(r.x[23])
+    context.x24 = UInt(r.x[24]); context.x25 = UInt(r.x[25]); context.x26 = UInt(r.x[26]); context.x27 = UInt(r.x[27])
+    context.x28 = UInt(r.x[28]); context.x29 = UInt(r.x[29]); context.x30 = UInt(r.x[30])
+    context.pc = UInt(r.pc)
+    context.spsr = UInt(r.pstate)
+}
