@@ -120,7 +120,8 @@ clean:
 #   make MICROKIT_SDK=/path/to/microkit-sdk-2.0.1 [BOARD=qemu_virt_aarch64] [MICROKIT_CONFIG=debug] run
 MICROKIT_BOARD  ?= $(if $(BOARD),$(BOARD),qemu_virt_aarch64)
 MICROKIT_CONFIG ?= debug
-MK              := $(BUILD)/microkit
+MK              := $(BUILD)/microkit/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
+export VMM_MICROKIT_IMAGE := $(abspath $(MK))/loader.img
 MK_BOARD_DIR    := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 MK_SRC          := $(wildcard Platforms/microkit/*.swift)
 MK_CFLAGS       := $(CFLAGS) -Wno-unused-function -I$(MK_BOARD_DIR)/include

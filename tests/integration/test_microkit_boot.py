@@ -19,7 +19,8 @@ SDK = os.environ.get("MICROKIT_SDK", "")
 
 
 def microkit_command():
-    image = REPO_ROOT / "build/microkit/loader.img"
+    image = os.environ.get("VMM_MICROKIT_IMAGE",
+                           REPO_ROOT / "build/microkit/qemu_virt_aarch64/debug/loader.img")
     return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
             "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-m", "size=2G",
             "-nographic", "-serial", "mon:stdio",
