@@ -24,6 +24,17 @@ CORE_SRC    := $(wildcard Sources/VMMCore/*.swift)
 NATIVE_SRC  := $(wildcard Platforms/native/*.swift)
 
 QEMU_BOARD  := -machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -m 1G -nographic
+# The board's own virtio devices, which the VMM drives to back the guest's: a disk image file, user
+# networking with a port forward to the guest's port 80, and a console port on a unix socket.
+DISK        ?= $(BUILD)/disk.img
+DISK_SIZE   ?= 256M
+NET_PORT    ?= 8080
+GUEST_MAC   ?= 52:54:00:12:34:56
+CONSOLE_SOCKET ?= $(BUILD)/hvc0.sock
+QEMU_DEVICES = -drive file=$(DISK),if=none,format=raw,id=disk0 -device virtio-blk-device,drive=disk0 \
+               -netdev user,id=net0,hostfwd=tcp:127.0.0.1:$(NET_PORT)-:80 -device virtio-net-device,netdev=net0,mac=$(GUEST_MAC) \
+               -chardev socket,id=console1,path=$(CONSOLE_SOCKET),server=on,wait=off \
+               -device virtio-serial-device -device virtconsole,chardev=console1
 VMM_ELF     := $(NATIVE)/vmm.elf
 HOST_VMM    := .build/debug/vmm
 GUEST_RAM_MIB := 512
@@ -87,9 +98,14 @@ vmm: guest
 ifdef MICROKIT_SDK
 run: microkit-run
 else
-run: vmm
-	@echo "vmm: starting QEMU; quit with Ctrl-A then x"
-	$(QEMU) $(QEMU_BOARD) -kernel $(VMM_ELF)
+run: vmm $(DISK)
+	@echo "vmm: starting QEMU; quit with Ctrl-A then x. Disk: $(DISK); guest port 80 at 127.0.0.1:$(NET_PORT); hvc0 on $(CONSOLE_SOCKET)"
+	$(QEMU) $(QEMU_BOARD) $(QEMU_DEVICES) -kernel $(VMM_ELF)
+
+# A blank raw disk for the guest's /dev/vda, made once; the guest's writes stay in it.
+$(DISK):
+	@mkdir -p $(dir $@)
+	truncate -s $(DISK_SIZE) $@
 endif
 
 unit-test:

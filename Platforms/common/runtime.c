@@ -1,8 +1,7 @@
 // The few C-library functions Embedded Swift expects from a freestanding platform, shared by the
-// native and Microkit platforms: memory primitives and an allocator. The allocator is a bump
-// allocator over the platform's heap (platform_heap): the VMM allocates its tables at start-up and
-// frees almost nothing, so free() only gives back the most recent block. Out of memory stops the
-// VMM through platform_fatal, which reports on the platform's console.
+// native and Microkit platforms: memory primitives and an allocator over the platform's heap
+// (platform_heap). Out of memory stops the VMM through platform_fatal, which reports on the
+// platform's console.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,21 +60,54 @@ int memcmp(const void *a, const void *b, size_t n) {
 
 size_t strlen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 
-static uintptr_t heap_next, heap_end, heap_last_block;
+// The allocator. Steady-state work (a descriptor chain's buffer list per request, say) allocates
+// and frees blocks of a few sizes over and over, so freed blocks are kept on per-size free lists:
+// requests up to 32 KiB with alignment up to 16 are rounded up to a power of two and recycled.
+// Larger or more aligned blocks (page tables, DMA areas, set up once) come from the bump pointer
+// and are never reused. Every block carries a 16-byte header naming its size class.
+#define SIZE_CLASSES 12                 /* 16 B .. 32 KiB */
+#define NOT_RECYCLED 0xffu
+#define HEADER 16u
+
+static uintptr_t heap_next, heap_end;
+static void *free_lists[SIZE_CLASSES];
+
+static uintptr_t bump(size_t size, size_t alignment) {
+    if (heap_next == 0) platform_heap(&heap_next, &heap_end);
+    uintptr_t p = (heap_next + HEADER + alignment - 1) & ~(uintptr_t)(alignment - 1);
+    if (p < heap_next || p + size < p || p + size > heap_end) platform_fatal("vmm: out of heap memory\n");
+    heap_next = p + size;
+    return p;
+}
 
 int posix_memalign(void **out, size_t alignment, size_t size) {
-    if (heap_next == 0) platform_heap(&heap_next, &heap_end);
-    if (alignment < 16) alignment = 16;
-    uintptr_t p = (heap_next + alignment - 1) & ~(uintptr_t)(alignment - 1);
-    if (p < heap_next || p + size < p || p + size > heap_end) platform_fatal("vmm: out of heap memory\n");
-    heap_last_block = p;
-    heap_next = p + size;
+    if (alignment < HEADER) alignment = HEADER;
+    if (size == 0) size = 1;
+    unsigned size_class = 0;
+    while (size_class < SIZE_CLASSES && ((size_t)16 << size_class) < size) size_class++;
+    uintptr_t p;
+    if (alignment == HEADER && size_class < SIZE_CLASSES) {
+        if (free_lists[size_class]) {
+            p = (uintptr_t)free_lists[size_class];
+            free_lists[size_class] = *(void **)p;
+        } else {
+            p = bump((size_t)16 << size_class, HEADER);
+        }
+    } else {
+        size_class = NOT_RECYCLED;
+        p = bump(size, alignment);
+    }
+    *(uint32_t *)(p - HEADER) = size_class;
     *out = (void *)p;
     return 0;
 }
 
-void free(void *p) {
-    if (p != 0 && (uintptr_t)p == heap_last_block) { heap_next = heap_last_block; heap_last_block = 0; }
+void free(void *block) {
+    if (block == 0) return;
+    uint32_t size_class = *(uint32_t *)((uintptr_t)block - HEADER);
+    if (size_class >= SIZE_CLASSES) return;
+    *(void **)block = free_lists[size_class];
+    free_lists[size_class] = block;
 }
 
 void arc4random_buf(void *buf, size_t n) {

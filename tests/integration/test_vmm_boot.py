@@ -68,15 +68,15 @@ class VMMBootTests(unittest.TestCase):
 
     def test_access_to_an_unemulated_address_stops_the_guest_with_a_report(self):
         console = self.boot("vmm-bad-access")
-        # 0x0a000000 is QEMU virt's virtio-mmio window: not in the guest's device tree and not
+        # 0x0c000000 is QEMU virt's platform-bus window: not in the guest's device tree and not
         # mapped by stage 2, so the read traps and no device claims it.
-        console.sendline("devmem 0x0a000000 32")
+        console.sendline("devmem 0x0c000000 32")
         match = console.expect(
             rb"vmm: guest stopped: access to an address no device emulates\r?\n"
             rb"vmm:   vCPU 0 PC (0x[0-9a-f]{16}) ESR (0x[0-9a-f]{16}) address (0x[0-9a-f]{16})", 60.0)
         esr = int(match.group(2), 16)
         self.assertEqual(esr >> 26, 0x24, "ESR should say data abort from a lower EL")
-        self.assertEqual(int(match.group(3), 16), 0x0A00_0000)
+        self.assertEqual(int(match.group(3), 16), 0x0C00_0000)
 
 
 if __name__ == "__main__":
