@@ -31,7 +31,8 @@ DISK_SIZE   ?= 256M
 NET_PORT    ?= 8080
 GUEST_MAC   ?= 52:54:00:12:34:56
 CONSOLE_SOCKET ?= $(BUILD)/hvc0.sock
-QEMU_DEVICES = -drive file=$(DISK),if=none,format=raw,id=disk0 -device virtio-blk-device,drive=disk0 \
+QEMU_DEVICES = -global virtio-mmio.force-legacy=false \
+               -drive file=$(DISK),if=none,format=raw,id=disk0 -device virtio-blk-device,drive=disk0 \
                -netdev user,id=net0,hostfwd=tcp:127.0.0.1:$(NET_PORT)-:80 -device virtio-net-device,netdev=net0,mac=$(GUEST_MAC) \
                -chardev socket,id=console1,path=$(CONSOLE_SOCKET),server=on,wait=off \
                -device virtio-serial-device -device virtconsole,chardev=console1

@@ -20,8 +20,11 @@ enum NativeBoard {
     static let bootargs = QEMUVirtBoard.bootargs
 }
 
-/// The effects the core asks for, done on the physical GIC.
+/// The effects the core asks for, done on the physical GIC, and the guest's device I/O, done by
+/// the board's own virtio devices.
 struct NativePlatform: VMMPlatform {
+    var board: BoardDevices
+
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
         NativeGIC.writeListRegister(index, entry.gichValue)
     }
@@ -29,6 +32,55 @@ struct NativePlatform: VMMPlatform {
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
         NativeGIC.enable(interrupt)
     }
+
+    func blockCapacity(device: Int) -> UInt64? { device == 0 ? board.block?.capacity : nil }
+
+    mutating func blockRead(device: Int, sector: UInt64, into segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        guard device == 0 else { return false }
+        return board.block?.read(sector: sector, into: BoardDevices.deviceBuffers(segments)) ?? false
+    }
+
+    mutating func blockWrite(device: Int, sector: UInt64, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        guard device == 0 else { return false }
+        return board.block?.write(sector: sector, from: BoardDevices.deviceBuffers(segments)) ?? false
+    }
+
+    mutating func blockFlush(device: Int) -> Bool {
+        guard device == 0 else { return false }
+        return board.block?.flush() ?? false
+    }
+
+    mutating func networkTransmit(device: Int, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        guard device == 0, board.network != nil else { return false }
+        guard board.network!.transmit(BoardDevices.deviceBuffers(segments)) else { return false }
+        // The board's device reads the guest's buffers on its own time; the guest may reuse them as
+        // soon as the chain is used. So wait here until the frame has left (bounded).
+        var spins = 0
+        while board.network!.pendingTransmissions > 0 && spins < 50_000_000 {
+            _ = board.network!.reclaimTransmitted()
+            spins += 1
+        }
+        return board.network!.pendingTransmissions == 0
+    }
+
+    mutating func consoleWrite(device: Int, _ bytes: UnsafeRawBufferPointer) {
+        guard device == 0, board.console != nil else { return }
+        var rest = bytes
+        var attempts = 0
+        while rest.count > 0 && attempts < 1_000_000 {
+            let written = board.console!.write(rest)
+            rest = UnsafeRawBufferPointer(rebasing: rest[written...])
+            attempts += 1
+        }
+    }
+}
+
+/// Only the list registers: for delivering received data while the board's drivers are busy.
+struct NativeInterruptSink: VMMPlatform {
+    mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
+        NativeGIC.writeListRegister(index, entry.gichValue)
+    }
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt) }
 }
 
 /// Guest vCPU state while the VMM runs: the trap frame that start.S fills and reloads.
@@ -67,10 +119,16 @@ func nativeMain() {
     var bootargs: [UInt8] = []
     NativeBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
 
+    NativeGIC.initialize()
+    let (board, virtioDevices) = BoardDevices.discover(mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
+    var deviceTreeEntries: [GuestDevice] = []
+    for device in virtioDevices { deviceTreeEntries.append(device.deviceTreeEntry) }
+
     let vcpu = NativeVCPU()
     let guest: LoadedGuest
     do throws(GuestBootError) {
-        guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd, bootargs: bootargs, vcpuCount: 1)
+        guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd, bootargs: bootargs, vcpuCount: 1,
+                                   devices: deviceTreeEntries)
     } catch {
         NativeConsole.write("vmm: cannot boot the guest: ")
         NativeConsole.write(error.message)
@@ -84,10 +142,10 @@ func nativeMain() {
     if let initrd = guest.layout.initrd { cleanToPointOfCoherency(memory, initrd, guest.layout.initrdSize) }
     ic_iallu()
 
-    NativeGIC.initialize()
     var vm = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: NativeGIC.listRegisterCount,
                             routes: [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
-                                     InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)])
+                                     InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)],
+                            devices: virtioDevices)
     configureVirtualization()
     NativeConsole.write("vmm: guest loaded; entering the kernel at ")
     NativeConsole.hex(guest.registers.pc)
@@ -96,7 +154,8 @@ func nativeMain() {
     NativeConsole.write("\n")
     NativeGIC.enable(NativeBoard.virtualTimer)
     NativeGIC.enable(NativeBoard.uartInterrupt)
-    run(&vm, vcpu)
+    var platform = NativePlatform(board: board)
+    run(&vm, vcpu, &platform)
 }
 
 func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddress, _ length: UInt64) {
@@ -132,8 +191,7 @@ func configureVirtualization() {
     tlbi_vmalls12e1()
 }
 
-func run(_ vm: inout VirtualMachine, _ vcpu: NativeVCPU) {
-    var platform = NativePlatform()
+func run(_ vm: inout VirtualMachine, _ vcpu: NativeVCPU, _ platform: inout NativePlatform) {
     while true {
         let kind = enter_guest(vcpu.frame)
         switch kind {
@@ -183,7 +241,22 @@ func handleInterrupts(_ vm: inout VirtualMachine, _ platform: inout NativePlatfo
         let iar = NativeGIC.acknowledge()
         let interrupt = iar & 0x3ff
         if interrupt >= 1020 { return }
-        if interrupt == NativeGIC.maintenanceInterrupt {
+        if interrupt == platform.board.networkInterrupt && platform.board.network != nil {
+            _ = platform.board.network!.device.acknowledgeInterrupt()
+            var sink = NativeInterruptSink()
+            _ = platform.board.network!.receive { frame in
+                vm.networkReceived(device: 0, frame: frame, platform: &sink)
+            }
+            _ = platform.board.network!.reclaimTransmitted()
+            NativeGIC.endOfInterrupt(iar)
+        } else if interrupt == platform.board.consoleInterrupt && platform.board.console != nil {
+            _ = platform.board.console!.device.acknowledgeInterrupt()
+            var sink = NativeInterruptSink()
+            _ = platform.board.console!.receive { input in
+                vm.consoleReceived(device: 0, input: input, platform: &sink)
+            }
+            NativeGIC.endOfInterrupt(iar)
+        } else if interrupt == NativeGIC.maintenanceInterrupt {
             var finished = NativeGIC.endOfInterruptStatus
             while finished != 0 {
                 let index = finished.trailingZeroBitCount

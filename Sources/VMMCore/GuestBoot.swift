@@ -35,7 +35,7 @@ public enum GuestBoot {
 
     public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
                             initrd: UnsafeRawBufferPointer?, bootargs: [UInt8],
-                            vcpuCount: Int) throws(GuestBootError) -> LoadedGuest {
+                            vcpuCount: Int, devices: [GuestDevice] = []) throws(GuestBootError) -> LoadedGuest {
         let header: ImageHeader
         do { header = try ImageHeader(bytes: kernel) } catch { throw .kernel(error) }
         let layout: BootLayout
@@ -51,8 +51,9 @@ public enum GuestBoot {
             memory.write(initrd, at: at)
             initrdRange = (at.raw, at.raw + UInt64(initrd.count))
         }
-        let board = GuestBoardDescription(ramBase: memory.base.raw, ramSize: memory.size, vcpuCount: vcpuCount,
+        var board = GuestBoardDescription(ramBase: memory.base.raw, ramSize: memory.size, vcpuCount: vcpuCount,
                                           bootargs: bootargs, initrd: initrdRange)
+        board.devices = devices
         let dtb = GuestDeviceTree.build(board)
         guard UInt64(dtb.count) <= layout.dtbMaxSize else { throw .deviceTreeTooLarge }
         dtb.withUnsafeBytes { _ = memory.write($0, at: layout.dtb) }

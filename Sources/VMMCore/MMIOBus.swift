@@ -5,6 +5,10 @@
 
 public enum EmulatedDevice: Equatable {
     case gicDistributor
+    /// The n-th virtio block, network or console device of the VM (`VirtioDevices`).
+    case virtioBlock(Int)
+    case virtioNetwork(Int)
+    case virtioConsole(Int)
 }
 
 public struct MMIORegion: Equatable {
@@ -22,6 +26,10 @@ public struct MMIOBus {
     public private(set) var regions: [MMIORegion]
 
     public init(regions: [MMIORegion]) { self.regions = regions }
+
+    /// Adds regions (devices placed after the bus was made). Overlaps are the caller's mistake to
+    /// avoid; `find` answers with the first region that holds the whole access.
+    public mutating func add(_ more: [MMIORegion]) { regions.append(contentsOf: more) }
 
     /// QEMU virt's GICv2 distributor at 0x0800_0000 (64 KiB frame, registers in the first 4 KiB).
     public static var standard: MMIOBus {

@@ -310,6 +310,20 @@ public struct VirtioMMIOTransport<Model: VirtioDeviceModel> {
         return body(&queues[index]!)
     }
 
+    /// Runs `body` on the device model and ready queue `index` together (a device serving its queue).
+    /// A queue error means the guest broke the ring: the device is marked DEVICE_NEEDS_RESET (§2.1.2)
+    /// and nil is returned, as it is when the queue is not ready or the device not live.
+    public mutating func serve<R>(queue index: Int,
+                                  _ body: (inout Model, inout SplitVirtqueue) throws(VirtqueueError) -> R) -> R? {
+        guard isLive, index >= 0, index < queues.count, queues[index] != nil else { return nil }
+        do {
+            return try body(&model, &queues[index]!)
+        } catch {
+            markNeedsReset()
+            return nil
+        }
+    }
+
     // MARK: Notifications to the driver (§2.3, §4.2.3.4)
 
     /// Sets interruptStatus bit 0 (the VMM then raises the virq). §3.1.2: no used buffer

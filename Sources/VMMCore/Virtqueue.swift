@@ -157,13 +157,24 @@ public struct SplitVirtqueue {
     /// The next chain the driver made available, or nil when there is none. After an error the
     /// entry counts as consumed; the device is expected to be reset (DEVICE_NEEDS_RESET).
     public mutating func popAvailable(memory: GuestMemory) throws(VirtqueueError) -> DescriptorChain? {
-        guard let availableIndex = memory.load(UInt16.self, at: try address(configuration.availableRing, 2))
+        guard var availableIndex = memory.load(UInt16.self, at: try address(configuration.availableRing, 2))
         else { throw .ringOutsideMemory }
         // §2.7.13.3: idx wraps naturally at 65536, so the distance is a wrapping difference; the driver
         // can never be more than a queue's worth ahead (§2.7.13: "the ring buffer is the same size as
         // the descriptor table"), and §2.7.6.1 forbids moving idx backwards, which looks the same.
-        let pending = availableIndex &- lastAvailableIndex
-        if pending == 0 { return nil }
+        var pending = availableIndex &- lastAvailableIndex
+        if pending == 0 {
+            // §2.7.10: with VIRTIO_F_EVENT_IDX the driver notifies only when it passes avail_event, so
+            // the device asks for the next entry before it goes idle, then looks once more for an
+            // entry the driver published before it could see the request.
+            guard eventIndex else { return nil }
+            enableNotifications(memory: memory)
+            guard let again = memory.load(UInt16.self, at: try address(configuration.availableRing, 2))
+            else { throw .ringOutsideMemory }
+            availableIndex = again
+            pending = availableIndex &- lastAvailableIndex
+            if pending == 0 { return nil }
+        }
         guard pending <= configuration.size else { throw .availableIndexTooFar }
         // §2.7.13.3.1: the driver's barrier before its idx update pairs with this one: the ring entry
         // and the descriptors are read only after idx.

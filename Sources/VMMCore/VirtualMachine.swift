@@ -7,12 +7,23 @@
 // `VCPUAction`; it asks the platform (generic `P: VMMPlatform`) only for effects it cannot decide
 // alone: writing list registers and re-enabling a physical interrupt line.
 
-/// Effects the core asks of the platform.
-public protocol VMMPlatform: VirtualInterruptSink {
+/// Effects the core asks of the platform, and the backends of the guest's virtio devices.
+public protocol VMMPlatform: VirtualInterruptSink, BlockBackend, NetworkBackend, ConsoleBackend {
     /// Re-enable physical interrupt `interrupt`, which the platform masked when it reported it,
     /// because the guest has now handled its virtual copy (seL4: `microkit_irq_ack` or
     /// `microkit_vcpu_arm_ack_vppi`; native: GICD_ISENABLER).
     mutating func acknowledgeInterrupt(_ interrupt: UInt32)
+}
+
+/// A platform without real devices behind a kind of virtio device: every request fails, so the
+/// guest sees I/O errors rather than the VMM stopping.
+extension VMMPlatform {
+    public func blockCapacity(device: Int) -> UInt64? { nil }
+    public mutating func blockRead(device: Int, sector: UInt64, into segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool { false }
+    public mutating func blockWrite(device: Int, sector: UInt64, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool { false }
+    public mutating func blockFlush(device: Int) -> Bool { false }
+    public mutating func networkTransmit(device: Int, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool { false }
+    public mutating func consoleWrite(device: Int, _ bytes: UnsafeRawBufferPointer) {}
 }
 
 /// Why the core stopped a guest. Each names what the guest did.
@@ -71,14 +82,18 @@ public struct VirtualMachine {
     public var vgic: VGIC
     public var psci: PSCI
     public var bus: MMIOBus
+    public var devices: VirtioDevices
     public private(set) var routes: [InterruptRoute]
 
     public init(memory: GuestMemory, vcpuCount: Int, listRegisterCount: Int,
-                routes: [InterruptRoute], bus: MMIOBus = MMIOBus.standard) {
+                routes: [InterruptRoute], devices: [VirtioDeviceDescription] = [],
+                bus: MMIOBus = MMIOBus.standard) {
         self.memory = memory
         self.vgic = VGIC(vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
         self.psci = PSCI(vcpuCount: vcpuCount)
+        self.devices = VirtioDevices(devices)
         self.bus = bus
+        self.bus.add(self.devices.regions)
         self.routes = routes
     }
 
@@ -183,6 +198,125 @@ public struct VirtualMachine {
                 registers.write(access.register, access.registerValue(fromRead: UInt64(value)))
             }
             return true
+        case .virtioBlock(let n):
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                let effect = devices.blocks[n].transport.write(offset: offset, width: access.accessSize,
+                                                               value: UInt32(truncatingIfNeeded: value), memory: memory)
+                if case .queueNotify = effect { serveBlock(n, platform: &platform) }
+                raiseIfPending(devices.blocks[n].transport.interruptStatus, devices.blocks[n].interrupt, effect, &platform)
+            } else {
+                let raw = devices.blocks[n].transport.read(offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
+            }
+            return true
+        case .virtioNetwork(let n):
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                let effect = devices.networks[n].transport.write(offset: offset, width: access.accessSize,
+                                                                 value: UInt32(truncatingIfNeeded: value), memory: memory)
+                if case .queueNotify(let queue) = effect, queue == VirtioNet.transmitQueue {
+                    serveNetworkTransmit(n, platform: &platform)
+                }
+                raiseIfPending(devices.networks[n].transport.interruptStatus, devices.networks[n].interrupt, effect, &platform)
+            } else {
+                let raw = devices.networks[n].transport.read(offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
+            }
+            return true
+        case .virtioConsole(let n):
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                let effect = devices.consoles[n].transport.write(offset: offset, width: access.accessSize,
+                                                                 value: UInt32(truncatingIfNeeded: value), memory: memory)
+                if case .queueNotify(let queue) = effect, queue == VirtioConsole.transmitQueue {
+                    serveConsoleTransmit(n, platform: &platform)
+                }
+                raiseIfPending(devices.consoles[n].transport.interruptStatus, devices.consoles[n].interrupt, effect, &platform)
+            } else {
+                let raw = devices.consoles[n].transport.read(offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
+            }
+            return true
         }
+    }
+
+    // MARK: Virtio devices
+
+    /// After a register write: a device whose interrupt status became (or stayed) non-zero because
+    /// of that write raises its line. An acknowledgement that leaves bits set raises it again,
+    /// since the guest's handler has already run (the line is level-triggered in spirit).
+    private mutating func raiseIfPending<P: VMMPlatform>(_ status: UInt32, _ interrupt: UInt32,
+                                                         _ effect: VirtioMMIOEffect, _ platform: inout P) {
+        guard status != 0 else { return }
+        switch effect {
+        case .none, .reset: return
+        case .queueNotify, .statusChanged, .interruptAcknowledged:
+            _ = vgic.inject(vcpu: 0, interrupt: interrupt, sink: &platform)
+        }
+    }
+
+    private mutating func serveBlock<P: VMMPlatform>(_ n: Int, platform: inout P) {
+        let memory = self.memory
+        let used = devices.blocks[n].transport.serve(queue: 0) { model, queue throws(VirtqueueError) in
+            try model.processRequests(&queue, memory: memory, backend: &platform)
+                && queue.needsInterrupt(memory: memory)
+        }
+        if used == true { devices.blocks[n].transport.raiseUsedBufferInterrupt() }
+    }
+
+    private mutating func serveNetworkTransmit<P: VMMPlatform>(_ n: Int, platform: inout P) {
+        let memory = self.memory
+        let used = devices.networks[n].transport.serve(queue: VirtioNet.transmitQueue) { model, queue throws(VirtqueueError) in
+            try model.processTransmit(&queue, memory: memory, backend: &platform)
+                && queue.needsInterrupt(memory: memory)
+        }
+        if used == true { devices.networks[n].transport.raiseUsedBufferInterrupt() }
+    }
+
+    private mutating func serveConsoleTransmit<P: VMMPlatform>(_ n: Int, platform: inout P) {
+        let memory = self.memory
+        let used = devices.consoles[n].transport.serve(queue: VirtioConsole.transmitQueue) { model, queue throws(VirtqueueError) in
+            try model.processTransmit(&queue, memory: memory, backend: &platform)
+                && queue.needsInterrupt(memory: memory)
+        }
+        if used == true { devices.consoles[n].transport.raiseUsedBufferInterrupt() }
+    }
+
+    /// A frame arrived for network device `n` (it begins with its 12-byte virtio_net_hdr). Returns
+    /// false when the guest had no receive buffer for it (the frame is dropped, as a NIC would).
+    @discardableResult
+    public mutating func networkReceived<P: VMMPlatform>(device n: Int, frame: UnsafeRawBufferPointer,
+                                                         platform: inout P) -> Bool {
+        guard n >= 0, n < devices.networks.count else { return false }
+        let memory = self.memory
+        let outcome = devices.networks[n].transport.serve(queue: VirtioNet.receiveQueue) { model, queue throws(VirtqueueError) in
+            let delivery = try model.deliver(frame: frame, to: &queue, memory: memory)
+            return (delivery, delivery == .delivered && queue.needsInterrupt(memory: memory))
+        }
+        guard let (delivery, interrupt) = outcome else { return false }
+        if interrupt {
+            devices.networks[n].transport.raiseUsedBufferInterrupt()
+            _ = vgic.inject(vcpu: 0, interrupt: devices.networks[n].interrupt, sink: &platform)
+        }
+        return delivery == .delivered
+    }
+
+    /// Bytes typed into console device `n`; returns how many the guest had room for.
+    @discardableResult
+    public mutating func consoleReceived<P: VMMPlatform>(device n: Int, input: UnsafeRawBufferPointer,
+                                                         platform: inout P) -> Int {
+        guard n >= 0, n < devices.consoles.count else { return 0 }
+        let memory = self.memory
+        let outcome = devices.consoles[n].transport.serve(queue: VirtioConsole.receiveQueue) { model, queue throws(VirtqueueError) in
+            let taken = try model.deliver(input: input, to: &queue, memory: memory)
+            return (taken, taken > 0 && queue.needsInterrupt(memory: memory))
+        }
+        guard let (taken, interrupt) = outcome else { return 0 }
+        if interrupt {
+            devices.consoles[n].transport.raiseUsedBufferInterrupt()
+            _ = vgic.inject(vcpu: 0, interrupt: devices.consoles[n].interrupt, sink: &platform)
+        }
+        return taken
     }
 }

@@ -424,4 +424,19 @@ final class VirtqueueTests: XCTestCase {
         plain.enableNotifications(memory: ram.memory)
         XCTAssertEqual(driver.availEvent, 0x1234, "without EVENT_IDX avail_event is not the device's to write")
     }
+
+    func testDrainingTheQueueWithEventIndexAsksForTheNextNotification() throws {
+        // Without this a Linux driver with EVENT_IDX notifies for its first request only (§2.7.10).
+        var (ram, driver, device) = makeQueue(eventIndex: true)
+        let buffer = ram.allocate(8)
+        for _ in 0..<2 { driver.publish(driver.addChain([.readable(buffer, 8)])) }
+        XCTAssertNotNil(try device.popAvailable(memory: ram.memory))
+        XCTAssertNotNil(try device.popAvailable(memory: ram.memory))
+        XCTAssertNil(try device.popAvailable(memory: ram.memory))
+        XCTAssertEqual(driver.availEvent, 2, "the device must ask to be notified for entry 2")
+        driver.publish(driver.addChain([.readable(buffer, 8)]))
+        XCTAssertNotNil(try device.popAvailable(memory: ram.memory))
+        XCTAssertNil(try device.popAvailable(memory: ram.memory))
+        XCTAssertEqual(driver.availEvent, 3)
+    }
 }
