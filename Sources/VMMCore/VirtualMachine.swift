@@ -199,88 +199,71 @@ public struct VirtualMachine {
             }
             return true
         case .virtioBlock(let n):
-            if access.isWrite {
-                let value = access.valueToWrite(fromRegister: registers.read(access.register))
-                let effect = devices.blocks[n].transport.write(offset: offset, width: access.accessSize,
-                                                               value: UInt32(truncatingIfNeeded: value), memory: memory)
-                if case .queueNotify = effect { serveBlock(n, platform: &platform) }
-                raiseIfPending(devices.blocks[n].transport.interruptStatus, devices.blocks[n].interrupt, effect, &platform)
-            } else {
-                let raw = devices.blocks[n].transport.read(offset: offset, width: access.accessSize)
-                registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
+            let effect = Self.access(&devices.blocks[n], access, offset, &registers, memory)
+            if case .queueNotify = effect {
+                Self.serve(&devices.blocks[n], queue: 0, memory) { model, queue throws(VirtqueueError) in
+                    try model.processRequests(&queue, memory: memory, backend: &platform)
+                }
             }
+            raiseIfPending(devices.blocks[n], effect, &platform)
             return true
         case .virtioNetwork(let n):
-            if access.isWrite {
-                let value = access.valueToWrite(fromRegister: registers.read(access.register))
-                let effect = devices.networks[n].transport.write(offset: offset, width: access.accessSize,
-                                                                 value: UInt32(truncatingIfNeeded: value), memory: memory)
-                if case .queueNotify(let queue) = effect, queue == VirtioNet.transmitQueue {
-                    serveNetworkTransmit(n, platform: &platform)
+            let effect = Self.access(&devices.networks[n], access, offset, &registers, memory)
+            if effect == .queueNotify(VirtioNet.transmitQueue) {
+                Self.serve(&devices.networks[n], queue: VirtioNet.transmitQueue, memory) { model, queue throws(VirtqueueError) in
+                    try model.processTransmit(&queue, memory: memory, backend: &platform)
                 }
-                raiseIfPending(devices.networks[n].transport.interruptStatus, devices.networks[n].interrupt, effect, &platform)
-            } else {
-                let raw = devices.networks[n].transport.read(offset: offset, width: access.accessSize)
-                registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
             }
+            raiseIfPending(devices.networks[n], effect, &platform)
             return true
         case .virtioConsole(let n):
-            if access.isWrite {
-                let value = access.valueToWrite(fromRegister: registers.read(access.register))
-                let effect = devices.consoles[n].transport.write(offset: offset, width: access.accessSize,
-                                                                 value: UInt32(truncatingIfNeeded: value), memory: memory)
-                if case .queueNotify(let queue) = effect, queue == VirtioConsole.transmitQueue {
-                    serveConsoleTransmit(n, platform: &platform)
+            let effect = Self.access(&devices.consoles[n], access, offset, &registers, memory)
+            if effect == .queueNotify(VirtioConsole.transmitQueue) {
+                Self.serve(&devices.consoles[n], queue: VirtioConsole.transmitQueue, memory) { model, queue throws(VirtqueueError) in
+                    try model.processTransmit(&queue, memory: memory, backend: &platform)
                 }
-                raiseIfPending(devices.consoles[n].transport.interruptStatus, devices.consoles[n].interrupt, effect, &platform)
-            } else {
-                let raw = devices.consoles[n].transport.read(offset: offset, width: access.accessSize)
-                registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
             }
+            raiseIfPending(devices.consoles[n], effect, &platform)
             return true
         }
     }
 
     // MARK: Virtio devices
 
+    /// One trapped load or store on a virtio-mmio register window.
+    private static func access<Model>(_ device: inout PlacedVirtioDevice<Model>, _ access: DataAbort, _ offset: UInt64,
+                                      _ registers: inout RegisterFile, _ memory: GuestMemory) -> VirtioMMIOEffect {
+        if access.isWrite {
+            let value = access.valueToWrite(fromRegister: registers.read(access.register))
+            return device.transport.write(offset: offset, width: access.accessSize,
+                                          value: UInt32(truncatingIfNeeded: value), memory: memory)
+        }
+        let raw = device.transport.read(offset: offset, width: access.accessSize)
+        registers.write(access.register, access.registerValue(fromRead: UInt64(raw)))
+        return .none
+    }
+
+    /// Lets the model serve one queue; a used buffer the driver wants to hear about sets the
+    /// interrupt status (a broken ring has already marked the device needs-reset).
+    private static func serve<Model>(_ device: inout PlacedVirtioDevice<Model>, queue: Int, _ memory: GuestMemory,
+                                     _ work: (inout Model, inout SplitVirtqueue) throws(VirtqueueError) -> Bool) {
+        let used = device.transport.serve(queue: queue) { model, queue throws(VirtqueueError) in
+            try work(&model, &queue) && queue.needsInterrupt(memory: memory)
+        }
+        if used == true { device.transport.raiseUsedBufferInterrupt() }
+    }
+
     /// After a register write: a device whose interrupt status became (or stayed) non-zero because
     /// of that write raises its line. An acknowledgement that leaves bits set raises it again,
     /// since the guest's handler has already run (the line is level-triggered in spirit).
-    private mutating func raiseIfPending<P: VMMPlatform>(_ status: UInt32, _ interrupt: UInt32,
-                                                         _ effect: VirtioMMIOEffect, _ platform: inout P) {
-        guard status != 0 else { return }
+    private mutating func raiseIfPending<Model, P: VMMPlatform>(_ device: PlacedVirtioDevice<Model>,
+                                                                _ effect: VirtioMMIOEffect, _ platform: inout P) {
+        guard device.transport.interruptStatus != 0 else { return }
         switch effect {
         case .none, .reset: return
         case .queueNotify, .statusChanged, .interruptAcknowledged:
-            _ = vgic.inject(vcpu: 0, interrupt: interrupt, sink: &platform)
+            _ = vgic.inject(vcpu: 0, interrupt: device.interrupt, sink: &platform)
         }
-    }
-
-    private mutating func serveBlock<P: VMMPlatform>(_ n: Int, platform: inout P) {
-        let memory = self.memory
-        let used = devices.blocks[n].transport.serve(queue: 0) { model, queue throws(VirtqueueError) in
-            try model.processRequests(&queue, memory: memory, backend: &platform)
-                && queue.needsInterrupt(memory: memory)
-        }
-        if used == true { devices.blocks[n].transport.raiseUsedBufferInterrupt() }
-    }
-
-    private mutating func serveNetworkTransmit<P: VMMPlatform>(_ n: Int, platform: inout P) {
-        let memory = self.memory
-        let used = devices.networks[n].transport.serve(queue: VirtioNet.transmitQueue) { model, queue throws(VirtqueueError) in
-            try model.processTransmit(&queue, memory: memory, backend: &platform)
-                && queue.needsInterrupt(memory: memory)
-        }
-        if used == true { devices.networks[n].transport.raiseUsedBufferInterrupt() }
-    }
-
-    private mutating func serveConsoleTransmit<P: VMMPlatform>(_ n: Int, platform: inout P) {
-        let memory = self.memory
-        let used = devices.consoles[n].transport.serve(queue: VirtioConsole.transmitQueue) { model, queue throws(VirtqueueError) in
-            try model.processTransmit(&queue, memory: memory, backend: &platform)
-                && queue.needsInterrupt(memory: memory)
-        }
-        if used == true { devices.consoles[n].transport.raiseUsedBufferInterrupt() }
     }
 
     /// A frame arrived for network device `n` (it begins with its 12-byte virtio_net_hdr). Returns
