@@ -8,12 +8,19 @@ let package = Package(
     products: [
         .executable(name: "vmm", targets: ["vmm"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
     targets: [
         // The portable core: Embedded-Swift clean, no Foundation.
         .target(name: "VMMCore", path: "Sources/VMMCore"),
         // Host-only logic of the tool (Foundation allowed): system descriptions, image checks.
-        .target(name: "VMMHost", dependencies: ["VMMCore"], path: "Sources/VMMHost"),
-        .executableTarget(name: "vmm", dependencies: ["VMMCore", "VMMHost"], path: "Sources/vmm"),
+        .target(name: "VMMHost", dependencies: ["VMMCore", .product(name: "TOMLKit", package: "TOMLKit")],
+                path: "Sources/VMMHost"),
+        .executableTarget(name: "vmm", dependencies: ["VMMCore", "VMMHost",
+                                                     .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Sources/vmm"),
         .testTarget(name: "VMMCoreTests", dependencies: ["VMMCore"], path: "Tests/VMMCoreTests"),
         .testTarget(name: "VMMHostTests", dependencies: ["VMMHost", "VMMCore"], path: "Tests/VMMHostTests"),
     ]
