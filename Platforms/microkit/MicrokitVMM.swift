@@ -74,15 +74,27 @@ func vmmInit() {
         log("vmm: guest RAM is not mapped (guest_ram_vaddr is 0): check the system description\n")
         return
     }
-    let memory = GuestMemory(base: GuestPhysicalAddress(QEMUVirtBoard.guestRAMBase), size: UInt64(guest_ram_size), host: host)
-    var bootargs: [UInt8] = []
-    QEMUVirtBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
+    let configuration: GuestConfiguration
+    do throws(GuestConfigurationError) {
+        configuration = try GuestConfiguration(decoding: UnsafeRawBufferPointer(start: guest_config(), count: guest_config_size()))
+    } catch {
+        log("vmm: the guest configuration in this image is unreadable: ")
+        log(error.message)
+        log("\n")
+        return
+    }
+    guard configuration.ramBase == QEMUVirtBoard.guestRAMBase, configuration.ramSize <= UInt64(guest_ram_size) else {
+        log("vmm: the guest's RAM does not match the system description's guest_ram region\n")
+        return
+    }
+    let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize, host: host)
+    let initrd = UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size())
     let guest: LoadedGuest
     do throws(GuestBootError) {
+        // Virtio devices on this platform come with driver protection domains (later): none yet.
         guest = try GuestBoot.load(into: memory,
                                    kernel: UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size()),
-                                   initrd: UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size()),
-                                   bootargs: bootargs, vcpuCount: 1)
+                                   initrd: initrd.count > 0 ? initrd : nil, configuration: configuration, devices: [])
     } catch {
         log("vmm: cannot boot the guest: ")
         log(error.message)

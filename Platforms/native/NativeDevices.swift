@@ -1,8 +1,13 @@
 // The board's own virtio devices, which back the guest's: the native platform finds them in QEMU
 // virt's virtio-mmio window, drives them with the core's virtio drivers, and serves the guest's
 // block, network and console requests with them. Guest buffers are handed to the board's devices
-// by their host-physical address (guest RAM is host RAM, identity mapped): no copies for block and
+// by their host-physical address (guest RAM is host RAM at a fixed offset): no copies for block and
 // transmit; received frames and console input are copied into the guest's receive buffers.
+//
+// The guest's configuration lists its devices in order; the n-th guest device of a type is backed
+// by the n-th board device of that type in QEMU command-line order. QEMU plugs the first
+// `-device virtio-…-device` into the highest-numbered transport, so command-line order is
+// descending slot order.
 import NativeHardware
 import VMMCore
 
@@ -16,67 +21,96 @@ struct BoardRegisterWindow: DeviceRegisterWindow {
     func memoryBarrier() { dsb_sy() }
 }
 
-/// The board's devices the VMM found, and the guest devices they back.
+/// A board device driver and the physical interrupt its transport raises.
+struct BoardDevice<Driver> {
+    var driver: Driver
+    let interrupt: UInt32
+}
+
+/// The board's devices that back the guest's, indexed like the guest's devices of each type.
 struct BoardDevices {
     static let window: UInt = 0x0a00_0000
     static let slots = 32
     static let slotSize: UInt = 0x200
 
-    var block: VirtioBlockDriver<BoardRegisterWindow>?
-    var network: VirtioNetDriver<BoardRegisterWindow>?
-    var console: VirtioConsoleDriver<BoardRegisterWindow>?
-    var networkInterrupt: UInt32 = 0
-    var consoleInterrupt: UInt32 = 0
+    var blocks: [BoardDevice<VirtioBlockDriver<BoardRegisterWindow>>] = []
+    var networks: [BoardDevice<VirtioNetDriver<BoardRegisterWindow>>] = []
+    var consoles: [BoardDevice<VirtioConsoleDriver<BoardRegisterWindow>>] = []
 
-    /// Probes every slot, brings up the first block, network and console device found, and says
-    /// which guest devices they allow. Guest devices take QEMU's slot numbering from 0 upwards.
-    static func discover(mac: [UInt8]) -> (BoardDevices, [VirtioDeviceDescription]) {
-        var devices = BoardDevices()
-        var dma = DMARegion.allocate(size: 2 << 20)
-        var guest: [VirtioDeviceDescription] = []
-        var slot = 0
-        while slot < slots {
-            let registers = BoardRegisterWindow(base: window + UInt(slot) * slotSize)
-            let interrupt = 48 + UInt32(slot)
-            switch VirtioMMIODriver.probe(registers) {
-            case .block where devices.block == nil:
-                if let driver = try? VirtioBlockDriver(registers: registers, dma: &dma) {
-                    devices.block = driver
-                    guest.append(.qemuVirtSlot(guest.count, .block(capacitySectors: driver.capacity, readOnly: driver.readOnly)))
-                    NativeConsole.write("vmm: disk: board virtio-blk, ")
-                    NativeConsole.decimal(driver.capacity / 2048)
-                    NativeConsole.write(" MiB\n")
-                }
-            case .network where devices.network == nil:
-                if let driver = try? VirtioNetDriver(registers: registers, dma: &dma) {
-                    devices.network = driver
-                    devices.networkInterrupt = interrupt
-                    guest.append(.qemuVirtSlot(guest.count, .network(mac: driver.mac ?? mac)))
-                    NativeGIC.enable(interrupt)
-                    NativeConsole.write("vmm: network: board virtio-net\n")
-                }
-            case .console where devices.console == nil:
-                if let driver = try? VirtioConsoleDriver(registers: registers, dma: &dma) {
-                    devices.console = driver
-                    devices.consoleInterrupt = interrupt
-                    guest.append(.qemuVirtSlot(guest.count, .console))
-                    NativeGIC.enable(interrupt)
-                    NativeConsole.write("vmm: console: board virtio-console as the guest's hvc0\n")
-                }
-            default:
-                break
-            }
-            slot += 1
+    /// The board's transports holding a device of `type`, in QEMU command-line order.
+    static func slots(of type: VirtioDeviceType) -> [Int] {
+        var found: [Int] = []
+        var slot = slots - 1
+        while slot >= 0 {
+            if VirtioMMIODriver.probe(registers(slot)) == type { found.append(slot) }
+            slot -= 1
         }
-        return (devices, guest)
+        return found
+    }
+
+    static func registers(_ slot: Int) -> BoardRegisterWindow {
+        BoardRegisterWindow(base: window + UInt(slot) * slotSize)
+    }
+
+    /// Brings up one board device for each device the guest is configured with; a guest device
+    /// without a board device to back it is left out of the guest (and said so on the console).
+    static func bringUp(_ configured: [ConfiguredDevice]) -> (BoardDevices, [VirtioDeviceDescription]) {
+        var board = BoardDevices()
+        var dma = DMARegion.allocate(size: 4 << 20)
+        var guest: [VirtioDeviceDescription] = []
+        let blockSlots = slots(of: .block), networkSlots = slots(of: .network), consoleSlots = slots(of: .console)
+        for device in configured {
+            switch device {
+            case .block(let readOnly):
+                let n = board.blocks.count
+                guard n < blockSlots.count,
+                      let driver = try? VirtioBlockDriver(registers: registers(blockSlots[n]), dma: &dma) else {
+                    NativeConsole.write("vmm: no board virtio-blk device for a configured disk; left out\n")
+                    continue
+                }
+                board.blocks.append(BoardDevice(driver: driver, interrupt: 48 + UInt32(blockSlots[n])))
+                guest.append(.qemuVirtSlot(guest.count, .block(capacitySectors: driver.capacity,
+                                                               readOnly: readOnly || driver.readOnly)))
+            case .network(let mac):
+                let n = board.networks.count
+                guard n < networkSlots.count,
+                      let driver = try? VirtioNetDriver(registers: registers(networkSlots[n]), dma: &dma) else {
+                    NativeConsole.write("vmm: no board virtio-net device for a configured network; left out\n")
+                    continue
+                }
+                let interrupt = 48 + UInt32(networkSlots[n])
+                board.networks.append(BoardDevice(driver: driver, interrupt: interrupt))
+                guest.append(.qemuVirtSlot(guest.count, .network(mac: mac)))
+                NativeGIC.enable(interrupt)
+            case .console:
+                let n = board.consoles.count
+                guard n < consoleSlots.count,
+                      let driver = try? VirtioConsoleDriver(registers: registers(consoleSlots[n]), dma: &dma) else {
+                    NativeConsole.write("vmm: no board virtio-console device for a configured console; left out\n")
+                    continue
+                }
+                let interrupt = 48 + UInt32(consoleSlots[n])
+                board.consoles.append(BoardDevice(driver: driver, interrupt: interrupt))
+                guest.append(.qemuVirtSlot(guest.count, .console))
+                NativeGIC.enable(interrupt)
+            }
+        }
+        NativeConsole.write("vmm: devices: ")
+        NativeConsole.decimal(UInt64(board.blocks.count))
+        NativeConsole.write(" disk(s), ")
+        NativeConsole.decimal(UInt64(board.networks.count))
+        NativeConsole.write(" network(s), ")
+        NativeConsole.decimal(UInt64(board.consoles.count))
+        NativeConsole.write(" console(s)\n")
+        return (board, guest)
     }
 
     /// A guest buffer as the board's device sees it: guest RAM sits at a fixed offset in host RAM.
-    static func deviceBuffers(_ segments: [VirtqueueBuffer]) -> [DeviceBuffer] {
+    static func deviceBuffers(_ segments: [VirtqueueBuffer], guestRAMBase: UInt64) -> [DeviceBuffer] {
         var buffers: [DeviceBuffer] = []
         buffers.reserveCapacity(segments.count)
         for segment in segments {
-            let physical = segment.address.raw - NativeBoard.guestRAMBase + NativeBoard.guestRAMHost
+            let physical = segment.address.raw - guestRAMBase + NativeBoard.guestRAMHost
             buffers.append(DeviceBuffer(physical: physical, length: segment.length, deviceWritable: segment.deviceWritable))
         }
         return buffers

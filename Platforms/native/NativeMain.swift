@@ -10,20 +10,19 @@ import VMMCore
 /// Where the native platform puts things on QEMU virt with -m 1G; the guest's view of the board
 /// (addresses, interrupts, command line) is VMMCore's `QEMUVirtBoard`, shared with the Microkit port.
 enum NativeBoard {
-    static let guestRAMBase = QEMUVirtBoard.guestRAMBase
-    static let guestRAMSize = QEMUVirtBoard.guestRAMSize
     static let guestRAMHost: UInt64 = 0x4800_0000        // where guest RAM lives in host RAM (see linker.ld)
+    static let hostRAMForGuest: UInt64 = 0x2000_0000     // 512 MiB of the board's 1 GiB
     static let uart = QEMUVirtBoard.uart
     static let gicCPUInterface = QEMUVirtBoard.gicCPUInterface
     static let virtualTimer = QEMUVirtBoard.virtualTimerInterrupt
     static let uartInterrupt = QEMUVirtBoard.uartInterrupt
-    static let bootargs = QEMUVirtBoard.bootargs
 }
 
 /// The effects the core asks for, done on the physical GIC, and the guest's device I/O, done by
 /// the board's own virtio devices.
 struct NativePlatform: VMMPlatform {
     var board: BoardDevices
+    let guestRAMBase: UInt64
 
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
         NativeGIC.writeListRegister(index, entry.gichValue)
@@ -33,42 +32,49 @@ struct NativePlatform: VMMPlatform {
         NativeGIC.enable(interrupt)
     }
 
-    func blockCapacity(device: Int) -> UInt64? { device == 0 ? board.block?.capacity : nil }
+    func deviceBuffers(_ segments: [VirtqueueBuffer]) -> [DeviceBuffer] {
+        BoardDevices.deviceBuffers(segments, guestRAMBase: guestRAMBase)
+    }
+
+    func blockCapacity(device: Int) -> UInt64? {
+        device >= 0 && device < board.blocks.count ? board.blocks[device].driver.capacity : nil
+    }
 
     mutating func blockRead(device: Int, sector: UInt64, into segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
-        guard device == 0 else { return false }
-        return board.block?.read(sector: sector, into: BoardDevices.deviceBuffers(segments)) ?? false
+        guard device >= 0 && device < board.blocks.count else { return false }
+        return board.blocks[device].driver.read(sector: sector, into: deviceBuffers(segments))
     }
 
     mutating func blockWrite(device: Int, sector: UInt64, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
-        guard device == 0 else { return false }
-        return board.block?.write(sector: sector, from: BoardDevices.deviceBuffers(segments)) ?? false
+        guard device >= 0 && device < board.blocks.count else { return false }
+        return board.blocks[device].driver.write(sector: sector, from: deviceBuffers(segments))
     }
 
     mutating func blockFlush(device: Int) -> Bool {
-        guard device == 0 else { return false }
-        return board.block?.flush() ?? false
+        guard device >= 0 && device < board.blocks.count else { return false }
+        return board.blocks[device].driver.flush()
     }
 
     mutating func networkTransmit(device: Int, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
-        guard device == 0, board.network != nil else { return false }
-        guard board.network!.transmit(BoardDevices.deviceBuffers(segments)) else { return false }
+        guard device >= 0 && device < board.networks.count else { return false }
+        let buffers = deviceBuffers(segments)
+        guard board.networks[device].driver.transmit(buffers) else { return false }
         // The board's device reads the guest's buffers on its own time; the guest may reuse them as
         // soon as the chain is used. So wait here until the frame has left (bounded).
         var spins = 0
-        while board.network!.pendingTransmissions > 0 && spins < 50_000_000 {
-            _ = board.network!.reclaimTransmitted()
+        while board.networks[device].driver.pendingTransmissions > 0 && spins < 50_000_000 {
+            _ = board.networks[device].driver.reclaimTransmitted()
             spins += 1
         }
-        return board.network!.pendingTransmissions == 0
+        return board.networks[device].driver.pendingTransmissions == 0
     }
 
     mutating func consoleWrite(device: Int, _ bytes: UnsafeRawBufferPointer) {
-        guard device == 0, board.console != nil else { return }
+        guard device >= 0 && device < board.consoles.count else { return }
         var rest = bytes
         var attempts = 0
         while rest.count > 0 && attempts < 1_000_000 {
-            let written = board.console!.write(rest)
+            let written = board.consoles[device].driver.write(rest)
             rest = UnsafeRawBufferPointer(rebasing: rest[written...])
             attempts += 1
         }
@@ -112,23 +118,30 @@ struct NativeVCPU {
 @_cdecl("native_main")
 func nativeMain() {
     NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
-    let memory = GuestMemory(base: GuestPhysicalAddress(NativeBoard.guestRAMBase), size: NativeBoard.guestRAMSize,
+    let configuration: GuestConfiguration
+    do throws(GuestConfigurationError) {
+        configuration = try GuestConfiguration(decoding: UnsafeRawBufferPointer(start: guest_config(),
+                                                                                count: guest_config_size()))
+    } catch {
+        NativeConsole.write("vmm: the guest configuration in this image is unreadable; rebuild it with `vmm build`\n")
+        return
+    }
+    guard configuration.ramSize <= NativeBoard.hostRAMForGuest, configuration.vcpuCount == 1 else {
+        NativeConsole.write("vmm: this board gives the guest at most 512 MiB and 1 vCPU; rebuild with `vmm build`\n")
+        return
+    }
+    let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize,
                              host: UnsafeMutableRawPointer(bitPattern: UInt(NativeBoard.guestRAMHost))!)
     let kernel = UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size())
     let initrd = UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size())
-    var bootargs: [UInt8] = []
-    NativeBoard.bootargs.withUTF8Buffer { bootargs.append(contentsOf: $0) }
 
     NativeGIC.initialize()
-    let (board, virtioDevices) = BoardDevices.discover(mac: [0x52, 0x54, 0x00, 0x12, 0x34, 0x56])
-    var deviceTreeEntries: [GuestDevice] = []
-    for device in virtioDevices { deviceTreeEntries.append(device.deviceTreeEntry) }
-
+    let (board, virtioDevices) = BoardDevices.bringUp(configuration.devices)
     let vcpu = NativeVCPU()
     let guest: LoadedGuest
     do throws(GuestBootError) {
-        guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd, bootargs: bootargs, vcpuCount: 1,
-                                   devices: deviceTreeEntries)
+        guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd.count > 0 ? initrd : nil,
+                                   configuration: configuration, devices: virtioDevices)
     } catch {
         NativeConsole.write("vmm: cannot boot the guest: ")
         NativeConsole.write(error.message)
@@ -146,7 +159,7 @@ func nativeMain() {
                             routes: [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
                                      InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)],
                             devices: virtioDevices)
-    configureVirtualization()
+    configureVirtualization(memory)
     NativeConsole.write("vmm: guest loaded; entering the kernel at ")
     NativeConsole.hex(guest.registers.pc)
     NativeConsole.write(" with its device tree at ")
@@ -154,7 +167,7 @@ func nativeMain() {
     NativeConsole.write("\n")
     NativeGIC.enable(NativeBoard.virtualTimer)
     NativeGIC.enable(NativeBoard.uartInterrupt)
-    var platform = NativePlatform(board: board)
+    var platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase)
     run(&vm, vcpu, &platform)
 }
 
@@ -165,9 +178,9 @@ func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddr
 }
 
 /// Stage 2 and the EL2 controls that make EL1 a guest (Arm ARM D13.2.48 HCR_EL2 and friends).
-func configureVirtualization() {
+func configureVirtualization(_ memory: GuestMemory) {
     let stage2 = Stage2Translation()
-    stage2.map(ipa: NativeBoard.guestRAMBase, pa: NativeBoard.guestRAMHost, size: NativeBoard.guestRAMSize, .normal)
+    stage2.map(ipa: memory.base.raw, pa: NativeBoard.guestRAMHost, size: memory.size, .normal)
     // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV).
     stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,
                size: QEMUVirtBoard.gicCPUInterfaceSize, .device)
@@ -241,19 +254,19 @@ func handleInterrupts(_ vm: inout VirtualMachine, _ platform: inout NativePlatfo
         let iar = NativeGIC.acknowledge()
         let interrupt = iar & 0x3ff
         if interrupt >= 1020 { return }
-        if interrupt == platform.board.networkInterrupt && platform.board.network != nil {
-            _ = platform.board.network!.device.acknowledgeInterrupt()
+        if let n = platform.board.networks.firstIndex(where: { $0.interrupt == interrupt }) {
+            _ = platform.board.networks[n].driver.device.acknowledgeInterrupt()
             var sink = NativeInterruptSink()
-            _ = platform.board.network!.receive { frame in
-                vm.networkReceived(device: 0, frame: frame, platform: &sink)
+            _ = platform.board.networks[n].driver.receive { frame in
+                vm.networkReceived(device: n, frame: frame, platform: &sink)
             }
-            _ = platform.board.network!.reclaimTransmitted()
+            _ = platform.board.networks[n].driver.reclaimTransmitted()
             NativeGIC.endOfInterrupt(iar)
-        } else if interrupt == platform.board.consoleInterrupt && platform.board.console != nil {
-            _ = platform.board.console!.device.acknowledgeInterrupt()
+        } else if let n = platform.board.consoles.firstIndex(where: { $0.interrupt == interrupt }) {
+            _ = platform.board.consoles[n].driver.device.acknowledgeInterrupt()
             var sink = NativeInterruptSink()
-            _ = platform.board.console!.receive { input in
-                vm.consoleReceived(device: 0, input: input, platform: &sink)
+            _ = platform.board.consoles[n].driver.receive { input in
+                vm.consoleReceived(device: n, input: input, platform: &sink)
             }
             NativeGIC.endOfInterrupt(iar)
         } else if interrupt == NativeGIC.maintenanceInterrupt {

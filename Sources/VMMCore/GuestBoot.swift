@@ -7,6 +7,10 @@ public enum GuestBootError: Error, Equatable {
     case kernel(ImageHeaderError)
     case layout(BootLayoutError)
     case deviceTreeTooLarge
+    /// The configuration breaks one of its own rules (GuestConfiguration.validate).
+    case configuration(GuestConfigurationError)
+    /// The guest memory the platform mapped is not the RAM the configuration asks for.
+    case memoryDisagreesWithConfiguration
 
     public var message: StaticString {
         switch self {
@@ -17,6 +21,8 @@ public enum GuestBootError: Error, Equatable {
         case .layout(.initrdDoesNotFit): return "initrd: does not fit in guest RAM above the kernel"
         case .layout: return "guest RAM: cannot place kernel, device tree and initrd"
         case .deviceTreeTooLarge: return "device tree: larger than the space reserved for it"
+        case .configuration(let error): return error.message
+        case .memoryDisagreesWithConfiguration: return "guest RAM: mapped RAM differs from the configuration's"
         }
     }
 }
@@ -63,5 +69,23 @@ public enum GuestBoot {
         registers.pc = layout.kernelEntry.raw
         registers.pstate = initialPSTATE
         return LoadedGuest(registers: registers, layout: layout, deviceTreeSize: UInt64(dtb.count))
+    }
+
+    /// `load` with the command line and vCPU count of `configuration`, and the device-tree entries of
+    /// `devices` (normally `configuration.placements(…)`, the same list given to VirtualMachine).
+    /// `memory` must be the configuration's RAM: the device tree describes `memory`, and a platform
+    /// that mapped something else would give the guest a machine the system file did not ask for.
+    public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
+                            initrd: UnsafeRawBufferPointer?, configuration: GuestConfiguration,
+                            devices: [VirtioDeviceDescription]) throws(GuestBootError) -> LoadedGuest {
+        do { try configuration.validate() } catch { throw .configuration(error) }
+        guard memory.base.raw == configuration.ramBase && memory.size == configuration.ramSize else {
+            throw .memoryDisagreesWithConfiguration
+        }
+        var entries: [GuestDevice] = []
+        entries.reserveCapacity(devices.count)
+        for device in devices { entries.append(device.deviceTreeEntry) }
+        return try load(into: memory, kernel: kernel, initrd: initrd, bootargs: configuration.bootargs,
+                        vcpuCount: configuration.vcpuCount, devices: entries)
     }
 }

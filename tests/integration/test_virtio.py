@@ -31,7 +31,7 @@ def free_port():
 
 
 def vmm_command(disk, port, console_socket):
-    elf = Path(os.environ.get("VMM_ELF", REPO_ROOT / "build/native/vmm.elf"))
+    elf = Path(os.environ.get("VMM_ELF", REPO_ROOT / "build/linux/vmm.elf"))
     return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
             "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-m", "1G", "-nographic",
             "-global", "virtio-mmio.force-legacy=false",

@@ -1,6 +1,6 @@
 """The real guest booted through the VMM (native EL2 platform) under QEMU.
 
-Boots build/native/vmm.elf (the VMM with the guest's kernel and initramfs inside) as QEMU's
+Boots build/minimal/vmm.elf (`vmm build examples/minimal.toml`: the VMM with the guest inside) as QEMU's
 -kernel on virt,virtualization=on,gic-version=2 and talks to the guest's shell over the serial
 line: the kernel runs at EL1 under our stage 2, its timer ticks through our vGIC, its UART works
 both ways, PSCI SYSTEM_OFF ends QEMU, and a trapped access nobody emulates stops the guest with
@@ -22,7 +22,7 @@ BOOT_TIMEOUT = 180.0
 
 
 def vmm_command():
-    elf = Path(os.environ.get("VMM_ELF", REPO_ROOT / "build/native/vmm.elf"))
+    elf = Path(os.environ.get("VMM_ELF", REPO_ROOT / "build/minimal/vmm.elf"))
     return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
             "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53",
             "-m", "1G", "-nographic", "-kernel", str(elf)]

@@ -18,6 +18,9 @@ static inline const uint8_t *guest_kernel(void) { return guest_kernel_start; }
 static inline size_t guest_kernel_size(void) { return (size_t)(guest_kernel_end - guest_kernel_start); }
 static inline const uint8_t *guest_initrd(void) { return guest_initrd_start; }
 static inline size_t guest_initrd_size(void) { return (size_t)(guest_initrd_end - guest_initrd_start); }
+extern uint8_t guest_config_start[], guest_config_end[];
+static inline const uint8_t *guest_config(void) { return guest_config_start; }
+static inline size_t guest_config_size(void) { return (size_t)(guest_config_end - guest_config_start); }
 
 /// Message register `index` of the fault being handled.
 static inline seL4_Word vmm_message_register(seL4_Uint8 index) { return seL4_GetMR(index); }

@@ -70,5 +70,8 @@ static inline const uint8_t *guest_kernel(void) { return guest_kernel_start; }
 static inline size_t guest_kernel_size(void) { return (size_t)(guest_kernel_end - guest_kernel_start); }
 static inline const uint8_t *guest_initrd(void) { return guest_initrd_start; }
 static inline size_t guest_initrd_size(void) { return (size_t)(guest_initrd_end - guest_initrd_start); }
+extern uint8_t guest_config_start[], guest_config_end[];
+static inline const uint8_t *guest_config(void) { return guest_config_start; }
+static inline size_t guest_config_size(void) { return (size_t)(guest_config_end - guest_config_start); }
 
 static inline uint16_t mmio_read16(uintptr_t address) { return *(volatile uint16_t *)address; }

@@ -1,0 +1,244 @@
+// The checks of a parsed configuration that need more than one key: what the platform can run
+// (VMs, vCPUs, RAM), where guest RAM may sit on the board, which guest-physical regions and
+// interrupts collide, whether the files exist, whether kernel + DTB + initrd fit in RAM (VMMCore's
+// BootLayout.check, the same code the VMM runs), and what must be unique across the system (names,
+// MACs, host ports, sockets, disks, interrupts). Each check skips keys that already have an error,
+// so a mistake is reported once, at the key that holds it.
+
+import Foundation
+import VMMCore
+
+struct ConfigurationValidator {
+    let system: SystemConfiguration
+    let diagnostics: ConfigurationDiagnostics
+
+    /// qemu-virt's low RAM window (hw/arm/virt.c: RAM from 0x4000_0000, below the 4 GiB boundary for
+    /// 32-bit-clean DMA); everything the board maps below it is devices.
+    static let ramWindow: Range<UInt64> = 0x4000_0000..<0x1_0000_0000
+    static let deviceArea: Range<UInt64> = 0..<0x4000_0000
+    /// The native platform runs under QEMU with 1 GiB and keeps half for itself (README: guest RAM is
+    /// backed at 0x4800_0000); the Microkit platform leaves the same room for seL4 and the VMM's PD.
+    static let maxGuestRAM: UInt64 = 512 << 20
+    /// sockaddr_un.sun_path holds 108 bytes on Linux, NUL included.
+    static let maxSocketPathBytes = 107
+
+    func validate() {
+        for (index, vm) in system.vms.enumerated() where !diagnostics.isPlaceholder("vm[\(index)]") {
+            validate(vm, at: "vm[\(index)]")
+        }
+        checkUniqueness()
+        // Last, so that the extra VMs are still checked like the first (isPlaceholder would skip them).
+        if system.vms.count > 1 {
+            diagnostics.report("vm[1]", "the \(system.platform.rawValue) platform runs one VM, found \(system.vms.count)")
+        }
+    }
+
+    private func validate(_ vm: VMConfiguration, at path: String) {
+        let platform = system.platform.rawValue
+        if system.platform == .native, vm.vcpus != 1, !diagnostics.hasError(at: "\(path).vcpus") {
+            diagnostics.report("\(path).vcpus", "the native platform runs 1 vCPU, found \(vm.vcpus)")
+        }
+        if !diagnostics.hasError(at: "\(path).ram"), vm.ramSize > Self.maxGuestRAM {
+            diagnostics.report("\(path).ram", "\(sizeText(vm.ramSize)) is more than the \(platform) platform gives a guest "
+                               + "(expected at most \(sizeText(Self.maxGuestRAM)))")
+        }
+        // Cannot overflow once both keys are good: ram_base < 2^63 (a TOML integer), ram <= 512M.
+        var ramRange: Range<UInt64>? = nil
+        if !diagnostics.hasError(at: "\(path).ram"), !diagnostics.hasError(at: "\(path).ram_base") {
+            let range = vm.ramBase..<vm.ramBase + vm.ramSize
+            if range.lowerBound >= Self.ramWindow.lowerBound, range.upperBound <= Self.ramWindow.upperBound {
+                ramRange = range
+            } else {
+                diagnostics.report("\(path).ram_base", "guest RAM \(Self.text(range)) is outside the qemu-virt RAM window "
+                                   + "\(Self.text(Self.ramWindow))")
+            }
+        }
+
+        let kernel = fileProblem(vm.kernel, at: "\(path).kernel")
+        let initrd = vm.initrd.map { fileProblem($0, at: "\(path).initrd") }
+        for (n, block) in vm.blocks.enumerated() {
+            let blockPath = "\(path).block[\(n)]"
+            guard !diagnostics.isPlaceholder(blockPath), !diagnostics.hasError(at: "\(blockPath).file") else { continue }
+            let creatable = block.size != nil || diagnostics.hasError(at: "\(blockPath).size")
+            if FileManager.default.fileExists(atPath: block.file) || !creatable {
+                _ = fileProblem(block.file, at: "\(blockPath).file", creatable: true)
+            }
+        }
+        for (n, console) in vm.consoles.enumerated() {
+            checkSocket(console.socket, at: "\(path).console[\(n)]")
+        }
+        if ramRange != nil, let kernel, initrd.map({ $0 != nil }) ?? true {
+            checkBootFit(vm, at: path, kernel: kernel, initrdSize: initrd??.size)
+        }
+        checkRegions(vm, at: path, ram: ramRange)
+    }
+
+    /// The file's size and first 64 bytes, or nil after reporting why it cannot be used.
+    private func fileProblem(_ file: String, at keyPath: String, creatable: Bool = false) -> (size: UInt64, start: Data)? {
+        guard !diagnostics.hasError(at: keyPath) else { return nil }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
+            diagnostics.report(keyPath, "no such file '\(file)'" + (creatable ? " (give a size to have `vmm build` create it)" : ""))
+            return nil
+        }
+        guard !isDirectory.boolValue else {
+            diagnostics.report(keyPath, "'\(file)' is a directory, not a file")
+            return nil
+        }
+        guard let handle = FileHandle(forReadingAtPath: file) else {
+            diagnostics.report(keyPath, "cannot read '\(file)' (permission denied?)")
+            return nil
+        }
+        defer { try? handle.close() }
+        do {
+            // An empty file reads as nil: BootLayout.check then reports it shorter than a header.
+            let start = try handle.read(upToCount: ImageHeader.size) ?? Data()
+            return (try handle.seekToEnd(), start)
+        } catch {
+            diagnostics.report(keyPath, "cannot read '\(file)' (\(error.localizedDescription))")
+            return nil
+        }
+    }
+
+    /// The socket's directory need not exist yet: `vmm build` makes its output directories.
+    private func checkSocket(_ socket: String, at path: String) {
+        let keyPath = "\(path).socket"
+        guard !diagnostics.isPlaceholder(path), !diagnostics.hasError(at: keyPath) else { return }
+        if socket.utf8.count > Self.maxSocketPathBytes {
+            diagnostics.report(keyPath, "'\(socket)' is \(socket.utf8.count) bytes long; a unix socket path holds at most "
+                               + "\(Self.maxSocketPathBytes)")
+        }
+    }
+
+    /// BootLayout.check, as the VMM will run it at boot, with its message for the key to change.
+    private func checkBootFit(_ vm: VMConfiguration, at path: String, kernel: (size: UInt64, start: Data), initrdSize: UInt64?) {
+        let result = kernel.start.withUnsafeBytes { raw in
+            Result { () throws(BootCheckError) in
+                try BootLayout.check(kernelStart: raw, kernelFileSize: kernel.size, initrdSize: initrdSize,
+                                     ramBase: vm.ramBase, ramSize: vm.ramSize)
+            }
+        }
+        guard case .failure(let error) = result else { return }
+        let key = switch error {
+        case .kernel: "kernel"
+        case .layout(.initrdDoesNotFit): "initrd"
+        case .layout(.ramNotAligned), .layout(.ramEndsPastAddressSpace): "ram_base"
+        case .layout(.kernelDoesNotFit), .layout(.dtbDoesNotFit), .layout(.dtbTooLarge): "ram"
+        }
+        let message = error.message(kernelName: Array(vm.kernel.utf8), initrdName: Array((vm.initrd ?? "").utf8))
+        diagnostics.report("\(path).\(key)", String(decoding: message, as: UTF8.self))
+    }
+
+    /// A guest-physical region and who owns it; `keyPath` is nil for the board's fixed devices.
+    private struct Region {
+        var name: String
+        var range: Range<UInt64>
+        var keyPath: String?
+    }
+
+    /// No two guest-physical regions may overlap; the later one (in the order below) gets the error.
+    /// Passthrough regions stay in the board's device area and keep off the VMM's interrupts.
+    private func checkRegions(_ vm: VMConfiguration, at path: String, ram: Range<UInt64>?) {
+        let board = QEMUVirtBoard.self
+        var regions = [
+            Region(name: "the GIC distributor", range: board.gicDistributor..<board.gicDistributor + board.gicDistributorSize),
+            Region(name: "the GIC CPU interface", range: board.gicCPUInterface..<board.gicCPUInterface + board.gicCPUInterfaceSize),
+            // hw/arm/virt.c VIRT_GIC_HYP and VIRT_GIC_VCPU: the host's, never the guest's.
+            Region(name: "the GIC hypervisor interface", range: 0x0803_0000..<0x0804_0000),
+            Region(name: "the GIC virtual CPU interface", range: board.gicVirtualCPUInterface..<board.gicVirtualCPUInterface + 0x1_0000),
+            Region(name: "the board's UART", range: board.uart..<board.uart + board.uartSize),
+        ]
+        var interrupts: [(intid: UInt32, owner: String)] = [
+            (board.virtualTimerInterrupt, "the virtual timer"), (board.uartInterrupt, "the board's UART"),
+        ]
+        let devices = vm.blocks.indices.map { "\(path).block[\($0)]" } + vm.networks.indices.map { "\(path).net[\($0)]" }
+            + vm.consoles.indices.map { "\(path).console[\($0)]" }
+        for (n, device) in devices.enumerated() {
+            let slot = VirtioDeviceDescription.qemuVirtSlot(n, .console)
+            regions.append(Region(name: "the virtio-mmio window of \(device)",
+                                  range: slot.base.raw..<slot.base.raw + VirtioMMIO.windowSize, keyPath: device))
+            interrupts.append((slot.interrupt, device))
+        }
+        if let ram { regions.append(Region(name: "guest RAM", range: ram, keyPath: "\(path).ram_base")) }
+
+        for (n, region) in vm.passthrough.enumerated() {
+            let entry = "\(path).passthrough[\(n)]"
+            guard !diagnostics.isPlaceholder(entry) else { continue }
+            if let irq = region.irq, !diagnostics.hasError(at: "\(entry).irq") {
+                if let owner = interrupts.first(where: { $0.intid == irq })?.owner {
+                    diagnostics.report("\(entry).irq", "INTID \(irq) is already the interrupt of \(owner) (expected another SPI)")
+                } else {
+                    interrupts.append((irq, entry))
+                }
+            }
+            guard !diagnostics.hasError(at: "\(entry).address"), !diagnostics.hasError(at: "\(entry).size") else { continue }
+            let keyPath = "\(entry).address"
+            guard let range = Self.range(region.address, region.size),
+                  range.lowerBound >= Self.deviceArea.lowerBound, range.upperBound <= Self.deviceArea.upperBound else {
+                diagnostics.report(keyPath, "\(hex(region.address)) + \(hex(region.size)) is outside the qemu-virt device area "
+                                   + "\(Self.text(Self.deviceArea)) (passthrough gives the guest a board device, never RAM)")
+                continue
+            }
+            regions.append(Region(name: "\(entry) '\(region.name)'", range: range, keyPath: keyPath))
+        }
+
+        for (n, region) in regions.enumerated() {
+            guard let keyPath = region.keyPath else { continue }
+            for other in regions[..<n] where other.range.overlaps(region.range) {
+                diagnostics.report(keyPath, "\(Self.text(region.range)) overlaps \(other.name) \(Self.text(other.range))")
+            }
+        }
+    }
+
+    /// What two devices or VMs cannot share: checked across the whole system, the later one reported
+    /// at `keyPath` and the first one named by its table (`owner`).
+    private func checkUniqueness() {
+        var names: [String: String] = [:], macs: [String: String] = [:], ports: [String: String] = [:]
+        var sockets: [String: String] = [:], disks: [String: String] = [:]
+        func claim(_ table: inout [String: String], _ value: String, owner: String, keyPath: String,
+                   _ message: (String) -> String) {
+            guard !diagnostics.isPlaceholder(owner), !diagnostics.hasError(at: keyPath) else { return }
+            if let first = table[value] { diagnostics.report(keyPath, message(first)) } else { table[value] = owner }
+        }
+        for (index, vm) in system.vms.enumerated() where !diagnostics.isPlaceholder("vm[\(index)]") {
+            let path = "vm[\(index)]"
+            claim(&names, vm.name, owner: path, keyPath: "\(path).name") { "'\(vm.name)' is already the name of \($0)" }
+            for (n, block) in vm.blocks.enumerated() {
+                let owner = "\(path).block[\(n)]"
+                claim(&disks, block.file, owner: owner, keyPath: "\(owner).file") { "'\(block.file)' is already the disk of \($0)" }
+            }
+            for (n, network) in vm.networks.enumerated() {
+                let owner = "\(path).net[\(n)]"
+                let mac = ConfigurationParser.macText(network.mac)
+                claim(&macs, mac, owner: owner, keyPath: "\(owner).mac") { "\(mac) is already the MAC of \($0)" }
+                // The model holds the forwards that parsed; the ones that failed are errors at their index.
+                let indices = Array((0...).lazy.filter { !diagnostics.isPlaceholder("\(owner).forward[\($0)]") }
+                    .prefix(network.forwards.count))
+                for (f, forward) in zip(indices, network.forwards) {
+                    let port = "\(forward.protocol.rawValue):\(forward.host)"
+                    let keyPath = "\(owner).forward[\(f)]"
+                    claim(&ports, port, owner: keyPath, keyPath: keyPath) { "host port \(port) is already forwarded by \($0)" }
+                }
+            }
+            for (n, console) in vm.consoles.enumerated() {
+                let owner = "\(path).console[\(n)]"
+                claim(&sockets, console.socket, owner: owner, keyPath: "\(owner).socket") {
+                    "'\(console.socket)' is already the socket of \($0)"
+                }
+            }
+            var regionNames: [String: String] = [:]
+            for (n, region) in vm.passthrough.enumerated() {
+                let owner = "\(path).passthrough[\(n)]"
+                claim(&regionNames, region.name, owner: owner, keyPath: "\(owner).name") { "'\(region.name)' is already the name of \($0)" }
+            }
+        }
+    }
+
+    /// [start, start + size), or nil when the end does not fit in 64 bits.
+    static func range(_ start: UInt64, _ size: UInt64) -> Range<UInt64>? {
+        let (end, overflow) = start.addingReportingOverflow(size)
+        return overflow ? nil : start..<end
+    }
+
+    static func text(_ range: Range<UInt64>) -> String { "[\(hex(range.lowerBound))..\(hex(range.upperBound)))" }
+}

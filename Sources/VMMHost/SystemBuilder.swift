@@ -1,0 +1,221 @@
+// `vmm build` and `vmm run`: from a validated system configuration to the files that boot it, and
+// the QEMU command line that runs it.
+//
+// The VMM's platform objects (the Embedded Swift core and platform, start-up code, runtime) are
+// built once by the Makefile (`make native-objects`, `make microkit-objects`); a system's image is
+// those objects linked with its guest: kernel, initrd and the guest configuration blob
+// (VMMCore's `GuestConfiguration`), carried by Platforms/common/guest_images.S. For the Microkit
+// platform the builder also writes the system description and runs the SDK's `microkit` tool.
+// The guest's device tree is written too, for inspection: the VMM builds the same one at boot.
+
+import Foundation
+import VMMCore
+
+public struct BuildError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Where a build finds its tools and objects, and where it writes.
+public struct BuildEnvironment {
+    public var repository: URL            // the checkout (Platforms/, build/)
+    public var toolchain: URL             // directory with clang and ld.lld (the Swift toolchain's)
+    public var output: URL                // this system's build directory
+    public var microkitSDK: URL?
+    public var microkitBoard = "qemu_virt_aarch64"
+    public var microkitConfig = "debug"
+
+    public init(repository: URL, toolchain: URL, output: URL, microkitSDK: URL?) {
+        self.repository = repository
+        self.toolchain = toolchain
+        self.output = output
+        self.microkitSDK = microkitSDK
+    }
+
+    public var nativeObjects: URL { repository.appendingPathComponent("build/native") }
+    public var microkitObjects: URL {
+        repository.appendingPathComponent("build/microkit/\(microkitBoard)/\(microkitConfig)")
+    }
+}
+
+/// What a build produced.
+public struct BuildProducts {
+    public var image: URL                 // native: the ELF for -kernel; microkit: loader.img
+    public var files: [URL]
+}
+
+public enum SystemBuilder {
+    /// The guest configuration the VMM reads at boot.
+    public static func guestConfiguration(_ vm: VMConfiguration) -> GuestConfiguration {
+        var configuration = GuestConfiguration()
+        configuration.ramBase = vm.ramBase
+        configuration.ramSize = vm.ramSize
+        configuration.vcpuCount = vm.vcpus
+        configuration.bootargs = Array(vm.cmdline.utf8)
+        var devices: [ConfiguredDevice] = []
+        for block in vm.blocks { devices.append(.block(readOnly: block.readOnly)) }
+        for network in vm.networks { devices.append(.network(mac: network.mac)) }
+        for _ in vm.consoles { devices.append(.console) }
+        configuration.devices = devices
+        return configuration
+    }
+
+    /// The guest's device tree as the VMM will build it, with disk capacities from the files.
+    public static func deviceTree(_ vm: VMConfiguration, initrdRange: (UInt64, UInt64)?) -> [UInt8] {
+        var board = GuestBoardDescription(ramBase: vm.ramBase, ramSize: vm.ramSize, vcpuCount: vm.vcpus,
+                                          bootargs: Array(vm.cmdline.utf8), initrd: initrdRange)
+        let placements = guestConfiguration(vm).placements { n in
+            guard n < vm.blocks.count else { return nil }
+            let size = (try? FileManager.default.attributesOfItem(atPath: vm.blocks[n].file)[.size] as? NSNumber)??.uint64Value
+            return (size ?? 0) / 512
+        }
+        board.devices = placements.map(\.deviceTreeEntry)
+        return GuestDeviceTree.build(board)
+    }
+
+    /// Creates the disk files that are missing and have a size.
+    public static func createDisks(_ vm: VMConfiguration) throws -> [URL] {
+        var created: [URL] = []
+        for block in vm.blocks where !FileManager.default.fileExists(atPath: block.file) {
+            guard let size = block.size else { throw BuildError("disk '\(block.file)': no such file (give it a size to create it)") }
+            let url = URL(fileURLWithPath: block.file)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            guard FileManager.default.createFile(atPath: block.file, contents: nil) else {
+                throw BuildError("disk '\(block.file)': cannot be created")
+            }
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.truncate(atOffset: size)
+            try handle.close()
+            created.append(url)
+        }
+        return created
+    }
+
+    public static func build(_ system: SystemConfiguration, in environment: BuildEnvironment) throws -> BuildProducts {
+        guard let vm = system.vms.first else { throw BuildError("the system has no [[vm]]") }
+        let fm = FileManager.default
+        try fm.createDirectory(at: environment.output, withIntermediateDirectories: true)
+        var files = try createDisks(vm)
+
+        for console in vm.consoles {
+            try fm.createDirectory(at: URL(fileURLWithPath: console.socket).deletingLastPathComponent(),
+                                   withIntermediateDirectories: true)
+        }
+        let configuration = guestConfiguration(vm)
+        do { try configuration.validate() } catch {
+            throw BuildError("the guest configuration is not one the VMM accepts: \(error.message)")
+        }
+        let configURL = environment.output.appendingPathComponent("guest.config")
+        try Data(configuration.encoded()).write(to: configURL)
+        files.append(configURL)
+
+        // An empty initrd file stands for "none" (the VMM then passes no initrd to the kernel).
+        let initrd = vm.initrd ?? environment.output.appendingPathComponent("empty.initrd").path
+        if vm.initrd == nil { try Data().write(to: URL(fileURLWithPath: initrd)) }
+
+        let dtbURL = environment.output.appendingPathComponent("guest.dtb")
+        try Data(deviceTree(vm, initrdRange: nil)).write(to: dtbURL)
+        files.append(dtbURL)
+
+        let images = environment.output.appendingPathComponent("guest_images.o")
+        try run(environment.toolchain.appendingPathComponent("clang"), [
+            "--target=aarch64-none-elf", "-c",
+            environment.repository.appendingPathComponent("Platforms/common/guest_images.S").path,
+            "-DGUEST_KERNEL=\"\(vm.kernel)\"", "-DGUEST_INITRD=\"\(initrd)\"", "-DGUEST_CONFIG=\"\(configURL.path)\"",
+            "-o", images.path])
+
+        switch system.platform {
+        case .native:
+            let objects = ["start.o", "board.o", "runtime.o", "VMMCore.o", "Platform.o"].map {
+                environment.nativeObjects.appendingPathComponent($0).path
+            }
+            try requireObjects(objects, make: "make native-objects")
+            let elf = environment.output.appendingPathComponent("vmm.elf")
+            try run(environment.toolchain.appendingPathComponent("ld.lld"), [
+                "-T", environment.repository.appendingPathComponent("Platforms/native/linker.ld").path,
+                "--gc-sections", "-o", elf.path] + objects + [images.path])
+            files.append(elf)
+            return BuildProducts(image: elf, files: files)
+        case .microkit:
+            guard let sdk = environment.microkitSDK else {
+                throw BuildError("platform \"microkit\" needs a Microkit SDK: set MICROKIT_SDK=/path/to/microkit-sdk-2.0.1 (SDKs come from the seL4 Microkit releases, not from Debian or PyPI)")
+            }
+            let boardDirectory = sdk.appendingPathComponent("board/\(environment.microkitBoard)/\(environment.microkitConfig)")
+            let objects = ["entry.o", "runtime.o", "Platform.o"].map { environment.microkitObjects.appendingPathComponent($0).path }
+                + [environment.nativeObjects.appendingPathComponent("VMMCore.o").path]
+            try requireObjects(objects, make: "make MICROKIT_SDK=\(sdk.path) microkit-objects")
+            let elf = environment.output.appendingPathComponent("vmm.elf")
+            try run(environment.toolchain.appendingPathComponent("ld.lld"), [
+                "-L", boardDirectory.appendingPathComponent("lib").path,
+                "-T", environment.repository.appendingPathComponent("Platforms/microkit/vmm.ld").path,
+                "--gc-sections", "-o", elf.path] + objects + [images.path, "-lmicrokit"])
+            let description = MicrokitSystem(programImage: "vmm.elf", vcpuCount: vm.vcpus)
+            let systemURL = environment.output.appendingPathComponent("vmm.system")
+            try description.render().write(to: systemURL, atomically: true, encoding: .utf8)
+            let loader = environment.output.appendingPathComponent("loader.img")
+            try run(sdk.appendingPathComponent("bin/microkit"), [
+                systemURL.path, "--search-path", environment.output.path, "--board", environment.microkitBoard,
+                "--config", environment.microkitConfig, "-o", loader.path,
+                "-r", environment.output.appendingPathComponent("report.txt").path], quiet: true)
+            files += [elf, systemURL, loader]
+            return BuildProducts(image: loader, files: files)
+        }
+    }
+
+    /// QEMU's command line for the built system: the board, then one board device for each of
+    /// the guest's devices, in the order the VMM pairs them (blocks, networks, consoles).
+    public static func qemuArguments(_ system: SystemConfiguration, image: URL) -> [String] {
+        var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic"]
+        switch system.platform {
+        case .native:
+            arguments += ["-m", "1G"]
+        case .microkit:
+            arguments += ["-m", "size=2G", "-serial", "mon:stdio"]
+        }
+        guard let vm = system.vms.first else { return arguments }
+        if !(vm.blocks.isEmpty && vm.networks.isEmpty && vm.consoles.isEmpty) {
+            arguments += ["-global", "virtio-mmio.force-legacy=false"]
+        }
+        for (n, block) in vm.blocks.enumerated() {
+            arguments += ["-drive", "file=\(block.file),if=none,format=raw,id=disk\(n)\(block.readOnly ? ",readonly=on" : "")",
+                          "-device", "virtio-blk-device,drive=disk\(n)"]
+        }
+        for (n, network) in vm.networks.enumerated() {
+            let forwards = network.forwards.map { ",hostfwd=\($0.protocol):127.0.0.1:\($0.host)-:\($0.guest)" }.joined()
+            let mac = network.mac.map { String(format: "%02x", $0) }.joined(separator: ":")
+            arguments += ["-netdev", "user,id=net\(n)\(forwards)", "-device", "virtio-net-device,netdev=net\(n),mac=\(mac)"]
+        }
+        if !vm.consoles.isEmpty { arguments += ["-device", "virtio-serial-device"] }
+        for (n, console) in vm.consoles.enumerated() {
+            arguments += ["-chardev", "socket,id=console\(n),path=\(console.socket),server=on,wait=off",
+                          "-device", "virtconsole,chardev=console\(n)"]
+        }
+        switch system.platform {
+        case .native: arguments += ["-kernel", image.path]
+        case .microkit: arguments += ["-device", "loader,file=\(image.path),addr=0x70000000,cpu-num=0"]
+        }
+        return arguments
+    }
+
+    static func requireObjects(_ paths: [String], make: String) throws {
+        for path in paths where !FileManager.default.fileExists(atPath: path) {
+            throw BuildError("'\(path)' is missing: build the VMM's objects first with `\(make)`")
+        }
+    }
+
+    static func run(_ tool: URL, _ arguments: [String], quiet: Bool = false) throws {
+        let process = Process()
+        process.executableURL = tool
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        if quiet { process.standardOutput = FileHandle.nullDevice }
+        do { try process.run() } catch { throw BuildError("cannot run '\(tool.path)': \(error.localizedDescription)") }
+        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw BuildError("'\(tool.lastPathComponent)' failed:\n" + (String(data: message, encoding: .utf8) ?? ""))
+        }
+    }
+}

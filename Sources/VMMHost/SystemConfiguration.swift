@@ -1,0 +1,266 @@
+// The system configuration file: one short TOML file that describes the board and its virtual
+// machine, read by `vmm check`, `vmm build` and `vmm run`. This file owns the model, the error
+// types and the two entry points (`load`, `parse`); turning TOML into the model with per-key
+// errors is ConfigurationParser.swift, and the checks that need several keys, the file system or
+// the board (overlaps, RAM fit, duplicates, platform limits) are ConfigurationValidation.swift.
+// Board facts come from VMMCore (`QEMUVirtBoard`, `BootLayout`, `VirtioDeviceDescription`) so the
+// tool and the VMM cannot disagree. docs/configuration.md carries the same schema as a table.
+//
+// The schema, every key with its default (a key path names a key as `vm[0].net[1].mac`):
+//
+//     [system]                         optional
+//     board = "qemu-virt"              the only board
+//     gic = 2                          GICv2 only (3: "GICv3 is not supported yet")
+//     platform = "native"              "native" (EL2 on the board) or "microkit" (seL4 Microkit)
+//
+//     [[vm]]                           exactly one
+//     name = "linux"                   1–32 of a-z 0-9 _ -
+//     kernel = "Image"                 REQUIRED: an arm64 Linux Image
+//     initrd = "initramfs.cpio.gz"     optional
+//     cmdline = "console=ttyAMA0 rdinit=/init"   QEMUVirtBoard.bootargs; no NUL, at most 2047 bytes
+//     ram = "512M"                     bytes, or a string with a K/M/G suffix; 16M..512M, a multiple of 2M
+//     ram_base = 0x40000000            2 MiB aligned; RAM inside qemu-virt's [0x40000000, 0x100000000)
+//     vcpus = 1                        1–8 (GICv2); the native platform runs exactly 1
+//
+//     [[vm.block]]                     virtio-blk, up to 8
+//     file = "disk.img"                REQUIRED: must exist unless `size` is given
+//     size = "256M"                    none: `vmm build` creates a missing file of this size
+//     readonly = false
+//
+//     [[vm.net]]                       virtio-net, up to 4
+//     mac = "52:54:00:12:34:56"        52:54:00:12:34:5N for the Nth device; unicast, unique
+//     forward = ["tcp:8080:80"]        none; "tcp|udp:HOSTPORT:GUESTPORT", host ports unique per protocol
+//
+//     [[vm.console]]                   virtio-console (hvc0, hvc1, …), up to 4
+//     socket = "hvc0.sock"             REQUIRED: the unix socket the host connects to; unique
+//
+//     [[vm.passthrough]]               a board device given to the guest, up to 8
+//     name = "rtc"                     REQUIRED: 1–32 of a-z 0-9 _ -, unique in the VM
+//     address = 0x09010000             REQUIRED: page aligned, guest-physical = physical, below RAM
+//     size = 0x1000                    REQUIRED: a multiple of the page size
+//     irq = 34                         none; an SPI INTID 32–1019, not the UART's 33 or a virtio SPI
+//
+// Paths (kernel, initrd, file, socket) are relative to the configuration file's directory and are
+// absolute in the model. Virtio devices take virtio-mmio slots in the order block, net, console.
+
+import Foundation
+import VMMCore
+
+/// One problem in a configuration file: `file: keyPath: message`.
+public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let file: String
+    /// `vm[0].net[1].mac`; "(syntax)" for TOML that does not parse, "(file)" when it cannot be read.
+    public let keyPath: String
+    /// What is wrong and what is expected, one line, no trailing period.
+    public let message: String
+
+    public init(file: String, keyPath: String, message: String) {
+        self.file = file
+        self.keyPath = keyPath
+        self.message = message
+    }
+
+    public var description: String { "\(file): \(keyPath): \(message)" }
+}
+
+/// Every problem found in one file, in the schema's key order.
+public struct ConfigurationErrors: Error, Equatable, Sendable, CustomStringConvertible {
+    public let errors: [ConfigurationError]
+
+    public init(errors: [ConfigurationError]) { self.errors = errors }
+
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// A validated system: the board and the virtual machines the VMM runs on it.
+public struct SystemConfiguration: Equatable, Sendable {
+    public enum Board: String, Equatable, Sendable { case qemuVirt = "qemu-virt" }
+    public enum GICVersion: Int, Equatable, Sendable { case v2 = 2 }
+    public enum Platform: String, Equatable, Sendable { case native, microkit }
+
+    public var board: Board
+    public var gic: GICVersion
+    public var platform: Platform
+    public var vms: [VMConfiguration]
+
+    public init(board: Board = .qemuVirt, gic: GICVersion = .v2, platform: Platform = .native,
+                vms: [VMConfiguration]) {
+        self.board = board
+        self.gic = gic
+        self.platform = platform
+        self.vms = vms
+    }
+
+    /// Reads, parses and validates the file at `path`; relative paths in it are relative to its directory.
+    public static func load(path: String) throws(ConfigurationErrors) -> SystemConfiguration {
+        func fail(_ message: String) -> ConfigurationErrors {
+            ConfigurationErrors(errors: [ConfigurationError(file: path, keyPath: "(file)", message: message)])
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw fail("no such file") }
+        guard !isDirectory.boolValue else { throw fail("is a directory, not a configuration file") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (permission denied?)") }
+        guard let text = String(data: data, encoding: .utf8) else { throw fail("is not UTF-8 text (TOML files are UTF-8)") }
+        let absolute = ConfigurationPaths.resolve(path, against: FileManager.default.currentDirectoryPath)
+        return try parse(text: text, file: path, baseDirectory: ConfigurationPaths.directory(of: absolute))
+    }
+
+    /// Parses and validates `text`; `file` only names it in errors, `baseDirectory` anchors relative paths.
+    public static func parse(text: String, file: String, baseDirectory: String)
+        throws(ConfigurationErrors) -> SystemConfiguration {
+        let diagnostics = ConfigurationDiagnostics(file: file)
+        // Validation runs even after key errors, so that one run reports everything; the model then
+        // holds placeholders where keys failed, and checks skip any key that already has an error.
+        if let system = ConfigurationParser(diagnostics: diagnostics, baseDirectory: baseDirectory).parse(text: text) {
+            ConfigurationValidator(system: system, diagnostics: diagnostics).validate()
+            if diagnostics.errors.isEmpty { return system }
+        }
+        throw ConfigurationErrors(errors: diagnostics.sorted())
+    }
+}
+
+/// One virtual machine. Paths are absolute.
+public struct VMConfiguration: Equatable, Sendable {
+    public struct BlockDevice: Equatable, Sendable {
+        public var file: String
+        /// Given: `vmm build` creates a missing file of this many bytes.
+        public var size: UInt64?
+        public var readOnly: Bool
+
+        public init(file: String, size: UInt64? = nil, readOnly: Bool = false) {
+            self.file = file
+            self.size = size
+            self.readOnly = readOnly
+        }
+    }
+
+    public struct PortForward: Equatable, Sendable {
+        public enum TransportProtocol: String, Equatable, Sendable { case tcp, udp }
+        public var `protocol`: TransportProtocol
+        public var host: UInt16
+        public var guest: UInt16
+
+        public init(protocol: TransportProtocol, host: UInt16, guest: UInt16) {
+            self.protocol = `protocol`
+            self.host = host
+            self.guest = guest
+        }
+    }
+
+    public struct NetworkDevice: Equatable, Sendable {
+        /// Six bytes, unicast.
+        public var mac: [UInt8]
+        public var forwards: [PortForward]
+
+        public init(mac: [UInt8], forwards: [PortForward] = []) {
+            self.mac = mac
+            self.forwards = forwards
+        }
+
+        /// QEMU's locally administered prefix 52:54:00 and 12:34:5N, as QEMU numbers its own NICs.
+        public static func defaultMAC(index: Int) -> [UInt8] { [0x52, 0x54, 0x00, 0x12, 0x34, 0x50 + UInt8(index & 0xf)] }
+    }
+
+    public struct ConsoleDevice: Equatable, Sendable {
+        public var socket: String
+
+        public init(socket: String) { self.socket = socket }
+    }
+
+    public struct PassthroughRegion: Equatable, Sendable {
+        public var name: String
+        /// Physical and guest-physical: the guest sees the device where the board has it.
+        public var address: UInt64
+        public var size: UInt64
+        public var irq: UInt32?
+
+        public init(name: String, address: UInt64, size: UInt64, irq: UInt32? = nil) {
+            self.name = name
+            self.address = address
+            self.size = size
+            self.irq = irq
+        }
+    }
+
+    public static let defaultName = "linux"
+    public static let defaultCmdline = QEMUVirtBoard.bootargs.description
+
+    public var name: String
+    public var kernel: String
+    public var initrd: String?
+    public var cmdline: String
+    public var ramBase: UInt64
+    public var ramSize: UInt64
+    public var vcpus: Int
+    public var blocks: [BlockDevice]
+    public var networks: [NetworkDevice]
+    public var consoles: [ConsoleDevice]
+    public var passthrough: [PassthroughRegion]
+
+    public init(name: String = VMConfiguration.defaultName, kernel: String, initrd: String? = nil,
+                cmdline: String = VMConfiguration.defaultCmdline, ramBase: UInt64 = QEMUVirtBoard.guestRAMBase,
+                ramSize: UInt64 = QEMUVirtBoard.guestRAMSize, vcpus: Int = 1, blocks: [BlockDevice] = [],
+                networks: [NetworkDevice] = [], consoles: [ConsoleDevice] = [],
+                passthrough: [PassthroughRegion] = []) {
+        self.name = name
+        self.kernel = kernel
+        self.initrd = initrd
+        self.cmdline = cmdline
+        self.ramBase = ramBase
+        self.ramSize = ramSize
+        self.vcpus = vcpus
+        self.blocks = blocks
+        self.networks = networks
+        self.consoles = consoles
+        self.passthrough = passthrough
+    }
+}
+
+/// Collects the errors of one file while it is parsed and validated.
+final class ConfigurationDiagnostics {
+    let file: String
+    private(set) var errors: [ConfigurationError] = []
+
+    init(file: String) { self.file = file }
+
+    func report(_ keyPath: String, _ message: String) {
+        errors.append(ConfigurationError(file: file, keyPath: keyPath, message: message))
+    }
+
+    /// Whether `keyPath` or anything below it already failed: later checks that use it then stay quiet.
+    func hasError(at keyPath: String) -> Bool {
+        errors.contains { $0.keyPath == keyPath || $0.keyPath.hasPrefix(keyPath + ".") || $0.keyPath.hasPrefix(keyPath + "[") }
+    }
+
+    /// Whether the entry at `keyPath` itself failed (it is not a table, or one too many): the model
+    /// holds a placeholder for it, which no later check may read.
+    func isPlaceholder(_ keyPath: String) -> Bool {
+        errors.contains { $0.keyPath == keyPath }
+    }
+
+    /// Errors in the schema's key order (the order of a file written like the documented one), a
+    /// table's own errors before its keys'; errors at the same key stay in the order found.
+    func sorted() -> [ConfigurationError] {
+        errors.enumerated().sorted { a, b in
+            let (ka, kb) = (ConfigurationSchema.sortKey(a.element.keyPath), ConfigurationSchema.sortKey(b.element.keyPath))
+            return ka.lexicographicallyPrecedes(kb) || (!kb.lexicographicallyPrecedes(ka) && a.offset < b.offset)
+        }.map(\.element)
+    }
+}
+
+/// Path arithmetic on strings, lexical only: a configuration names files that may not exist yet.
+enum ConfigurationPaths {
+    static func resolve(_ path: String, against directory: String) -> String {
+        let joined = path.hasPrefix("/") ? path : directory + "/" + path
+        var parts: [Substring] = []
+        for part in joined.split(separator: "/") where part != "." {
+            if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+}
