@@ -150,9 +150,17 @@ public enum SystemBuilder {
                 "-L", boardDirectory.appendingPathComponent("lib").path,
                 "-T", environment.repository.appendingPathComponent("Platforms/microkit/vmm.ld").path,
                 "--gc-sections", "-o", elf.path] + objects + [images.path, "-lmicrokit"])
-            let description = MicrokitSystem(programImage: "vmm.elf", vcpuCount: vm.vcpus)
+            var description = MicrokitSystem(programImage: "vmm.elf", vcpuCount: vm.vcpus)
+            // The guest's RAM as the system file asks (identity-mapped: IPA == PA).
+            description.guestRAM.region.size = vm.ramSize
+            description.guestRAM.region.physAddr = vm.ramBase
+            description.guestRAM.guestAddress = vm.ramBase
             let systemURL = environment.output.appendingPathComponent("vmm.system")
-            try description.render().write(to: systemURL, atomically: true, encoding: .utf8)
+            do {
+                try description.render().write(to: systemURL, atomically: true, encoding: .utf8)
+            } catch let error as MicrokitSystemError {
+                switch error { case .invalid(let messages): throw BuildError(messages.joined(separator: "\n")) }
+            }
             let loader = environment.output.appendingPathComponent("loader.img")
             try run(sdk.appendingPathComponent("bin/microkit"), [
                 systemURL.path, "--search-path", environment.output.path, "--board", environment.microkitBoard,
