@@ -85,7 +85,7 @@ run: guest host native-objects microkit-objects
 else
 run: guest host native-objects
 endif
-	$(HOST_VMM) run $(SYSTEM)
+	$(HOST_VMM) run $(SYSTEM) $(if $(MICROKIT_SDK),--microkit-config $(MICROKIT_CONFIG))
 
 unit-test:
 	swift test
