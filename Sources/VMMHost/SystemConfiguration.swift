@@ -264,3 +264,26 @@ enum ConfigurationPaths {
         return String(path[..<slash])
     }
 }
+
+extension SystemConfiguration {
+    /// What a valid file may say but no platform does yet: refused by name (by `vmm check`, `build`
+    /// and `run`) rather than silently ignored. Kept apart from the file's validation so that the
+    /// schema stays the one the platforms are growing into.
+    public func unsupportedFeatures(file: String) -> [ConfigurationError] {
+        var errors: [ConfigurationError] = []
+        for (n, vm) in vms.enumerated() {
+            if !vm.passthrough.isEmpty {
+                errors.append(ConfigurationError(file: file, keyPath: "vm[\(n)].passthrough",
+                    message: "passing a board device through is not supported on the \(platform.rawValue) platform yet"))
+            }
+            if platform == .microkit {
+                for (kind, count) in [("block", vm.blocks.count), ("net", vm.networks.count), ("console", vm.consoles.count)]
+                where count > 0 {
+                    errors.append(ConfigurationError(file: file, keyPath: "vm[\(n)].\(kind)",
+                        message: "virtio devices on the microkit platform need driver protection domains, not supported yet"))
+                }
+            }
+        }
+        return errors
+    }
+}

@@ -35,13 +35,33 @@ func fail(_ line: String) -> Never { fail([line]) }
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
+/// The project's Debian guest (build/guest) is built on first use: a system file that names it can
+/// be run on a fresh checkout. The builder prints its own progress (download, extract, pack).
+func buildGuestImagesIfNeeded(for path: String) {
+    let fm = FileManager.default
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8), text.contains("build/guest/"),
+          !(fm.fileExists(atPath: "build/guest/Image") && fm.fileExists(atPath: "build/guest/initramfs.cpio.gz")),
+          fm.fileExists(atPath: "scripts/build-guest.sh") else { return }
+    FileHandle.standardError.write(Data("vmm: building the Debian guest images in build/guest (first use)\n".utf8))
+    let builder = Process()
+    builder.executableURL = URL(fileURLWithPath: "/bin/bash")
+    builder.arguments = ["scripts/build-guest.sh", "build/guest"]
+    do { try builder.run() } catch { fail("cannot run scripts/build-guest.sh: \(error.localizedDescription)") }
+    builder.waitUntilExit()
+    if builder.terminationStatus != 0 { fail("building the guest images failed (scripts/build-guest.sh)") }
+}
+
 /// Loads and validates a system file, or exits listing every error.
 func loadSystem(_ path: String) -> SystemConfiguration {
+    let system: SystemConfiguration
     do {
-        return try SystemConfiguration.load(path: path)
+        system = try SystemConfiguration.load(path: path)
     } catch {
         fail(error.errors.map(\.description))
     }
+    let unsupported = system.unsupportedFeatures(file: path)
+    if !unsupported.isEmpty { fail(unsupported.map(\.description)) }
+    return system
 }
 
 /// Options shared by build and run: where the VMM's objects and toolchain are, where to write.
@@ -107,6 +127,7 @@ struct Build: ParsableCommand {
     @OptionGroup var options: BuildOptions
 
     func run() throws {
+        buildGuestImagesIfNeeded(for: file)
         let system = loadSystem(file)
         let products = build(system, options.environment(for: file))
         for file in products.files { print("vmm: wrote \(file.path)") }
@@ -133,6 +154,7 @@ struct Run: ParsableCommand {
     @Option(help: "The QEMU binary.") var qemu: String = "qemu-system-aarch64"
 
     func run() throws {
+        buildGuestImagesIfNeeded(for: file)
         let system = loadSystem(file)
         let products = build(system, options.environment(for: file))
         let arguments = SystemBuilder.qemuArguments(system, image: products.image)

@@ -95,3 +95,19 @@ final class SystemBuilderTests: XCTestCase {
         XCTAssertThrowsError(try SystemBuilder.createDisks(vm))
     }
 }
+
+final class UnsupportedFeatureTests: XCTestCase {
+    func testPassthroughAndMicrokitVirtioDevicesAreRefusedByName() {
+        var vm = VMConfiguration(name: "linux", kernel: "/k")
+        vm.passthrough = [.init(name: "rtc", address: 0x0901_0000, size: 0x1000, irq: 34)]
+        vm.blocks = [.init(file: "/d", size: nil, readOnly: false)]
+        var system = SystemConfiguration(vms: [vm])
+        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml").map(\.description),
+                       ["s.toml: vm[0].passthrough: passing a board device through is not supported on the native platform yet"])
+        system.platform = .microkit
+        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml").map(\.description), [
+            "s.toml: vm[0].passthrough: passing a board device through is not supported on the microkit platform yet",
+            "s.toml: vm[0].block: virtio devices on the microkit platform need driver protection domains, not supported yet"])
+        XCTAssertEqual(SystemConfiguration(vms: [VMConfiguration(name: "linux", kernel: "/k")]).unsupportedFeatures(file: "s"), [])
+    }
+}
