@@ -90,3 +90,30 @@ public protocol VirtioDeviceModel {
     mutating func negotiate(features: UInt64) -> Bool
     mutating func reset()
 }
+
+// MARK: Shared by the device models
+
+/// Little-endian read of `width` (1, 2 or 4) bytes at `offset` of a configuration space `size` bytes
+/// long whose byte `i` is `byte(i)`. Any offset inside the space is accepted, aligned or not; a read
+/// that runs past its end, or of another width, is nil (the transport then reads as zero).
+func virtioConfigurationRead(offset: UInt64, width: Int, size: Int, byte: (Int) -> UInt8) -> UInt32? {
+    guard width == 1 || width == 2 || width == 4 else { return nil }
+    guard offset <= UInt64(size), UInt64(width) <= UInt64(size) - offset else { return nil }
+    // Cannot overflow: offset + width <= size, a small Int, was checked above.
+    let start = Int(offset)
+    var value: UInt32 = 0
+    for i in 0..<width {
+        value |= UInt32(byte(start + i)) << (8 * UInt32(i))
+    }
+    return value
+}
+
+/// Feature bits whose meaning belongs to the device type: 0–23 and 50–127 (virtio 1.2 §6). A driver
+/// may accept only those of them that the device offered.
+var virtioDeviceSpecificFeatures: UInt64 { ((1 << 24) - 1) | ~((1 << 50) - 1) }
+
+/// The negotiation every device model does: the driver may accept any transport feature, but of the
+/// device-specific ones only those the device offered.
+func virtioAcceptsFeatures(_ features: UInt64, offered: UInt64) -> Bool {
+    features & virtioDeviceSpecificFeatures & ~offered == 0
+}

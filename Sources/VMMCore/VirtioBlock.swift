@@ -2,27 +2,7 @@
 // serving of request-queue chains. It parses each request header, checks the request against the chain
 // and the disk (never trusting a guest length), hands the data segments to a `BlockBackend` and writes
 // the status byte. Walking and validating the descriptor rings is the virtqueue's job (Virtqueue.swift);
-// registers, interrupts and device status are the transport's. Also home of the configuration-space
-// reader that the three device models share.
-
-/// Little-endian read of `width` (1, 2 or 4) bytes at `offset` of a configuration space `size` bytes
-/// long whose byte `i` is `byte(i)`. Any offset inside the space is accepted, aligned or not; a read
-/// that runs past its end, or of another width, is nil (the transport then reads as zero).
-func virtioConfigurationRead(offset: UInt64, width: Int, size: Int, byte: (Int) -> UInt8) -> UInt32? {
-    guard width == 1 || width == 2 || width == 4 else { return nil }
-    guard offset <= UInt64(size), UInt64(width) <= UInt64(size) - offset else { return nil }
-    // Cannot overflow: offset + width <= size, a small Int, was checked above.
-    let start = Int(offset)
-    var value: UInt32 = 0
-    for i in 0..<width {
-        value |= UInt32(byte(start + i)) << (8 * UInt32(i))
-    }
-    return value
-}
-
-/// Feature bits whose meaning belongs to the device type: 0–23 and 50–127 (virtio 1.2 §6). A driver
-/// may accept only those of them that the device offered.
-var virtioDeviceSpecificFeatures: UInt64 { ((1 << 24) - 1) | ~((1 << 50) - 1) }
+// registers, interrupts and device status are the transport's.
 
 /// Request types and status values of virtio 1.2 §5.2.6.
 public enum VirtioBlockRequest {
@@ -101,7 +81,7 @@ public struct VirtioBlock: VirtioDeviceModel {
     public mutating func configurationWrite(offset: UInt64, width: Int, value: UInt32) {}
 
     public mutating func negotiate(features: UInt64) -> Bool {
-        guard features & virtioDeviceSpecificFeatures & ~deviceFeatures == 0 else { return false }
+        guard virtioAcceptsFeatures(features, offered: deviceFeatures) else { return false }
         negotiatedFeatures = features
         return true
     }

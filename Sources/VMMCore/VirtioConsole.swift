@@ -35,7 +35,7 @@ public struct VirtioConsole: VirtioDeviceModel {
     public mutating func configurationWrite(offset: UInt64, width: Int, value: UInt32) {}
 
     public mutating func negotiate(features: UInt64) -> Bool {
-        guard features & virtioDeviceSpecificFeatures & ~deviceFeatures == 0 else { return false }
+        guard virtioAcceptsFeatures(features, offered: deviceFeatures) else { return false }
         negotiatedFeatures = features
         return true
     }
