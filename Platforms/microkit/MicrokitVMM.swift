@@ -27,8 +27,9 @@ let faultLayout = SeL4FaultLayout(
     unknownSyscallFaultIP: Int(seL4_UnknownSyscall_FaultIP.rawValue),
     userExceptionFaultIP: Int(seL4_UserException_FaultIP.rawValue))
 
-/// Physical interrupts that reach this PD on channels (the generated .system's <irq> elements).
-let channelInterrupts: [(channel: UInt32, interrupt: UInt32)] = [
+/// Physical interrupts that reach this PD on channels (the generated .system's <irq> elements): the
+/// UART's, and each passthrough device's on MicrokitLayout.passthroughChannel(n).
+nonisolated(unsafe) var channelInterrupts: [(channel: UInt32, interrupt: UInt32)] = [
     (MicrokitLayout.uartChannel, QEMUVirtBoard.uartInterrupt),
 ]
 
@@ -101,11 +102,14 @@ func vmmInit() {
         log("\n")
         return
     }
-    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4,
-                             routes: [InterruptRoute(physical: QEMUVirtBoard.virtualTimerInterrupt,
-                                                     virtual: QEMUVirtBoard.virtualTimerInterrupt),
-                                      InterruptRoute(physical: QEMUVirtBoard.uartInterrupt,
-                                                     virtual: QEMUVirtBoard.uartInterrupt)])
+    var routes = [InterruptRoute(physical: QEMUVirtBoard.virtualTimerInterrupt, virtual: QEMUVirtBoard.virtualTimerInterrupt),
+                  InterruptRoute(physical: QEMUVirtBoard.uartInterrupt, virtual: QEMUVirtBoard.uartInterrupt)]
+    for (n, device) in configuration.passthrough.enumerated() {
+        guard let interrupt = device.interrupt else { continue }
+        routes.append(InterruptRoute(physical: interrupt, virtual: interrupt))
+        channelInterrupts.append((MicrokitLayout.passthroughChannel(n), interrupt))
+    }
+    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4, routes: routes)
     var context = seL4_UserContext()
     store(guest.registers, into: &context)
     _ = vmm_write_vcpu_registers(0, &context)

@@ -155,18 +155,20 @@ func nativeMain() {
     if let initrd = guest.layout.initrd { cleanToPointOfCoherency(memory, initrd, guest.layout.initrdSize) }
     ic_iallu()
 
+    var routes = [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
+                  InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)]
+    for device in configuration.passthrough {
+        if let interrupt = device.interrupt { routes.append(InterruptRoute(physical: interrupt, virtual: interrupt)) }
+    }
     var vm = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: NativeGIC.listRegisterCount,
-                            routes: [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
-                                     InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)],
-                            devices: virtioDevices)
-    configureVirtualization(memory)
+                            routes: routes, devices: virtioDevices)
+    configureVirtualization(memory, passthrough: configuration.passthrough)
     NativeConsole.write("vmm: guest loaded; entering the kernel at ")
     NativeConsole.hex(guest.registers.pc)
     NativeConsole.write(" with its device tree at ")
     NativeConsole.hex(guest.registers.read(0))
     NativeConsole.write("\n")
-    NativeGIC.enable(NativeBoard.virtualTimer)
-    NativeGIC.enable(NativeBoard.uartInterrupt)
+    for route in routes { NativeGIC.enable(route.physical) }
     var platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase)
     run(&vm, vcpu, &platform)
 }
@@ -178,8 +180,11 @@ func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddr
 }
 
 /// Stage 2 and the EL2 controls that make EL1 a guest (Arm ARM D13.2.48 HCR_EL2 and friends).
-func configureVirtualization(_ memory: GuestMemory) {
+func configureVirtualization(_ memory: GuestMemory, passthrough: [PassthroughDevice]) {
     let stage2 = Stage2Translation()
+    // Passthrough: the board's device where the board has it (GuestConfiguration checked the region
+    // is page aligned and clear of RAM, the GIC, the UART and the virtio window).
+    for device in passthrough { stage2.map(ipa: device.address, pa: device.address, size: device.size, .device) }
     stage2.map(ipa: memory.base.raw, pa: NativeBoard.guestRAMHost, size: memory.size, .normal)
     // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV).
     stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,

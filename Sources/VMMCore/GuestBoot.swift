@@ -72,7 +72,8 @@ public enum GuestBoot {
     }
 
     /// `load` with the command line and vCPU count of `configuration`, and the device-tree entries of
-    /// `devices` (normally `configuration.placements(…)`, the same list given to VirtualMachine).
+    /// `devices` (normally `configuration.placements(…)`, the same list given to VirtualMachine)
+    /// followed by those of the configuration's passthrough devices.
     /// `memory` must be the configuration's RAM: the device tree describes `memory`, and a platform
     /// that mapped something else would give the guest a machine the system file did not ask for.
     public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
@@ -83,8 +84,9 @@ public enum GuestBoot {
             throw .memoryDisagreesWithConfiguration
         }
         var entries: [GuestDevice] = []
-        entries.reserveCapacity(devices.count)
+        entries.reserveCapacity(devices.count + configuration.passthrough.count)
         for device in devices { entries.append(device.deviceTreeEntry) }
+        for device in configuration.passthrough { entries.append(device.deviceTreeEntry) }
         return try load(into: memory, kernel: kernel, initrd: initrd, bootargs: configuration.bootargs,
                         vcpuCount: configuration.vcpuCount, devices: entries)
     }

@@ -1,5 +1,5 @@
-// The guest's configuration as the VMM learns it at boot: RAM, vCPUs, kernel command line and the
-// virtio devices, in a small binary blob ("VMMC") that the host tool builds from the system file and
+// The guest's configuration as the VMM learns it at boot: RAM, vCPUs, kernel command line, the
+// virtio devices and the board devices passed through to it, in a small binary blob ("VMMC") that the host tool builds from the system file and
 // links into the VMM's image next to the kernel and initrd.
 //
 // This file owns the blob's layout (encode and decode) and the rules every configuration must obey,
@@ -16,6 +16,37 @@ public enum ConfiguredDevice: Equatable {
     case console
 }
 
+/// A board device region given to the guest 1:1 (guest-physical = physical), with its interrupt:
+/// the platform maps the region and routes the SPI; the guest's device tree gets a node for it.
+public struct PassthroughDevice: Equatable {
+    /// The node name before "@": 1...31 bytes of [a-z0-9_-] (a subset of DT spec §2.2.1's characters).
+    public var name: [UInt8]
+    /// 4 KiB aligned: stage 2 maps whole pages.
+    public var address: UInt64
+    /// A multiple of 4 KiB, > 0.
+    public var size: UInt64
+    /// GIC INTID, an SPI (32...1019); nil when the device's interrupt is not given to the guest.
+    public var interrupt: UInt32?
+    /// The node's `compatible` list, most specific first: at least one non-empty string, no NUL.
+    public var compatible: [[UInt8]]
+
+    public init(name: [UInt8], address: UInt64, size: UInt64, interrupt: UInt32?, compatible: [[UInt8]]) {
+        self.name = name
+        self.address = address
+        self.size = size
+        self.interrupt = interrupt
+        self.compatible = compatible
+    }
+
+    /// The guest's device-tree entry for this device.
+    public var deviceTreeEntry: GuestDevice {
+        .passthrough(name: name, base: address, size: size, spi: interrupt.map { $0 - 32 }, compatible: compatible)
+    }
+
+    /// Bytes of `compatible` as a DT stringlist: each string followed by its NUL.
+    var compatibleListLength: Int { compatible.reduce(0) { $0 + $1.count + 1 } }
+}
+
 /// Why a configuration (decoded or built by the host tool) cannot run. Each case names what is wrong.
 public enum GuestConfigurationError: Error, Equatable {
     /// Fewer bytes than the header, or than the blob length the header declares.
@@ -23,7 +54,7 @@ public enum GuestConfigurationError: Error, Equatable {
     /// The first word is not "VMMC": this is not a configuration blob.
     case badMagic(found: UInt32)
     case unsupportedVersion(UInt32)
-    /// The declared blob length is not header + device records + bootargs.
+    /// The declared blob length is not header + device records + passthrough records + bootargs.
     case badLength(declared: UInt32, computed: UInt32)
     case tooManyDevices(count: Int)
     case bootargsTooLong(length: Int)
@@ -41,6 +72,15 @@ public enum GuestConfigurationError: Error, Equatable {
     case badDevice(index: Int)
     /// The MAC of network device `index` is not 6 bytes, is multicast, or is all zeros.
     case badMAC(index: Int)
+    /// More than 8 passthrough devices.
+    case tooManyPassthrough(count: Int)
+    /// Passthrough device `index` has a bad name, an address or size that is not whole 4 KiB pages,
+    /// a region wrapping past 2^64, an interrupt that is not a free SPI, or a bad compatible list;
+    /// or its record is malformed (nonzero reserved byte, lengths running past its area).
+    case badPassthrough(index: Int)
+    /// Passthrough device `index` overlaps RAM, the GIC, the UART, a configured virtio transport
+    /// or an earlier passthrough device.
+    case passthroughOverlaps(index: Int)
 
     public var message: StaticString {
         switch self {
@@ -58,25 +98,40 @@ public enum GuestConfigurationError: Error, Equatable {
         case .ramOverlapsDevices: return "configuration: RAM overlaps the board's devices"
         case .badDevice: return "configuration: a device entry is malformed"
         case .badMAC: return "configuration: a network MAC is not a 6-byte unicast address"
+        case .tooManyPassthrough: return "configuration: more than 8 passthrough devices"
+        case .badPassthrough: return "configuration: a passthrough device is malformed"
+        case .passthroughOverlaps: return "configuration: a passthrough device overlaps RAM, a device or another passthrough"
         }
     }
 }
 
-/// Blob layout, version 1. All integers little-endian; offsets in bytes from the blob's start.
+/// Blob layout, version 2 (version 1 had a 40-byte header and no passthrough). All integers
+/// little-endian, none aligned; offsets in bytes from the blob's start.
 ///
 ///     u32 magic          @0    0x434d4d56, the bytes "VMMC"
-///     u32 version        @4    1
-///     u32 blob_length    @8    40 + 8·device_count + bootargs_length: the whole blob
+///     u32 version        @4    2
+///     u32 blob_length    @8    48 + 8·device_count + passthrough_length + bootargs_length
 ///     u32 vcpu_count     @12   1...8
 ///     u64 ram_base       @16   guest-physical, 2 MiB aligned
 ///     u64 ram_size       @24   > 0, 2 MiB aligned
 ///     u32 bootargs_length @32  ≤ 2048
 ///     u32 device_count   @36   ≤ 32
-///     device[device_count] @40, 8 bytes each, in slot order:
+///     u32 passthrough_count @40  ≤ 8
+///     u32 passthrough_length @44  bytes of all passthrough records together
+///     device[device_count] @48, 8 bytes each, in slot order:
 ///         u8 kind        +0    the virtio device ID (virtio v1.2 §5): 1 network, 2 block, 3 console
 ///         u8 flags       +1    block: bit 0 read-only; other kinds: 0
 ///         u8 mac[6]      +2    network: the MAC; other kinds: zeros
-///     u8 bootargs[bootargs_length] @40 + 8·device_count, no NUL and no terminator
+///     passthrough[passthrough_count] @48 + 8·device_count, back to back, 24 + n + c bytes each:
+///         u64 address    +0    4 KiB aligned
+///         u64 size       +8    4 KiB multiple, > 0
+///         u32 interrupt  +16   GIC INTID 32...1019, or 0: none (INTID 0 is an SGI, never passed through)
+///         u8 name_length +20   n, 1...31
+///         u8 reserved    +21   0
+///         u16 compatible_length +22  c, 2...256
+///         u8 name[n]     +24   [a-z0-9_-]
+///         u8 compatible[c] +24 + n  the strings, each followed by a NUL (the DT stringlist form)
+///     u8 bootargs[bootargs_length] @48 + 8·device_count + passthrough_length, no NUL, no terminator
 ///
 /// Bytes past blob_length are ignored: the linker may pad the section the blob lives in.
 public struct GuestConfiguration: Equatable {
@@ -87,11 +142,20 @@ public struct GuestConfiguration: Equatable {
     public var bootargs: [UInt8]
     /// In guest slot order: device n sits at 0x0a00_0000 + 0x200·n with SPI 16 + n.
     public var devices: [ConfiguredDevice]
+    /// Board devices given to the guest; their device-tree nodes follow the virtio devices'.
+    public var passthrough: [PassthroughDevice]
 
     public static let magic: UInt32 = 0x434d_4d56          // "VMMC" read little-endian
-    public static let version: UInt32 = 1
-    public static let headerSize = 40
+    public static let version: UInt32 = 2
+    public static let headerSize = 48
     public static let deviceRecordSize = 8
+    /// A passthrough record's fixed part; its name and compatible list follow it.
+    public static let passthroughRecordSize = 24
+    public static let maxPassthrough = 8
+    public static let maxPassthroughNameLength = 31
+    /// The compatible list's bytes as a DT stringlist, NULs included.
+    public static let maxCompatibleLength = 256
+    static let pageSize: UInt64 = 0x1000
     /// QEMU virt has 32 virtio-mmio transports (hw/arm/virt.c NUM_VIRTIO_TRANSPORTS).
     public static let maxDevices = 32
     public static let maxBootargsLength = 2048
@@ -109,16 +173,19 @@ public struct GuestConfiguration: Equatable {
     /// guest RAM must stay clear of it, or RAM would shadow the devices in stage 2.
     static let deviceWindowStart: UInt64 = QEMUVirtBoard.gicDistributor
     static let deviceWindowEnd: UInt64 = 0x0a00_0000 + 0x200 * UInt64(maxDevices)
+    /// hw/arm/virt.c VIRT_GIC_DIST..VIRT_GIC_VCPU: distributor, CPU interface, GICH and GICV frames.
+    static let gicFramesEnd: UInt64 = 0x0805_0000
 
     /// QEMU virt's guest: 512 MiB at 0x4000_0000, one vCPU, the default command line, no devices.
     public init(ramBase: UInt64 = QEMUVirtBoard.guestRAMBase, ramSize: UInt64 = QEMUVirtBoard.guestRAMSize,
                 vcpuCount: Int = 1, bootargs: [UInt8] = GuestConfiguration.defaultBootargs,
-                devices: [ConfiguredDevice] = []) {
+                devices: [ConfiguredDevice] = [], passthrough: [PassthroughDevice] = []) {
         self.ramBase = ramBase
         self.ramSize = ramSize
         self.vcpuCount = vcpuCount
         self.bootargs = bootargs
         self.devices = devices
+        self.passthrough = passthrough
     }
 
     /// QEMUVirtBoard.bootargs as bytes.
@@ -147,16 +214,64 @@ public struct GuestConfiguration: Equatable {
                 }
             }
         }
+        guard passthrough.count <= Self.maxPassthrough else { throw .tooManyPassthrough(count: passthrough.count) }
+        for index in passthrough.indices {
+            try validatePassthrough(index, ramEnd: ramEnd)
+        }
+    }
+
+    private func validatePassthrough(_ index: Int, ramEnd: UInt64) throws(GuestConfigurationError) {
+        let device = passthrough[index]
+        guard device.name.count >= 1 && device.name.count <= Self.maxPassthroughNameLength,
+              device.name.allSatisfy(Self.isPassthroughNameCharacter) else { throw .badPassthrough(index: index) }
+        guard device.size != 0, device.address % Self.pageSize == 0, device.size % Self.pageSize == 0
+        else { throw .badPassthrough(index: index) }
+        let (end, wraps) = device.address.addingReportingOverflow(device.size)
+        guard !wraps else { throw .badPassthrough(index: index) }
+        if let intid = device.interrupt {
+            // GICv2 §2.2.1: SPIs are INTIDs 32...1019 (so never the timer's PPI 27). The UART's SPI and the virtio transports' SPIs
+            // are the VMM's; a line shared with another passthrough device could not be routed to both.
+            guard intid >= 32 && intid <= 1019, intid != QEMUVirtBoard.uartInterrupt,
+                  !(intid >= 48 && intid < 48 + UInt32(devices.count)),
+                  !passthrough[..<index].contains(where: { $0.interrupt == intid })
+            else { throw .badPassthrough(index: index) }
+        }
+        guard !device.compatible.isEmpty, device.compatibleListLength <= Self.maxCompatibleLength,
+              device.compatible.allSatisfy({ !$0.isEmpty && !$0.contains(0) })
+        else { throw .badPassthrough(index: index) }
+
+        func overlaps(_ start: UInt64, _ limit: UInt64) -> Bool { device.address < limit && start < end }
+        let virtioEnd = 0x0a00_0000 + 0x200 * UInt64(devices.count)
+        guard !overlaps(ramBase, ramEnd), !overlaps(QEMUVirtBoard.gicDistributor, Self.gicFramesEnd),
+              !overlaps(QEMUVirtBoard.uart, QEMUVirtBoard.uart + QEMUVirtBoard.uartSize),
+              !overlaps(0x0a00_0000, virtioEnd),
+              // Earlier regions passed the wrap check, so address + size is their exact end.
+              !passthrough[..<index].contains(where: { overlaps($0.address, $0.address + $0.size) })
+        else { throw .passthroughOverlaps(index: index) }
+    }
+
+    static func isPassthroughNameCharacter(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "_"), UInt8(ascii: "-"):
+            return true
+        default:
+            return false
+        }
     }
 
     /// The blob for this configuration. Validate first: an invalid configuration encodes to a blob
     /// that the decoder rejects (or, for a MAC that is not 6 bytes, decodes to a different MAC).
     public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(Self.headerSize + Self.deviceRecordSize * devices.count + bootargs.count)
+        func put16(_ value: UInt16) { for i in 0..<2 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt16(i)))) } }
         func put32(_ value: UInt32) { for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))) } }
         func put64(_ value: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) } }
-        let length = Self.headerSize + Self.deviceRecordSize * devices.count + bootargs.count
+        let passthroughLength = passthrough.reduce(0) {
+            $0 + Self.passthroughRecordSize + $1.name.count + $1.compatibleListLength
+        }
+        let length = Self.headerSize + Self.deviceRecordSize * devices.count + passthroughLength + bootargs.count
+        bytes.reserveCapacity(length)
 
         put32(Self.magic)
         put32(Self.version)
@@ -166,6 +281,8 @@ public struct GuestConfiguration: Equatable {
         put64(ramSize)
         put32(UInt32(truncatingIfNeeded: bootargs.count))
         put32(UInt32(truncatingIfNeeded: devices.count))
+        put32(UInt32(truncatingIfNeeded: passthrough.count))
+        put32(UInt32(truncatingIfNeeded: passthroughLength))
         for device in devices {
             switch device {
             case .block(let readOnly):
@@ -177,6 +294,15 @@ public struct GuestConfiguration: Equatable {
                 bytes += [Self.kindConsole, 0, 0, 0, 0, 0, 0, 0]
             }
         }
+        for device in passthrough {
+            put64(device.address)
+            put64(device.size)
+            put32(device.interrupt ?? 0)
+            bytes += [UInt8(truncatingIfNeeded: device.name.count), 0]
+            put16(UInt16(truncatingIfNeeded: device.compatibleListLength))
+            bytes += device.name
+            for string in device.compatible { bytes += string; bytes.append(0) }
+        }
         bytes += bootargs
         return bytes
     }
@@ -184,7 +310,11 @@ public struct GuestConfiguration: Equatable {
     /// Decodes and validates a blob. `bytes` may be unaligned and longer than the blob.
     public init(decoding bytes: UnsafeRawBufferPointer) throws(GuestConfigurationError) {
         guard bytes.count >= Self.headerSize else { throw .tooShort }
-        // SAFETY (all header reads): offset + width ≤ headerSize ≤ bytes.count, checked above.
+        // SAFETY (header reads): offset + width ≤ headerSize ≤ bytes.count, checked above; record
+        // reads: offset + width ≤ length ≤ bytes.count, checked below before the records are read.
+        func u16(_ offset: Int) -> UInt16 {
+            UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+        }
         func u32(_ offset: Int) -> UInt32 {
             UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
         }
@@ -200,13 +330,17 @@ public struct GuestConfiguration: Equatable {
         guard deviceCount <= Self.maxDevices else { throw .tooManyDevices(count: deviceCount) }
         let bootargsLength = Int(u32(32))
         guard bootargsLength <= Self.maxBootargsLength else { throw .bootargsTooLong(length: bootargsLength) }
-        // Cannot overflow: both counts were just bounded (40 + 8·32 + 2048).
-        let bootargsOffset = Self.headerSize + Self.deviceRecordSize * deviceCount
+        let passthroughCount = Int(u32(40))
+        guard passthroughCount <= Self.maxPassthrough else { throw .tooManyPassthrough(count: passthroughCount) }
+        // Cannot overflow: the counts were just bounded, and a u32 fits in Int (64-bit on every target).
+        let passthroughOffset = Self.headerSize + Self.deviceRecordSize * deviceCount
+        let bootargsOffset = passthroughOffset + Int(u32(44))
         let length = bootargsOffset + bootargsLength
         guard Int(declaredLength) == length else {
-            throw .badLength(declared: declaredLength, computed: UInt32(length))
+            throw .badLength(declared: declaredLength, computed: UInt32(truncatingIfNeeded: length))
         }
-        // Every read below lies inside [0, length), so this one check covers them all.
+        // Every read below lies inside [0, length), so this one check covers them all: the passthrough
+        // records are read only inside [passthroughOffset, bootargsOffset), each length checked first.
         guard length <= bytes.count else { throw .tooShort }
 
         var devices: [ConfiguredDevice] = []
@@ -232,9 +366,38 @@ public struct GuestConfiguration: Equatable {
                 throw .badDevice(index: index)
             }
         }
+        var passthrough: [PassthroughDevice] = []
+        passthrough.reserveCapacity(passthroughCount)
+        var record = passthroughOffset
+        for index in 0..<passthroughCount {
+            guard bootargsOffset - record >= Self.passthroughRecordSize else { throw .badPassthrough(index: index) }
+            let nameLength = Int(bytes[record + 20])
+            let compatibleLength = Int(u16(record + 22))
+            let nameOffset = record + Self.passthroughRecordSize
+            let compatibleOffset = nameOffset + nameLength
+            let next = compatibleOffset + compatibleLength
+            guard bytes[record + 21] == 0, next <= bootargsOffset else { throw .badPassthrough(index: index) }
+            let name = Array(UnsafeRawBufferPointer(rebasing: bytes[nameOffset..<compatibleOffset]))
+            // A stringlist ends with its last string's NUL; splitting at NULs then loses nothing,
+            // and an empty string (two NULs in a row) survives the split for validate() to refuse.
+            guard compatibleLength > 0, bytes[next - 1] == 0 else { throw .badPassthrough(index: index) }
+            var compatible: [[UInt8]] = [[]]
+            for offset in compatibleOffset..<(next - 1) {
+                if bytes[offset] == 0 { compatible.append([]) } else { compatible[compatible.count - 1].append(bytes[offset]) }
+            }
+            let intid = u32(record + 16)
+            passthrough.append(PassthroughDevice(name: name, address: u64(record), size: u64(record + 8),
+                                                 interrupt: intid == 0 ? nil : intid, compatible: compatible))
+            record = next
+        }
+        // The records must fill their area exactly, or the bootargs would not start where declared.
+        guard record == bootargsOffset else {
+            throw .badLength(declared: declaredLength, computed: UInt32(truncatingIfNeeded: record + bootargsLength))
+        }
         let bootargs = Array(UnsafeRawBufferPointer(rebasing: bytes[bootargsOffset..<length]))
 
-        self.init(ramBase: u64(16), ramSize: u64(24), vcpuCount: Int(u32(12)), bootargs: bootargs, devices: devices)
+        self.init(ramBase: u64(16), ramSize: u64(24), vcpuCount: Int(u32(12)), bootargs: bootargs, devices: devices,
+                  passthrough: passthrough)
         try validate()
     }
 

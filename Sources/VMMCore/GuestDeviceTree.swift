@@ -2,7 +2,7 @@
 //
 // The board is QEMU's `virt` layout with GICv2, reduced to what this VMM emulates: RAM, vCPUs
 // started through PSCI over HVC, the GIC distributor and CPU interface, the architected timer,
-// a PL011 UART and (appended as data) virtio-mmio devices. The node contents follow QEMU's
+// a PL011 UART and (appended as data) virtio-mmio devices and passed-through board devices. The node contents follow QEMU's
 // hw/arm/virt.c and the Linux bindings (arm/gic.yaml, timer/arm,arch_timer.yaml, serial/pl011.yaml,
 // virtio/mmio.yaml). The guest is not a hypervisor, so the tree has no GICH/GICV and no
 // maintenance interrupt. Encoding the blob is DeviceTreeWriter's job; placing it is BootLayout's.
@@ -17,18 +17,26 @@ public struct BoardRegion: Equatable {
     }
 }
 
-/// One memory-mapped device with one shared peripheral interrupt (SPI): a node in the guest's tree.
-/// New device kinds are added as cases here and a line in `GuestDeviceTree.addDevice`.
+/// One memory-mapped device with (at most) one shared peripheral interrupt (SPI): a node in the
+/// guest's tree. New device kinds are added as cases here and a line in `GuestDeviceTree.addDevice`.
 public struct GuestDevice: Equatable {
     public enum Kind: UInt8, Equatable {
         case pl011
         case virtioMMIO
+        /// A board device given to the guest; `name` and `compatible` say what it is.
+        case passthrough
     }
 
     public var kind: Kind
     public var region: BoardRegion
     /// SPI number, i.e. GIC INTID - 32, as the first-cell-0 interrupt specifier wants it.
     public var spi: UInt32
+    /// False only for a passthrough device whose interrupt the guest is not given: no `interrupts`.
+    public var hasInterrupt = true
+    /// Passthrough only: the node name before "@" (1...31 of [a-z0-9_-]) and the `compatible` list
+    /// (non-empty strings without NUL). Empty for the other kinds, whose names are fixed.
+    public var name: [UInt8] = []
+    public var compatible: [[UInt8]] = []
 
     public init(kind: Kind, region: BoardRegion, spi: UInt32) {
         self.kind = kind
@@ -45,15 +53,30 @@ public struct GuestDevice: Equatable {
         GuestDevice(kind: .virtioMMIO, region: BoardRegion(base: base, size: size), spi: spi)
     }
 
+    /// A passthrough device's node, e.g. `.passthrough(name: "pl031", base: 0x0901_0000, size: 0x1000,
+    /// spi: 2, compatible: ["arm,pl031", "arm,primecell"])` for QEMU virt's RTC; `spi` nil: no interrupt.
+    /// GuestConfiguration.validate checks what the tree relies on; a bad name or string traps in `build`.
+    public static func passthrough(name: [UInt8], base: UInt64, size: UInt64, spi: UInt32?,
+                                   compatible: [[UInt8]]) -> GuestDevice {
+        var device = GuestDevice(kind: .passthrough, region: BoardRegion(base: base, size: size), spi: spi ?? 0)
+        device.hasInterrupt = spi != nil
+        device.name = name
+        device.compatible = compatible
+        return device
+    }
+
     /// "pl011@9000000": node name, and (after "/") its path, since devices sit under the root.
     public var nodeName: [UInt8] {
-        var name = ASCIIBuffer()
+        var nodeName = ASCIIBuffer()
         switch kind {
-        case .pl011: name.put("pl011@")
-        case .virtioMMIO: name.put("virtio_mmio@")
+        case .pl011: nodeName.put("pl011@")
+        case .virtioMMIO: nodeName.put("virtio_mmio@")
+        case .passthrough:
+            nodeName.put(name)
+            nodeName.put(UInt8(ascii: "@"))
         }
-        name.putHex(region.base)
-        return name.bytes
+        nodeName.putHex(region.base)
+        return nodeName.bytes
     }
 }
 
@@ -82,7 +105,7 @@ public struct GuestBoardDescription {
     /// The console: /chosen/stdout-path points at it.
     public var uart = GuestDevice.pl011(base: 0x0900_0000, size: 0x1000, spi: 1)
     public var timerPPIs = GuestTimerPPIs()
-    /// Further devices, emitted after the UART in this order (e.g. virtio-mmio transports).
+    /// Further devices, emitted after the UART in this order (virtio-mmio transports, then passthrough).
     public var devices: [GuestDevice] = []
 
     public init(ramBase: UInt64, ramSize: UInt64, vcpuCount: Int, bootargs: [UInt8], initrd: (start: UInt64, end: UInt64)? = nil) {
@@ -98,6 +121,7 @@ public enum GuestDeviceTree {
     static let gicPhandle: UInt32 = 1
     static let apbClockPhandle: UInt32 = 2
     static let apbClockFrequency: UInt32 = 24_000_000
+    static let primeCellCompatible: StaticString = "arm,primecell"
 
     // Interrupt specifier cells for arm,cortex-a15-gic (Linux arm/gic.yaml): type, number, flags.
     static let spiType: UInt32 = 0
@@ -244,6 +268,23 @@ public enum GuestDeviceTree {
                 w.reg([(device.region.base, device.region.size)])
                 w.property("interrupts", cells: [spiType, device.spi, edgeRising])
                 w.property("dma-coherent")
+            case .passthrough:
+                var strings: [DeviceTreeString] = []
+                var primeCell = false
+                for string in device.compatible {
+                    strings.append(DeviceTreeString(string))
+                    primeCell = primeCell || primeCellCompatible.withUTF8Buffer { string.elementsEqual($0) }
+                }
+                w.property("compatible", strings: strings)
+                w.reg([(device.region.base, device.region.size)])
+                // Level-high, as QEMU's virt gives its board devices (the PL031, PL061, PL011).
+                if device.hasInterrupt { w.property("interrupts", cells: [spiType, device.spi, levelHigh]) }
+                if primeCell {
+                    // Linux's AMBA bus enables a PrimeCell's bus clock before reading its ID registers
+                    // (drivers/amba/bus.c amba_get_enable_pclk): without apb_pclk the probe fails.
+                    w.property("clocks", u32: apbClockPhandle)
+                    w.property("clock-names", string: "apb_pclk")
+                }
             }
         }
     }

@@ -36,6 +36,8 @@ public enum MicrokitLayout {
     public static let guestRAMVMMAddress: UInt64 = 0x2000_0000
     /// The channel on which the UART's interrupt reaches the VMM.
     public static let uartChannel: UInt32 = 1
+    /// The channel of passthrough device n's interrupt (the configuration's order).
+    public static func passthroughChannel(_ n: Int) -> UInt32 { 2 + UInt32(n) }
     /// The single virtual machine's vCPU ids (Microkit `<vcpu id=…>`) are 0..<vcpuCount.
     public static let vmmPriority: UInt8 = 254
     public static let guestPriority: UInt8 = 100

@@ -19,7 +19,7 @@ enum ConfigurationSchema {
         "block": ["file", "size", "readonly"],
         "net": ["mac", "forward"],
         "console": ["socket"],
-        "passthrough": ["name", "address", "size", "irq"],
+        "passthrough": ["name", "address", "size", "irq", "compatible"],
     ]
 
     /// Most devices of each kind a VM may have.
@@ -265,6 +265,17 @@ struct ConfigurationParser {
                 diagnostics.report(table.keyPath("size"), "\(hex(size)) is not a positive multiple of the page size \(hex(page))")
             }
         case .invalid: break
+        }
+        if let compatible = table.stringArray("compatible") {
+            for (n, text) in compatible.enumerated() {
+                guard let text else { continue }
+                if text.isEmpty || text.utf8.count > 127 || text.contains("\0") {
+                    diagnostics.report("\(table.keyPath("compatible"))[\(n)]",
+                                       "expected a device-tree compatible string such as \"arm,pl031\"")
+                } else {
+                    region.compatible.append(text)
+                }
+            }
         }
         if let irq = table.integer("irq").value {
             // GIC v2 architecture, 2.2.1: INTIDs 32-1019 are SPIs; below are the CPUs' own SGIs and PPIs.

@@ -58,6 +58,10 @@ public enum SystemBuilder {
         for network in vm.networks { devices.append(.network(mac: network.mac)) }
         for _ in vm.consoles { devices.append(.console) }
         configuration.devices = devices
+        configuration.passthrough = vm.passthrough.map {
+            PassthroughDevice(name: Array($0.name.utf8), address: $0.address, size: $0.size, interrupt: $0.irq,
+                              compatible: $0.compatible.map { Array($0.utf8) })
+        }
         return configuration
     }
 
@@ -70,7 +74,7 @@ public enum SystemBuilder {
             let size = (try? FileManager.default.attributesOfItem(atPath: vm.blocks[n].file)[.size] as? NSNumber)??.uint64Value
             return (size ?? 0) / 512
         }
-        board.devices = placements.map(\.deviceTreeEntry)
+        board.devices = placements.map(\.deviceTreeEntry) + guestConfiguration(vm).passthrough.map(\.deviceTreeEntry)
         return GuestDeviceTree.build(board)
     }
 
@@ -155,6 +159,15 @@ public enum SystemBuilder {
             description.guestRAM.region.size = vm.ramSize
             description.guestRAM.region.physAddr = vm.ramBase
             description.guestRAM.guestAddress = vm.ramBase
+            // Passthrough: the region mapped into the VM where the board has it, its interrupt on the
+            // channel the VMM expects (MicrokitLayout.passthroughChannel).
+            for (n, region) in vm.passthrough.enumerated() {
+                description.deviceRegions.append(.init(name: "passthrough_\(region.name)", physAddr: region.address,
+                                                       size: region.size, guestAddress: region.address))
+                if let irq = region.irq {
+                    description.interrupts.append(.init(irq: irq, channel: MicrokitLayout.passthroughChannel(n)))
+                }
+            }
             let systemURL = environment.output.appendingPathComponent("vmm.system")
             do {
                 try description.render().write(to: systemURL, atomically: true, encoding: .utf8)

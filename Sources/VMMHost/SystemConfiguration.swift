@@ -173,12 +173,15 @@ public struct VMConfiguration: Equatable, Sendable {
         public var address: UInt64
         public var size: UInt64
         public var irq: UInt32?
+        /// Device-tree compatible strings: the guest's device tree gets a node for the device with them.
+        public var compatible: [String]
 
-        public init(name: String, address: UInt64, size: UInt64, irq: UInt32? = nil) {
+        public init(name: String, address: UInt64, size: UInt64, irq: UInt32? = nil, compatible: [String] = []) {
             self.name = name
             self.address = address
             self.size = size
             self.irq = irq
+            self.compatible = compatible
         }
     }
 
@@ -266,15 +269,16 @@ enum ConfigurationPaths {
 }
 
 extension SystemConfiguration {
-    /// What a valid file may say but no platform does yet: refused by name (by `vmm check`, `build`
-    /// and `run`) rather than silently ignored. Kept apart from the file's validation so that the
-    /// schema stays the one the platforms are growing into.
+    /// What a valid file may say but a platform cannot run yet, and what a build needs beyond the
+    /// schema (a passthrough device's compatible strings, for the guest's device tree): refused by name
+    /// by `vmm check`, `build` and `run` rather than silently ignored.
     public func unsupportedFeatures(file: String) -> [ConfigurationError] {
         var errors: [ConfigurationError] = []
         for (n, vm) in vms.enumerated() {
-            if !vm.passthrough.isEmpty {
-                errors.append(ConfigurationError(file: file, keyPath: "vm[\(n)].passthrough",
-                    message: "passing a board device through is not supported on the \(platform.rawValue) platform yet"))
+            for (m, region) in vm.passthrough.enumerated() where region.compatible.isEmpty {
+                errors.append(ConfigurationError(file: file, keyPath: "vm[\(n)].passthrough[\(m)].compatible",
+                    message: "required key is missing (expected the device-tree compatible strings of the device, "
+                             + "e.g. [\"arm,pl031\", \"arm,primecell\"])"))
             }
             if platform == .microkit {
                 for (kind, count) in [("block", vm.blocks.count), ("net", vm.networks.count), ("console", vm.consoles.count)]

@@ -2,30 +2,45 @@ import XCTest
 @testable import VMMCore
 
 /// The configuration blob: its byte layout, every corruption the VMM must refuse, where devices go,
-/// and the guest GuestBoot loads from a configuration.
+/// the passthrough rules, and the guest GuestBoot loads from a configuration.
 final class GuestConfigurationTests: XCTestCase {
     static let mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
 
-    /// 128 MiB at 0x4000_0000, 2 vCPUs, "quiet", a read-only disk, a network card and a console.
+    /// QEMU virt's PL031 RTC: one page at 0x0901_0000, SPI 2 (INTID 34).
+    static var rtc: PassthroughDevice {
+        PassthroughDevice(name: Array("pl031".utf8), address: 0x0901_0000, size: 0x1000, interrupt: 34,
+                          compatible: [Array("arm,pl031".utf8), Array("arm,primecell".utf8)])
+    }
+
+    /// 128 MiB at 0x4000_0000, 2 vCPUs, "quiet", a read-only disk, a network card, a console and the RTC.
     static var small: GuestConfiguration {
         GuestConfiguration(ramBase: 0x4000_0000, ramSize: 0x800_0000, vcpuCount: 2, bootargs: Array("quiet".utf8),
-                           devices: [.block(readOnly: true), .network(mac: mac), .console])
+                           devices: [.block(readOnly: true), .network(mac: mac), .console], passthrough: [rtc])
     }
 
     /// `small`, byte by byte, as the layout comment in GuestConfiguration.swift specifies.
     static let smallBlob: [UInt8] = [
         0x56, 0x4d, 0x4d, 0x43,                           // @0  magic "VMMC"
-        0x01, 0x00, 0x00, 0x00,                           // @4  version 1
-        0x45, 0x00, 0x00, 0x00,                           // @8  blob length 69 = 40 + 3·8 + 5
+        0x02, 0x00, 0x00, 0x00,                           // @4  version 2
+        0x82, 0x00, 0x00, 0x00,                           // @8  blob length 130 = 48 + 3·8 + 53 + 5
         0x02, 0x00, 0x00, 0x00,                           // @12 vcpu count 2
         0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00,   // @16 ram base 0x4000_0000
         0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00,   // @24 ram size 0x800_0000
         0x05, 0x00, 0x00, 0x00,                           // @32 bootargs length 5
         0x03, 0x00, 0x00, 0x00,                           // @36 device count 3
-        0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,   // @40 device 0: block (2), read-only
-        0x01, 0x00, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,   // @48 device 1: network (1), MAC @50
-        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,   // @56 device 2: console (3)
-        0x71, 0x75, 0x69, 0x65, 0x74,                     // @64 bootargs "quiet"
+        0x01, 0x00, 0x00, 0x00,                           // @40 passthrough count 1
+        0x35, 0x00, 0x00, 0x00,                           // @44 passthrough length 53 = 24 + 5 + 24
+        0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,   // @48 device 0: block (2), read-only
+        0x01, 0x00, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,   // @56 device 1: network (1), MAC @58
+        0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,   // @64 device 2: console (3)
+        0x00, 0x00, 0x01, 0x09, 0x00, 0x00, 0x00, 0x00,   // @72 passthrough 0: address 0x0901_0000
+        0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,   // @80   size 0x1000
+        0x22, 0x00, 0x00, 0x00,                           // @88   interrupt: INTID 34
+        0x05, 0x00, 0x18, 0x00,                           // @92   name length 5, reserved, compatible length 24
+        0x70, 0x6c, 0x30, 0x33, 0x31,                     // @96   name "pl031"
+        0x61, 0x72, 0x6d, 0x2c, 0x70, 0x6c, 0x30, 0x33, 0x31, 0x00,                   // @101 "arm,pl031\0"
+        0x61, 0x72, 0x6d, 0x2c, 0x70, 0x72, 0x69, 0x6d, 0x65, 0x63, 0x65, 0x6c, 0x6c, 0x00, // @111 "arm,primecell\0"
+        0x71, 0x75, 0x69, 0x65, 0x74,                     // @125 bootargs "quiet"
     ]
 
     static func decode(_ bytes: [UInt8]) throws(GuestConfigurationError) -> GuestConfiguration {
@@ -62,6 +77,7 @@ final class GuestConfigurationTests: XCTestCase {
         XCTAssertEqual(defaults.vcpuCount, 1)
         XCTAssertEqual(defaults.bootargs, Array("console=ttyAMA0 rdinit=/init".utf8))
         XCTAssertEqual(defaults.devices, [])
+        XCTAssertEqual(defaults.passthrough, [])
     }
 
     func testMagicIsVMMCInLittleEndian() {
@@ -80,7 +96,7 @@ final class GuestConfigurationTests: XCTestCase {
     func testDefaultsRoundTrip() throws {
         let defaults = GuestConfiguration()
         let blob = defaults.encoded()
-        XCTAssertEqual(blob.count, 40 + 28)
+        XCTAssertEqual(blob.count, 48 + 28)
         XCTAssertEqual(try Self.decode(blob), defaults)
     }
 
@@ -94,10 +110,19 @@ final class GuestConfigurationTests: XCTestCase {
             default: devices.append(.console)
             }
         }
+        // Eight passthrough devices with the longest name and compatible list: 255 bytes and its NUL.
+        var passthrough: [PassthroughDevice] = []
+        for n in 0..<8 {
+            passthrough.append(PassthroughDevice(name: [UInt8](repeating: UInt8(ascii: "a") + UInt8(n), count: 31),
+                                                 address: 0x1000_0000 + 0x1_0000 * UInt64(n), size: 0x1_0000,
+                                                 interrupt: n == 3 ? nil : 1019 - UInt32(n),
+                                                 compatible: [[UInt8](repeating: UInt8(ascii: "c"), count: 255)]))
+        }
         let full = GuestConfiguration(ramBase: 0x1_0000_0000, ramSize: 0x4_0000_0000, vcpuCount: 8,
-                                      bootargs: [UInt8](repeating: UInt8(ascii: "x"), count: 2048), devices: devices)
+                                      bootargs: [UInt8](repeating: UInt8(ascii: "x"), count: 2048), devices: devices,
+                                      passthrough: passthrough)
         let blob = full.encoded()
-        XCTAssertEqual(blob.count, 40 + 32 * 8 + 2048)
+        XCTAssertEqual(blob.count, 48 + 32 * 8 + 8 * (24 + 31 + 256) + 2048)
         XCTAssertEqual(try Self.decode(blob), full)
     }
 
@@ -129,19 +154,24 @@ final class GuestConfigurationTests: XCTestCase {
     }
 
     func testOtherVersionIsRejected() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(2), at: 4)), .unsupportedVersion(2))
+        // Version 1 had a 40-byte header: read as version 2, its device records would be misread.
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(1), at: 4)), .unsupportedVersion(1))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(3), at: 4)), .unsupportedVersion(3))
         XCTAssertEqual(Self.decodeError(Self.patched(UInt32(0), at: 4)), .unsupportedVersion(0))
     }
 
     func testBlobLengthDisagreeingWithItsContentsIsRejected() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(70), at: 8) + [0]), .badLength(declared: 70, computed: 69))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(68), at: 8)), .badLength(declared: 68, computed: 69))
-        // A bootargs length one larger than written: the blob's own length no longer adds up.
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(6), at: 32)), .badLength(declared: 69, computed: 70))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(131), at: 8) + [0]), .badLength(declared: 131, computed: 130))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(129), at: 8)), .badLength(declared: 129, computed: 130))
+        // A bootargs or passthrough length one larger than written: the blob's own length no longer adds up.
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(6), at: 32)), .badLength(declared: 130, computed: 131))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(54), at: 44)), .badLength(declared: 130, computed: 131))
     }
 
     func testDeviceCountPastThirtyTwoIsRejectedBeforeAnyRecordIsRead() {
         XCTAssertEqual(Self.decodeError(Self.patched(UInt32(33), at: 36)), .tooManyDevices(count: 33))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(9), at: 40)), .tooManyPassthrough(count: 9))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32.max, at: 40)), .tooManyPassthrough(count: Int(UInt32.max)))
         XCTAssertEqual(Self.decodeError(Self.patched(UInt32.max, at: 36)), .tooManyDevices(count: Int(UInt32.max)))
     }
 
@@ -183,29 +213,72 @@ final class GuestConfigurationTests: XCTestCase {
     }
 
     func testUnknownDeviceKindIsRejectedWithItsIndex() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0), at: 56)), .badDevice(index: 2))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(4), at: 40)), .badDevice(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0), at: 64)), .badDevice(index: 2))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(4), at: 48)), .badDevice(index: 0))
     }
 
     func testUnknownFlagBitsAreRejected() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x03), at: 41)), .badDevice(index: 0))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x01), at: 49)), .badDevice(index: 1))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x01), at: 57)), .badDevice(index: 2))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x03), at: 49)), .badDevice(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x01), at: 57)), .badDevice(index: 1))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x01), at: 65)), .badDevice(index: 2))
     }
 
     func testMACBytesOnADeviceThatIsNotANetworkCardAreRejected() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x02), at: 47)), .badDevice(index: 0))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x02), at: 58)), .badDevice(index: 2))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x02), at: 55)), .badDevice(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x02), at: 66)), .badDevice(index: 2))
     }
 
     func testMulticastOrZeroMACIsRejected() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x53), at: 50)), .badMAC(index: 1))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(0), at: 52, in: Self.patched(UInt16(0), at: 50))),
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x53), at: 58)), .badMAC(index: 1))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(0), at: 60, in: Self.patched(UInt16(0), at: 58))),
                        .badMAC(index: 1))
     }
 
     func testNulInBootargsIsRejected() {
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0), at: 66)), .bootargsContainNul)
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0), at: 127)), .bootargsContainNul)
+    }
+
+    // MARK: - Corrupt passthrough records
+
+    func testNonzeroReservedByteInAPassthroughRecordIsRejected() {
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(1), at: 93)), .badPassthrough(index: 0))
+    }
+
+    func testPassthroughLengthsRunningPastTheirAreaAreRejected() {
+        // A name or compatible list one byte longer than written would end inside the bootargs.
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(6), at: 92)), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt16(25), at: 94)), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt16(0xffff), at: 94)), .badPassthrough(index: 0))
+        // Two records declared, room for one: the second's fixed part is not there.
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(2), at: 40)), .badPassthrough(index: 1))
+    }
+
+    func testPassthroughAreaLongerThanItsRecordsIsRejected() {
+        // Area and blob one byte longer, the spare byte after the record: bootargs would start late.
+        var blob = Self.patched(UInt32(131), at: 8, in: Self.patched(UInt32(54), at: 44))
+        blob.insert(0, at: 125)
+        XCTAssertEqual(Self.decodeError(blob), .badLength(declared: 131, computed: 130))
+        // No records but a nonzero area.
+        let none = Self.patched(UInt32(0), at: 40)
+        XCTAssertEqual(Self.decodeError(none), .badLength(declared: 130, computed: 77))
+    }
+
+    func testCompatibleListNotEndingInNulOrWithAnEmptyStringIsRejected() {
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(ascii: "x"), at: 124)), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0), at: 111)), .badPassthrough(index: 0))
+    }
+
+    func testZeroInterruptDecodesAsNoInterrupt() throws {
+        var expected = Self.small
+        expected.passthrough[0].interrupt = nil
+        XCTAssertEqual(try Self.decode(Self.patched(UInt32(0), at: 88)), expected)
+        XCTAssertEqual(expected.encoded(), Self.patched(UInt32(0), at: 88))
+    }
+
+    func testDecoderAppliesThePassthroughRules() {
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(33), at: 88)), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(ascii: "L"), at: 97)), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt64(0x0900_0000), at: 72)), .passthroughOverlaps(index: 0))
     }
 
     // MARK: - Validation of configurations built by the host tool
@@ -219,6 +292,127 @@ final class GuestConfigurationTests: XCTestCase {
         XCTAssertEqual(Self.validationError(GuestConfiguration(bootargs: Array(repeating: 0x41, count: 2049))),
                        .bootargsTooLong(length: 2049))
         XCTAssertEqual(Self.validationError(GuestConfiguration(vcpuCount: 9)), .badVCPUCount(9))
+    }
+
+    // MARK: - Passthrough rules
+
+    /// `small` with `device` as its only passthrough device (after `others`).
+    static func withPassthrough(_ device: PassthroughDevice, after others: [PassthroughDevice] = [],
+                                devices: [ConfiguredDevice] = small.devices) -> GuestConfigurationError? {
+        var configuration = small
+        configuration.devices = devices
+        configuration.passthrough = others + [device]
+        return validationError(configuration)
+    }
+
+    static func rtc(_ change: (inout PassthroughDevice) -> Void) -> PassthroughDevice {
+        var device = rtc
+        change(&device)
+        return device
+    }
+
+    func testPassthroughNameIs1To31LowercaseDigitsUnderscoreOrDash() {
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.name = Array("rtc_0-a9".utf8) }))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.name = [UInt8](repeating: 0x61, count: 31) }))
+        for bad in ["", "RTC", "rtc@1", "rtc.0", "rtc,0", "rtc 0"] {
+            XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.name = Array(bad.utf8) }), .badPassthrough(index: 0), bad)
+        }
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.name = [UInt8](repeating: 0x61, count: 32) }),
+                       .badPassthrough(index: 0))
+    }
+
+    func testPassthroughRegionIsWholePagesAndDoesNotWrap() {
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0901_0800 }), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.size = 0x800 }), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.size = 0 }), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0xffff_ffff_ffff_f000; $0.size = 0x2000 }),
+                       .badPassthrough(index: 0))
+        // The end must be representable, as RAM's must: the last page itself is refused.
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0xffff_ffff_ffff_f000 }), .badPassthrough(index: 0))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0xffff_ffff_ffff_e000 }))
+    }
+
+    func testPassthroughInterruptIsAnSPINotTakenByTheUARTOrAVirtioDevice() {
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.interrupt = nil }))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.interrupt = 32 }))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.interrupt = 1019 }))
+        // `small` has three virtio devices: INTIDs 48, 49, 50 are theirs, 51 is free.
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.interrupt = 51 }))
+        for bad: UInt32 in [0, 27, 31, 33, 48, 50, 1020, 1023] {
+            XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.interrupt = bad }), .badPassthrough(index: 0), "\(bad)")
+        }
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.interrupt = 48 }, devices: []))
+    }
+
+    func testTwoPassthroughDevicesCannotShareAnInterrupt() {
+        let gpio = PassthroughDevice(name: Array("pl061".utf8), address: 0x0903_0000, size: 0x1000, interrupt: 34,
+                                     compatible: [Array("arm,pl061".utf8)])
+        XCTAssertEqual(Self.withPassthrough(gpio, after: [Self.rtc]), .badPassthrough(index: 1))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.interrupt = nil }, after: [Self.rtc { $0.address = 0x0903_0000 }]))
+    }
+
+    func testCompatibleIsNonEmptyStringsWithoutNulOfAtMost256BytesInAll() {
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.compatible = [] }), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.compatible = [[]] }), .badPassthrough(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.compatible = [Array("arm,pl031".utf8), []] }),
+                       .badPassthrough(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.compatible = [Array("arm\0pl031".utf8)] }),
+                       .badPassthrough(index: 0))
+        // 128 + 127 bytes and their two NULs make 257.
+        let long = [[UInt8](repeating: 0x61, count: 128), [UInt8](repeating: 0x62, count: 127)]
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.compatible = long }), .badPassthrough(index: 0))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.compatible = [long[0], Array(long[1].dropLast())] }))
+    }
+
+    func testPassthroughMustNotOverlapRAMTheGICTheUARTOrTheConfiguredVirtioTransports() {
+        // `small`'s RAM is [0x4000_0000, 0x4800_0000).
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x47ff_f000 }), .passthroughOverlaps(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x3fff_f000; $0.size = 0x2000 }),
+                       .passthroughOverlaps(index: 0))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x4800_0000 }))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x3fff_f000 }))
+        // GIC distributor, CPU interface, GICH and GICV: [0x0800_0000, 0x0805_0000).
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0800_0000 }), .passthroughOverlaps(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0804_f000 }), .passthroughOverlaps(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x07ff_f000; $0.size = 0x2000 }),
+                       .passthroughOverlaps(index: 0))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0805_0000 }))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0900_0000 }), .passthroughOverlaps(index: 0))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x08ff_f000; $0.size = 0x2000 }),
+                       .passthroughOverlaps(index: 0))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0900_1000 }))
+        // Three transports end at 0x0a00_0600, inside the first page; nine reach into the second.
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0a00_0000 }), .passthroughOverlaps(index: 0))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0a00_0000 }, devices: []))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0a00_1000 }, devices: Array(repeating: .console, count: 8)))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0a00_1000 }, devices: Array(repeating: .console, count: 9)),
+                       .passthroughOverlaps(index: 0))
+    }
+
+    func testPassthroughRegionsMustNotOverlapEachOther() {
+        let wide = Self.rtc { $0.address = 0x0c00_0000; $0.size = 0x4000; $0.interrupt = 40 }
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0c00_3000 }, after: [wide]), .passthroughOverlaps(index: 1))
+        XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0bff_f000; $0.size = 0x2000 }, after: [wide]),
+                       .passthroughOverlaps(index: 1))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0c00_4000 }, after: [wide]))
+        XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0bff_f000 }, after: [wide]))
+    }
+
+    func testAtMostEightPassthroughDevices() {
+        var configuration = GuestConfiguration()
+        for n in 0..<9 {
+            configuration.passthrough.append(Self.rtc { $0.address = 0x0c00_0000 + 0x1000 * UInt64(n); $0.interrupt = nil })
+        }
+        XCTAssertEqual(Self.validationError(configuration), .tooManyPassthrough(count: 9))
+        configuration.passthrough.removeLast()
+        XCTAssertNil(Self.validationError(configuration))
+    }
+
+    func testPassthroughDeviceTreeEntryUsesTheSPINumber() {
+        XCTAssertEqual(Self.rtc.deviceTreeEntry,
+                       .passthrough(name: Array("pl031".utf8), base: 0x0901_0000, size: 0x1000, spi: 2,
+                                    compatible: [Array("arm,pl031".utf8), Array("arm,primecell".utf8)]))
+        XCTAssertFalse(Self.rtc { $0.interrupt = nil }.deviceTreeEntry.hasInterrupt)
     }
 
     // MARK: - Placements
@@ -270,7 +464,7 @@ final class GuestConfigurationTests: XCTestCase {
 
     func testLoadTakesBootargsVCPUsAndDevicesFromTheConfiguration() throws {
         let configuration = GuestConfiguration(ramSize: 0x80_0000, vcpuCount: 2, bootargs: Array("quiet loglevel=3".utf8),
-                                               devices: [.console, .console])
+                                               devices: [.console, .console], passthrough: [Self.rtc])
         try withGuest { memory, kernel, host in
             let guest = try Result { () throws(GuestBootError) in
                 try GuestBoot.load(into: memory, kernel: kernel, initrd: nil, configuration: configuration,
@@ -284,6 +478,8 @@ final class GuestConfigurationTests: XCTestCase {
             XCTAssertFalse(Self.contains(dtb, Array("cpu@2\0".utf8)))
             XCTAssertTrue(Self.contains(dtb, Array("virtio_mmio@a000200\0".utf8)))
             XCTAssertFalse(Self.contains(dtb, Array("virtio_mmio@a000400\0".utf8)))
+            XCTAssertTrue(Self.contains(dtb, Array("pl031@9010000\0".utf8)))
+            XCTAssertTrue(Self.contains(dtb, Array("arm,pl031\0arm,primecell\0".utf8)))
         }
     }
 

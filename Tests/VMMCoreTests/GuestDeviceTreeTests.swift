@@ -199,6 +199,48 @@ final class GuestDeviceTreeTests: XCTestCase {
             """), dts.stdout)
     }
 
+    func testPassthroughPrimeCellGetsItsNodeWithLevelInterruptAndBusClockAfterTheVirtioDevices() throws {
+        var board = twoCPUBoard()
+        // QEMU virt's PL031 RTC: SPI 2 (INTID 34).
+        board.devices = [.virtioMMIO(base: 0x0a00_0000, spi: 16),
+                         .passthrough(name: Array("pl031".utf8), base: 0x0901_0000, size: 0x1000, spi: 2,
+                                      compatible: [Array("arm,pl031".utf8), Array("arm,primecell".utf8)])]
+        let dts = try DeviceTreeCompiler.decompile(GuestDeviceTree.build(board))
+        XCTAssertEqual(dts.stderr, "", "dtc warned about the tree")
+        XCTAssertTrue(dts.stdout.hasSuffix("""
+            \t\tdma-coherent;
+            \t};
+
+            \tpl031@9010000 {
+            \t\tcompatible = "arm,pl031\\0arm,primecell";
+            \t\treg = <0x00 0x9010000 0x00 0x1000>;
+            \t\tinterrupts = <0x00 0x02 0x04>;
+            \t\tclocks = <0x02>;
+            \t\tclock-names = "apb_pclk";
+            \t};
+            };
+
+            """), dts.stdout)
+        // <0x02> is the apb-pclk node's phandle.
+        XCTAssertTrue(dts.stdout.contains("\t\tclock-output-names = \"clk24mhz\";\n\t\tphandle = <0x02>;"), dts.stdout)
+    }
+
+    func testPassthroughWithoutInterruptOrPrimeCellHasNeitherInterruptsNorClocks() throws {
+        var board = twoCPUBoard()
+        board.devices = [.passthrough(name: Array("flash-1".utf8), base: 0x1_0000_0000, size: 0x20_0000, spi: nil,
+                                      compatible: [Array("cfi-flash".utf8)])]
+        let dts = try DeviceTreeCompiler.decompile(GuestDeviceTree.build(board))
+        XCTAssertEqual(dts.stderr, "", "dtc warned about the tree")
+        XCTAssertTrue(dts.stdout.hasSuffix("""
+            \tflash-1@100000000 {
+            \t\tcompatible = "cfi-flash";
+            \t\treg = <0x01 0x00 0x00 0x200000>;
+            \t};
+            };
+
+            """), dts.stdout)
+    }
+
     func testStdoutPathFollowsTheUARTsAddress() throws {
         var board = twoCPUBoard()
         board.uart = .pl011(base: 0x0900_1000, spi: 2)

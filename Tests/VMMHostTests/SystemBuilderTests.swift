@@ -5,6 +5,23 @@ import XCTest
 @testable import VMMCore
 @testable import VMMHost
 
+/// The device tree as dtc prints it (Debian's device-tree-compiler).
+func decompile(_ dtb: [UInt8]) throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("pt-\(UUID().uuidString).dtb")
+    try Data(dtb).write(to: path)
+    defer { try? FileManager.default.removeItem(at: path) }
+    let dtc = Process()
+    dtc.executableURL = URL(fileURLWithPath: "/usr/bin/dtc")
+    dtc.arguments = ["-I", "dtb", "-O", "dts", path.path]
+    let output = Pipe()
+    dtc.standardOutput = output
+    dtc.standardError = Pipe()
+    try dtc.run()
+    let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    dtc.waitUntilExit()
+    return text
+}
+
 final class SystemBuilderTests: XCTestCase {
     var directory: URL!
 
@@ -40,19 +57,7 @@ final class SystemBuilderTests: XCTestCase {
     }
 
     func testDeviceTreeHoldsTheMemoryDevicesAndInterruptsTheFileAskedFor() throws {
-        let dtb = SystemBuilder.deviceTree(fullVM(), initrdRange: nil)
-        let path = directory.appendingPathComponent("guest.dtb")
-        try Data(dtb).write(to: path)
-        let dtc = Process()
-        dtc.executableURL = URL(fileURLWithPath: "/usr/bin/dtc")
-        dtc.arguments = ["-I", "dtb", "-O", "dts", path.path]
-        let output = Pipe()
-        dtc.standardOutput = output
-        dtc.standardError = Pipe()
-        try dtc.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        dtc.waitUntilExit()
-        XCTAssertEqual(dtc.terminationStatus, 0, "install device-tree-compiler")
+        let text = try decompile(SystemBuilder.deviceTree(fullVM(), initrdRange: nil))
         XCTAssertTrue(text.contains("memory@40000000"))
         XCTAssertTrue(text.contains("reg = <0x00 0x40000000 0x00 0x10000000>"), text)
         XCTAssertTrue(text.contains("bootargs = \"console=ttyAMA0 quiet\""))
@@ -97,17 +102,58 @@ final class SystemBuilderTests: XCTestCase {
 }
 
 final class UnsupportedFeatureTests: XCTestCase {
-    func testPassthroughAndMicrokitVirtioDevicesAreRefusedByName() {
+    func testPassthroughNeedsCompatibleStringsAndMicrokitVirtioDevicesAreRefusedByName() {
         var vm = VMConfiguration(name: "linux", kernel: "/k")
         vm.passthrough = [.init(name: "rtc", address: 0x0901_0000, size: 0x1000, irq: 34)]
         vm.blocks = [.init(file: "/d", size: nil, readOnly: false)]
         var system = SystemConfiguration(vms: [vm])
-        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml").map(\.description),
-                       ["s.toml: vm[0].passthrough: passing a board device through is not supported on the native platform yet"])
+        let missing = "s.toml: vm[0].passthrough[0].compatible: required key is missing (expected the device-tree "
+            + "compatible strings of the device, e.g. [\"arm,pl031\", \"arm,primecell\"])"
+        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml").map(\.description), [missing])
+        system.vms[0].passthrough[0].compatible = ["arm,pl031", "arm,primecell"]
+        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml"), [])
         system.platform = .microkit
         XCTAssertEqual(system.unsupportedFeatures(file: "s.toml").map(\.description), [
-            "s.toml: vm[0].passthrough: passing a board device through is not supported on the microkit platform yet",
             "s.toml: vm[0].block: virtio devices on the microkit platform need driver protection domains, not supported yet"])
         XCTAssertEqual(SystemConfiguration(vms: [VMConfiguration(name: "linux", kernel: "/k")]).unsupportedFeatures(file: "s"), [])
     }
+}
+
+final class PassthroughConfigurationTests: XCTestCase {
+    func testPassthroughCompatibleStringsReachTheBlobAndTheDeviceTree() throws {
+        var vm = VMConfiguration(name: "linux", kernel: "/k")
+        vm.passthrough = [.init(name: "rtc", address: 0x0901_0000, size: 0x1000, irq: 34, compatible: ["arm,pl031", "arm,primecell"])]
+        let configuration = SystemBuilder.guestConfiguration(vm)
+        XCTAssertEqual(configuration.passthrough, [PassthroughDevice(name: Array("rtc".utf8), address: 0x0901_0000, size: 0x1000,
+                                                                     interrupt: 34, compatible: [Array("arm,pl031".utf8), Array("arm,primecell".utf8)])])
+        XCTAssertNoThrow(try configuration.validate())
+        let dts = try decompile(SystemBuilder.deviceTree(vm, initrdRange: nil))
+        XCTAssertTrue(dts.contains("rtc@9010000 {"), dts)
+        XCTAssertTrue(dts.contains("compatible = \"arm,pl031\\0arm,primecell\";"), dts)
+        XCTAssertTrue(dts.contains("interrupts = <0x00 0x02 0x04>;"), dts)
+        XCTAssertTrue(dts.contains("clock-names = \"apb_pclk\";"), dts)
+    }
+
+    func testCompatibleIsReadFromTheSystemFile() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var header = [UInt8](repeating: 0, count: 64)
+        header[56] = 0x41; header[57] = 0x52; header[58] = 0x4d; header[59] = 0x64     // "ARM\x64"
+        header[16] = 0x00; header[18] = 0x10                                           // image_size 1 MiB
+        FileManager.default.createFile(atPath: directory.appendingPathComponent("Image").path, contents: Data(header))
+        let system = try SystemConfiguration.parse(text: """
+            [[vm]]
+            kernel = "Image"
+            [[vm.passthrough]]
+            name = "rtc"
+            address = 0x09010000
+            size = 0x1000
+            irq = 34
+            compatible = ["arm,pl031", "arm,primecell"]
+            """, file: "s.toml", baseDirectory: directory.path)
+        XCTAssertEqual(system.vms[0].passthrough[0].compatible, ["arm,pl031", "arm,primecell"])
+        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml"), [])
+    }
+
 }
