@@ -35,7 +35,7 @@ TEST_SYSTEMS := examples/minimal.toml examples/linux.toml
 QEMU_BOARD  := -machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -m 1G -nographic
 BOOTARGS    := console=ttyAMA0 rdinit=/init
 
-.PHONY: all setup guest host native-objects vmm check run test unit-test integration-test bench clean
+.PHONY: all setup guest host native-objects vmm check run test unit-test integration-test fuzz bench clean
 all: vmm
 
 setup:
@@ -96,6 +96,14 @@ integration-test: vmm $(if $(MICROKIT_SDK),microkit-system-image)
 test: guest
 	@$(MAKE) --no-print-directory unit-test
 	@$(MAKE) --no-print-directory integration-test
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+
+# libFuzzer on everything a guest or a blob controls: virtqueues, the virtio-mmio transport, the
+# configuration blob, the boot layout, the distributor. `make test` runs each for a few seconds (so
+# the harnesses keep building against the core); longer runs: make fuzz FUZZ_SECONDS=600.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # Boot time: the guest on bare QEMU with the same board flags (Linux then owns EL2), on bare QEMU at
 # EL1 (virtualization=off: what Linux sees under a VMM), and under our VMM; ratios against the first.

@@ -75,7 +75,8 @@ public struct BootLayout: Equatable {
         }
 
         var initrd: GuestPhysicalAddress? = nil
-        if let initrdSize {
+        // An empty initrd is no initrd: the kernel gets no initrd range (and none is placed below the DTB).
+        if let initrdSize, initrdSize > 0 {
             // The window starts at the 1 GiB boundary at or below the kernel; cannot overflow:
             // the kernel lies below ramEnd, and the sum is clamped to ramEnd.
             let windowStart = (ramBase + header.textOffset) & ~(initrdWindowAlignment - 1)
@@ -94,7 +95,7 @@ public struct BootLayout: Equatable {
         let kernel = GuestPhysicalAddress(ramBase + header.textOffset)
         return BootLayout(kernel: kernel, kernelEntry: kernel, kernelSize: kernelSize,
                           dtb: GuestPhysicalAddress(ramBase + dtbOffset), dtbMaxSize: dtbMaxSize,
-                          initrd: initrd, initrdSize: initrdSize ?? 0)
+                          initrd: initrd, initrdSize: initrd == nil ? 0 : initrdSize ?? 0)
     }
 
     /// Parses the kernel's header from the first bytes of its file and plans the layout: the whole

@@ -55,6 +55,15 @@ final class BootLayoutTests: XCTestCase {
         XCTAssertEqual(layout.initrdEnd, GuestPhysicalAddress(0x4fff_f345))
     }
 
+    func testEmptyInitrdIsNoInitrdEvenWithNoRoomAboveTheDeviceTree() throws {
+        // Found by fuzzing: a 0-byte initrd used to be "placed" below the DTB, inside the kernel's area.
+        let header = try ImageHeaderFixture.parse(ImageHeaderFixture.bytes(textOffset: 0, imageSize: 0x8_0200_0000))
+        let layout = try BootLayout.plan(ramBase: 0, ramSize: 0x1F_8000_0000, header: header,
+                                         kernelFileSize: 0x1000, initrdSize: 0)
+        XCTAssertNil(layout.initrd)
+        XCTAssertEqual(layout.initrdSize, 0)
+    }
+
     func testKernelLargerThanRAMDoesNotFit() {
         assertLayoutError(.kernelDoesNotFit(needed: 40 * MiB, available: 32 * MiB)) {
             try plan(ramSize: 32 * MiB, imageSize: 40 * MiB, initrdSize: nil)

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+# Seed inputs for the fuzz targets (one well-formed case each, in the harnesses' input formats), so
+# that a short run starts from a live queue, a decodable blob and a bootable header rather than
+# having to discover them. Usage: seeds.py CORPUS_ROOT; writes CORPUS_ROOT/<target>/seed-*.
+import os, struct, sys
+
+BASE = 0x4000_0000
+NEXT, WRITE, INDIRECT = 1, 2, 4
+
+def desc(addr, length, flags=0, nxt=0):
+    return struct.pack('<QIHH', addr, length, flags, nxt)
+
+def virtqueue():
+    # size 4, indirect + event index, rings at RAM offsets 0x100 / 0x200 / 0x300; RAM = input[8:].
+    header = bytes([2, 3]) + struct.pack('<HHH', 0x100, 0x200, 0x300)
+    ram = bytearray(0x400)
+    table = (desc(BASE + 0x1000, 16, NEXT, 1) + desc(BASE + 0x2000, 512, WRITE | NEXT, 2)
+             + desc(BASE + 0x3000, 1, WRITE) + desc(BASE + 0x180, 32, INDIRECT))
+    ram[0x100:0x100 + len(table)] = table
+    ram[0x180:0x1A0] = desc(BASE + 0x1000, 16, NEXT, 1) + desc(BASE + 0x3000, 1, WRITE)
+    ram[0x200:0x200 + 10] = struct.pack('<HHHHH', 0, 2, 0, 3, 1)     # flags, idx, ring[0..1]
+    ram[0x20C:0x20E] = struct.pack('<H', 1)                            # used_event
+    return header + bytes(ram)
+
+def ram_write(offset, data):
+    assert len(data) < 256
+    return bytes([3]) + struct.pack('<HB', offset, len(data)) + data
+
+def transport(request_type, sector, data_flags):
+    # 16 sectors, writable disk; initialise with INDIRECT_DESC | EVENT_IDX | BLK_F_FLUSH, size 4.
+    out = bytes([16, 0])
+    out += bytes([5]) + struct.pack('<I', (1 << 28) | (1 << 29) | (1 << 9)) + bytes([2])
+    out += struct.pack('<HHH', 0x100, 0x200, 0x300)
+    table = (desc(BASE + 0x1000, 16, NEXT, 1) + desc(BASE + 0x2000, 512, data_flags | NEXT, 2)
+             + desc(BASE + 0x3000, 1, WRITE))
+    out += ram_write(0x100, table)
+    out += ram_write(0x1000, struct.pack('<IIQ', request_type, 0, sector))
+    out += ram_write(0x200, struct.pack('<HHH', 0, 1, 0))
+    out += bytes([6])                                   # acknowledge, notify queue 0
+    out += bytes([2, 13])                               # read InterruptStatus
+    return out
+
+def configuration():
+    bootargs = b'console=ttyAMA0 rdinit=/init'
+    devices = (bytes([2, 1, 0, 0, 0, 0, 0, 0]) + bytes([1, 0, 0x52, 0x54, 0, 0x12, 0x34, 0x56])
+               + bytes([3, 0, 0, 0, 0, 0, 0, 0]))
+    name, compatible = b'uart_x', b'arm,pl011\0arm,primecell\0'
+    passthrough = struct.pack('<QQIBBH', 0x0c00_0000, 0x1000, 100, len(name), 0, len(compatible)) + name + compatible
+    length = 48 + len(devices) + len(passthrough) + len(bootargs)
+    header = struct.pack('<IIIIQQIIII', 0x434d_4d56, 2, length, 2, BASE, 0x2000_0000, len(bootargs), 3, 1,
+                         len(passthrough))
+    return header + devices + passthrough + bootargs
+
+def boot():
+    bootargs = b'console=ttyAMA0 earlycon'
+    image = struct.pack('<IIQQQQQQII', 0x1400_0000, 0, 0, 0x200_0000, 0xA, 0, 0, 0, 0x644d_5241, 0)
+    return (bytes([0]) + struct.pack('<HHII', BASE >> 21, 0x100, 0x100_0000, 0x40_0000) + bytes([len(bootargs)])
+            + image + bootargs)
+
+def distributor():
+    out = bytes([2]) + struct.pack('<H', 64) + bytes([2])              # 2 vCPUs, 64 SPIs, 2 LRs
+    def write(vcpu, offset, value): return bytes([0, vcpu + 1]) + struct.pack('<HI', offset, value)
+    def inject(vcpu, irq): return bytes([2, vcpu + 1]) + struct.pack('<H', irq)
+    def freed(vcpu, index): return bytes([3, vcpu + 1, index])
+    out += write(0, 0x000, 1) + write(0, 0x100, 0xFFFF_FFFF) + write(0, 0x104, 0xFFFF_FFFF)
+    out += write(0, 0x820, 0x0201_0201) + write(0, 0x420, 0x8040_2010)
+    out += inject(0, 32) + inject(0, 33) + inject(0, 34) + inject(0, 35) + inject(1, 27)
+    out += write(1, 0xF00, 0x0001_0003) + freed(0, 0) + freed(0, 1) + write(0, 0x200, 0x8000_0000)
+    out += freed(1, 0) + freed(0, 0)
+    return out
+
+SEEDS = {
+    'virtqueue': [virtqueue()],
+    'transport': [transport(0, 1, WRITE), transport(1, 2, 0), transport(8, 0, WRITE), transport(4, 0, WRITE)],
+    'configuration': [configuration()],
+    'boot': [boot()],
+    'distributor': [distributor()],
+}
+
+root = sys.argv[1]
+for target, seeds in SEEDS.items():
+    os.makedirs(os.path.join(root, target), exist_ok=True)
+    for n, seed in enumerate(seeds):
+        with open(os.path.join(root, target, f'seed-{n}'), 'wb') as f:
+            f.write(seed)
