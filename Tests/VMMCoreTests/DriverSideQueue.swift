@@ -165,3 +165,38 @@ final class DriverSideQueue {
         ram.memory.load(UInt16.self, at: GuestPhysicalAddress(configuration.usedRing.raw + 4 + 8 * UInt64(size)))!
     }
 }
+
+/// A device-model test that plays the guest's driver over `ram` and `driver`: the buffer and chain
+/// helpers the block, net and console tests share.
+protocol PlaysTheDriver: AnyObject {
+    var ram: TestGuestRAM! { get }
+    var driver: DriverSideQueue! { get }
+}
+
+extension PlaysTheDriver {
+    /// Copies `bytes` into fresh guest memory and returns a device-readable buffer naming them.
+    func readable(_ bytes: [UInt8]) -> VirtqueueBuffer {
+        let address = ram.allocate(bytes.count)
+        ram.write(bytes, at: address)
+        return .readable(address, UInt32(bytes.count))
+    }
+
+    /// Fresh guest memory of `count` bytes filled with 0xEE, for the device to write.
+    func writable(_ count: Int) -> VirtqueueBuffer {
+        let address = ram.allocate(count)
+        ram.write([UInt8](repeating: 0xEE, count: count), at: address)
+        return .writable(address, UInt32(count))
+    }
+
+    func contents(_ buffer: VirtqueueBuffer) -> [UInt8] {
+        ram.read(at: buffer.address, count: Int(buffer.length))
+    }
+
+    /// Adds `buffers` as one chain and makes it available; returns its head.
+    @discardableResult
+    func post(_ buffers: [VirtqueueBuffer]) -> UInt16 {
+        let head = driver.addChain(buffers)
+        driver.publish(head)
+        return head
+    }
+}

@@ -49,10 +49,10 @@ private struct RAMDisk: BlockBackend {
     }
 }
 
-final class VirtioBlockTests: XCTestCase {
-    private var ram: TestGuestRAM!
+final class VirtioBlockTests: XCTestCase, PlaysTheDriver {
+    var ram: TestGuestRAM!
     private var memory: GuestMemory { ram.memory }
-    private var driver: DriverSideQueue!
+    var driver: DriverSideQueue!
     private var queue: SplitVirtqueue!
     private var disk = RAMDisk(sectors: 16)
     private var block = VirtioBlock(device: 0, capacitySectors: 16, readOnly: false, identifier: Array("vmm-disk-0".utf8))
@@ -64,32 +64,6 @@ final class VirtioBlockTests: XCTestCase {
     }
 
     // MARK: Helpers playing the driver
-
-    /// Copies `bytes` into fresh guest memory and returns a device-readable buffer naming them.
-    private func readable(_ bytes: [UInt8]) -> VirtqueueBuffer {
-        let address = ram.allocate(bytes.count)
-        ram.write(bytes, at: address)
-        return .readable(address, UInt32(bytes.count))
-    }
-
-    /// Fresh guest memory of `count` bytes filled with 0xEE, for the device to write.
-    private func writable(_ count: Int) -> VirtqueueBuffer {
-        let address = ram.allocate(count)
-        ram.write([UInt8](repeating: 0xEE, count: count), at: address)
-        return .writable(address, UInt32(count))
-    }
-
-    private func contents(_ buffer: VirtqueueBuffer) -> [UInt8] {
-        ram.read(at: buffer.address, count: Int(buffer.length))
-    }
-
-    /// Adds `buffers` as one chain and makes it available; returns its head.
-    @discardableResult
-    private func post(_ buffers: [VirtqueueBuffer]) -> UInt16 {
-        let head = driver.addChain(buffers)
-        driver.publish(head)
-        return head
-    }
 
     private func header(type: UInt32, sector: UInt64) -> [UInt8] {
         withUnsafeBytes(of: type.littleEndian) { Array($0) } + [0xAA, 0xBB, 0xCC, 0xDD]

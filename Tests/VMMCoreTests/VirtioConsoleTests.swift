@@ -12,10 +12,10 @@ private struct ConsoleRecorder: ConsoleBackend {
     }
 }
 
-final class VirtioConsoleTests: XCTestCase {
-    private var ram: TestGuestRAM!
+final class VirtioConsoleTests: XCTestCase, PlaysTheDriver {
+    var ram: TestGuestRAM!
     private var memory: GuestMemory { ram.memory }
-    private var driver: DriverSideQueue!
+    var driver: DriverSideQueue!
     private var queue: SplitVirtqueue!
     private var recorder = ConsoleRecorder()
     private var console = VirtioConsole(device: 0)
@@ -24,32 +24,6 @@ final class VirtioConsoleTests: XCTestCase {
         ram = TestGuestRAM()
         driver = DriverSideQueue(ram: ram, size: 64)
         queue = SplitVirtqueue(configuration: driver.configuration, indirectDescriptors: true, eventIndex: false)
-    }
-
-    /// Copies `bytes` into fresh guest memory and returns a device-readable buffer naming them.
-    private func readable(_ bytes: [UInt8]) -> VirtqueueBuffer {
-        let address = ram.allocate(bytes.count)
-        ram.write(bytes, at: address)
-        return .readable(address, UInt32(bytes.count))
-    }
-
-    /// Fresh guest memory of `count` bytes filled with 0xEE, for the device to write.
-    private func writable(_ count: Int) -> VirtqueueBuffer {
-        let address = ram.allocate(count)
-        ram.write([UInt8](repeating: 0xEE, count: count), at: address)
-        return .writable(address, UInt32(count))
-    }
-
-    private func contents(_ buffer: VirtqueueBuffer) -> [UInt8] {
-        ram.read(at: buffer.address, count: Int(buffer.length))
-    }
-
-    /// Adds `buffers` as one chain and makes it available; returns its head.
-    @discardableResult
-    private func post(_ buffers: [VirtqueueBuffer]) -> UInt16 {
-        let head = driver.addChain(buffers)
-        driver.publish(head)
-        return head
     }
 
     private func deliver(_ text: String) throws -> Int {

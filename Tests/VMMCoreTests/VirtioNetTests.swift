@@ -13,11 +13,11 @@ private struct FrameRecorder: NetworkBackend {
     }
 }
 
-final class VirtioNetTests: XCTestCase {
+final class VirtioNetTests: XCTestCase, PlaysTheDriver {
     private let mac: [UInt8] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56]
-    private var ram: TestGuestRAM!
+    var ram: TestGuestRAM!
     private var memory: GuestMemory { ram.memory }
-    private var driver: DriverSideQueue!
+    var driver: DriverSideQueue!
     private var queue: SplitVirtqueue!
     private var recorder = FrameRecorder()
     private var net: VirtioNet!
@@ -27,32 +27,6 @@ final class VirtioNetTests: XCTestCase {
         driver = DriverSideQueue(ram: ram, size: 64)
         queue = SplitVirtqueue(configuration: driver.configuration, indirectDescriptors: true, eventIndex: false)
         net = VirtioNet(device: 0, mac: mac)
-    }
-
-    /// Copies `bytes` into fresh guest memory and returns a device-readable buffer naming them.
-    private func readable(_ bytes: [UInt8]) -> VirtqueueBuffer {
-        let address = ram.allocate(bytes.count)
-        ram.write(bytes, at: address)
-        return .readable(address, UInt32(bytes.count))
-    }
-
-    /// Fresh guest memory of `count` bytes filled with 0xEE, for the device to write.
-    private func writable(_ count: Int) -> VirtqueueBuffer {
-        let address = ram.allocate(count)
-        ram.write([UInt8](repeating: 0xEE, count: count), at: address)
-        return .writable(address, UInt32(count))
-    }
-
-    private func contents(_ buffer: VirtqueueBuffer) -> [UInt8] {
-        ram.read(at: buffer.address, count: Int(buffer.length))
-    }
-
-    /// Adds `buffers` as one chain and makes it available; returns its head.
-    @discardableResult
-    private func post(_ buffers: [VirtqueueBuffer]) -> UInt16 {
-        let head = driver.addChain(buffers)
-        driver.publish(head)
-        return head
     }
 
     /// A 12-byte virtio_net_hdr followed by an Ethernet frame of `payload` bytes.
