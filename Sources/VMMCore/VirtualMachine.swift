@@ -147,12 +147,6 @@ public struct VirtualMachine {
         platform.acknowledgeInterrupt(physical)
     }
 
-    /// Raises a virtual interrupt that no physical line backs (an emulated device's).
-    @discardableResult
-    public mutating func raise<P: VMMPlatform>(interrupt: UInt32, vcpu: Int, platform: inout P) -> Bool {
-        vgic.inject(vcpu: vcpu, interrupt: interrupt, sink: &platform)
-    }
-
     /// The guest deactivated the interrupt held in list register `index` of `vcpu`.
     public mutating func maintenance<P: VMMPlatform>(vcpu: Int, listRegister index: Int, platform: inout P) {
         guard let freed = vgic.listRegisterFreed(vcpu: vcpu, index: index, sink: &platform) else { return }
