@@ -2,11 +2,15 @@
 #
 #   make run     set up the host, build the guest and the VMM, boot the system of examples/linux.toml
 #                (SYSTEM=file.toml for another; Ctrl-A x quits)
-#   make test    everything the tests need, then host unit tests and integration tests
+#   make test    everything the tests need, then host unit tests, integration tests and a short run
+#                of each fuzz target; the last line counts them: tests: N passed, N failed, N skipped
+#   make install put `vmm` on PATH (PREFIX=/usr/local)
 #   make bench   benchmarks: boot time, disk and network throughput, each against plain QEMU
 #
 # With MICROKIT_SDK=/path/to/microkit-sdk the same targets build and run the Microkit platform
-# (examples/microkit.toml). Everything comes from Debian's packages and this repository.
+# (examples/microkit.toml). Everything comes from Debian's packages and this repository, except the
+# Swift 6 toolchain with Embedded Swift, which must be on PATH (scripts/check-toolchain.sh says so first).
+# V=1 shows the compiler command lines.
 
 SHELL       := /bin/bash
 BUILD       := build
@@ -17,6 +21,9 @@ SWIFTC      := $(TOOLBIN)swiftc
 CLANG       := $(TOOLBIN)clang
 QEMU        := qemu-system-aarch64
 HOST_VMM    := .build/debug/vmm
+# Quiet compiles: one line saying what is built; V=1 shows the commands.
+Q           := $(if $(V),,@)
+SWIFT_PROGRESS := awk -f scripts/progress.awk
 
 EMBEDDED    := -target aarch64-none-none-elf -enable-experimental-feature Embedded -wmo -parse-as-library \
                -Osize -Xfrontend -disable-stack-protector -Xcc -ffreestanding
@@ -35,6 +42,18 @@ TEST_SYSTEMS := examples/minimal.toml examples/linux.toml
 QEMU_BOARD  := -machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -m 1G -nographic
 BOOTARGS    := console=ttyAMA0 rdinit=/init
 
+# First of all, before installing or building anything: without a Swift 6 toolchain with Embedded
+# Swift nothing else is worth doing. One line says what is missing (`make clean` needs no toolchain;
+# recursive makes were checked by their parent).
+ifeq ($(MAKELEVEL),0)
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+TOOLCHAIN_PROBLEM := $(shell sh scripts/check-toolchain.sh 2>&1)
+ifneq ($(TOOLCHAIN_PROBLEM),)
+$(error $(TOOLCHAIN_PROBLEM))
+endif
+endif
+endif
+
 .PHONY: all setup guest host native-objects vmm check run test unit-test integration-test fuzz bench clean
 all: vmm
 
@@ -45,8 +64,8 @@ guest: setup
 	@bash scripts/build-guest.sh $(GUEST)
 
 host:
-	@swift build --product vmm 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|^Building for|^Build of product' || true
-	@test -x $(HOST_VMM)
+	@echo "vmm: building the host tool $(HOST_VMM) (swift build; a first build takes a minute or two)"
+	@set -o pipefail; swift build --product vmm 2>&1 | $(SWIFT_PROGRESS)
 
 # The VMM's objects: the Embedded Swift core and the native platform. `vmm build` links them with
 # a system's guest (kernel, initrd, configuration) into that system's image.
@@ -54,28 +73,33 @@ native-objects: $(NATIVE)/start.o $(NATIVE)/board.o $(NATIVE)/runtime.o $(NATIVE
 
 $(NATIVE)/VMMCore.o: $(CORE_SRC)
 	@mkdir -p $(NATIVE)
-	$(SWIFTC) $(EMBEDDED) -module-name VMMCore -emit-module -emit-module-path $(NATIVE)/VMMCore.swiftmodule \
+	@echo "vmm: compiling the core with Embedded Swift ($@, about half a minute)"
+	$(Q)$(SWIFTC) $(EMBEDDED) -module-name VMMCore -emit-module -emit-module-path $(NATIVE)/VMMCore.swiftmodule \
 		-c $(CORE_SRC) -o $@
 
 $(NATIVE)/Platform.o: $(NATIVE_SRC) $(NATIVE)/VMMCore.o Platforms/native/include/hardware.h
-	$(SWIFTC) $(EMBEDDED) -module-name NativePlatform -I $(NATIVE) -I Platforms/native/include \
+	@echo "vmm: compiling the native platform with Embedded Swift ($@)"
+	$(Q)$(SWIFTC) $(EMBEDDED) -module-name NativePlatform -I $(NATIVE) -I Platforms/native/include \
 		-c $(NATIVE_SRC) -o $@
 
 $(NATIVE)/%.o: Platforms/native/%.S
 	@mkdir -p $(NATIVE)
-	$(CLANG) $(CFLAGS) -c $< -o $@
+	@echo "vmm: assembling $<"
+	$(Q)$(CLANG) $(CFLAGS) -c $< -o $@
 
 $(NATIVE)/%.o: Platforms/native/%.c Platforms/native/include/hardware.h
 	@mkdir -p $(NATIVE)
-	$(CLANG) $(CFLAGS) -c $< -o $@
+	@echo "vmm: compiling $<"
+	$(Q)$(CLANG) $(CFLAGS) -c $< -o $@
 
 $(NATIVE)/runtime.o: Platforms/common/runtime.c
 	@mkdir -p $(NATIVE)
-	$(CLANG) $(CFLAGS) -c $< -o $@
+	@echo "vmm: compiling $<"
+	$(Q)$(CLANG) $(CFLAGS) -c $< -o $@
 
 # The images of the systems the tests boot.
 vmm: guest host native-objects
-	@for system in $(TEST_SYSTEMS); do $(HOST_VMM) build $$system >/dev/null || exit 1; done
+	@for system in $(TEST_SYSTEMS); do echo "vmm: vmm build $$system"; $(HOST_VMM) build $$system >/dev/null || exit 1; done
 
 check: host
 	$(HOST_VMM) check $(SYSTEM)
@@ -88,15 +112,18 @@ endif
 	$(HOST_VMM) run $(SYSTEM) $(if $(MICROKIT_SDK),--microkit-config $(MICROKIT_CONFIG))
 
 unit-test:
-	swift test
+	@echo "vmm: host unit tests (swift test; builds the tests first)"
+	@set -o pipefail; swift test 2>&1 | $(SWIFT_PROGRESS)
 
 integration-test: vmm $(if $(MICROKIT_SDK),microkit-system-image)
 	python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
 
+# Every stage runs even when an earlier one fails; scripts/test-summary.sh ends with the count.
 test: guest
-	@$(MAKE) --no-print-directory unit-test
-	@$(MAKE) --no-print-directory integration-test
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5
+	@bash scripts/test-summary.sh build/test.log \
+		"$(MAKE) --no-print-directory unit-test" \
+		"$(MAKE) --no-print-directory integration-test" \
+		"$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=5"
 
 # libFuzzer on everything a guest or a blob controls: virtqueues, the virtio-mmio transport, the
 # configuration blob, the boot layout, the distributor. `make test` runs each for a few seconds (so
@@ -148,17 +175,21 @@ microkit: microkit-objects
 
 $(MK)/Platform.o: $(MK_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/microkit_bridge.h
 	@mkdir -p $(MK)
-	$(SWIFTC) $(EMBEDDED) -module-name MicrokitPlatform -I $(NATIVE) -I Platforms/microkit/include \
+	@echo "vmm: compiling the Microkit platform with Embedded Swift ($@)"
+	$(Q)$(SWIFTC) $(EMBEDDED) -module-name MicrokitPlatform -I $(NATIVE) -I Platforms/microkit/include \
 		-Xcc -I$(MK_BOARD_DIR)/include -c $(MK_SRC) -o $@
 
 $(MK)/entry.o: Platforms/microkit/entry.c Platforms/microkit/include/microkit_bridge.h
 	@mkdir -p $(MK)
-	$(CLANG) $(MK_CFLAGS) -c $< -o $@
+	@echo "vmm: compiling $< for the Microkit platform"
+	$(Q)$(CLANG) $(MK_CFLAGS) -c $< -o $@
 
 $(MK)/runtime.o: Platforms/common/runtime.c
 	@mkdir -p $(MK)
-	$(CLANG) $(CFLAGS) -c $< -o $@
+	@echo "vmm: compiling $< for the Microkit platform"
+	$(Q)$(CLANG) $(CFLAGS) -c $< -o $@
 
 # The image the Microkit integration tests boot.
 microkit-system-image: guest host microkit-objects
-	$(HOST_VMM) build examples/microkit.toml --output $(BUILD)/microkit-test --microkit-config $(MICROKIT_CONFIG) >/dev/null
+	@echo "vmm: vmm build examples/microkit.toml (the Microkit test image)"
+	$(Q)$(HOST_VMM) build examples/microkit.toml --output $(BUILD)/microkit-test --microkit-config $(MICROKIT_CONFIG) >/dev/null

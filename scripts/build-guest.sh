@@ -1,9 +1,14 @@
 #!/bin/sh
 # Builds the Linux guest that the integration tests and benchmarks boot:
 # OUTDIR/Image (uncompressed arm64 kernel) and OUTDIR/initramfs.cpio.gz (busybox
-# plus the virtio modules), from Debian's own arm64 packages only (DESIGN.md,
-# "Guest images come from Debian's own arm64 packages"). It owns the guest's
-# /init, inittab and shell prompt; what the guest is used for is the tests' job.
+# plus the virtio modules), from Debian's own arm64 packages only: nothing is
+# downloaded from anywhere but the host's Debian archive. It owns the guest's
+# /init, inittab, shell prompt and the page /www serves; what the guest is used
+# for is the tests' job.
+#
+# A lasting change to the host: the first run adds the arm64 architecture to
+# dpkg (`dpkg --add-architecture arm64`) so that apt can download arm64
+# packages; nothing arm64 is installed. Undo with `dpkg --remove-architecture arm64`.
 #
 # Usage: scripts/build-guest.sh [OUTDIR]        (default: build/guest in the repo)
 # Env:   GUEST_REFRESH=1  run `apt-get update` even when the lists look complete,
@@ -14,6 +19,7 @@
 # Runs as root without stdin (CI); root is needed only to add the arm64
 # architecture and refresh apt's lists.
 set -eu
+. "$(dirname "$0")/lib/apt.sh"
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${1:-"$REPO/build/guest"}
@@ -46,13 +52,13 @@ need_root() {
 apt_update() {
     need_root "apt-get update"
     say "refreshing apt lists"
-    apt-get update -qq </dev/null >"$OUTDIR/apt-update.log" 2>&1 ||
+    APT_LOG="$OUTDIR/apt-update.log" apt_get update -qq ||
         { cat "$OUTDIR/apt-update.log" >&2; die "apt-get update failed"; }
 }
 
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     need_root "dpkg --add-architecture arm64"
-    say "adding the arm64 architecture to dpkg"
+    say "adding the arm64 architecture to dpkg (a lasting change of the host; nothing arm64 is installed)"
     dpkg --add-architecture arm64
     apt_update
 elif [ "${GUEST_REFRESH:-0}" = 1 ]; then
@@ -111,8 +117,8 @@ fetch_deb() {  # package version -> path of the .deb on stdout
     done
     say "downloading $pkg:arm64 $ver" >&2
     # Sandbox user root: the _apt user cannot write into a root-owned OUTDIR.
-    if ! (cd "$DEBS" && apt-get download -q -o APT::Sandbox::User=root "$pkg:arm64=$ver" \
-            </dev/null >"$OUTDIR/apt-download.log" 2>&1); then
+    if ! (cd "$DEBS" && APT_LOG="$OUTDIR/apt-download.log" \
+            apt_get download -q -o APT::Sandbox::User=root "$pkg:arm64=$ver" >&2); then
         cat "$OUTDIR/apt-download.log" >&2
         die "download of $pkg:arm64=$ver failed (network, or stale lists: try GUEST_REFRESH=1)"
     fi
@@ -181,9 +187,15 @@ depmod -b "$STAGE" "$KREL"
 NMODS=$(find "$MODDIR" -name '*.ko' | wc -l)
 
 # --- root filesystem ------------------------------------------------------
-for d in bin sbin usr/bin usr/sbin etc dev proc sys tmp mnt root run var/www; do
+for d in bin sbin usr/bin usr/sbin etc dev proc sys tmp mnt root run www; do
     mkdir -p "$STAGE/$d"
 done
+# The README's network example serves this page: `httpd -p 80 -h /www`.
+cat >"$STAGE/www/index.html" <<'EOF'
+<!DOCTYPE html>
+<title>vmm guest</title>
+<p>Hello from the Linux guest of vmm: busybox httpd, served over the guest's virtio-net.</p>
+EOF
 chmod 1777 "$STAGE/tmp"
 cp "$WORK/pkg/bin/busybox" "$STAGE/bin/busybox"
 chmod 755 "$STAGE/bin/busybox"

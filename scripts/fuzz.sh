@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of Fuzz/ into build/fuzz/ and runs each for SECONDS_PER_TARGET seconds
-# (default 30) on its corpus build/fuzz/corpus/<target>, seeded from Fuzz/seeds.py. Each target is
+# (default 60, as `make fuzz`) on its corpus build/fuzz/corpus/<target>, seeded from Fuzz/seeds.py. Each target is
 # one binary: the core's sources, Fuzz/FuzzInput.swift and its harness, compiled together as module
 # VMMCore with the toolchain's libFuzzer and AddressSanitizer. Exits non-zero when a target does not
 # build or finds a crash, trap, leak or timeout; reproducers land in build/fuzz/artifacts/<target>/.
@@ -10,7 +10,7 @@
 set -u
 cd "$(dirname "$0")/.."
 
-SECONDS_PER_TARGET=${1:-30}
+SECONDS_PER_TARGET=${1:-60}
 shift $(( $# > 0 ? 1 : 0 ))
 ONLY=" $* "
 OUT=build/fuzz
