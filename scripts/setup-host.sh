@@ -1,13 +1,13 @@
 #!/bin/sh
 # Host setup for vmm: installs the Debian packages the build, the guest image
 # script and the QEMU integration tests need (QEMU for AArch64 and its option
-# ROMs, dtc, cpio, depmod, python3, make, compressors, socat for the guest's
-# console sockets). Debian's own archive only; no other sources. Idempotent:
-# when every package is already installed it touches nothing, and `apt-get
-# update` runs only when something has to be installed. When another apt or
-# dpkg holds the lock (unattended upgrades on a fresh machine), it waits and
-# says so (scripts/lib/apt.sh). Run as root on Debian 12 (bookworm). The guest
-# image itself is built by scripts/build-guest.sh.
+# ROMs, dtc, cpio, depmod, python3, make, compressors), and socat and curl for
+# the README's console and network examples. Debian's own archive only; no
+# other sources. Idempotent: when every package is already installed it
+# touches nothing, and `apt-get update` runs only when something has to be
+# installed. When another apt or dpkg holds the lock (unattended upgrades on a
+# fresh machine), it waits and says so (scripts/lib/apt.sh). Run as root on
+# Debian 12 (bookworm). The guest image itself is built by scripts/build-guest.sh.
 #
 # Env: SETUP_HOST_PACKAGES  the packages to ensure (default: the list below)
 #      APT_LOCK_WAIT        seconds to wait for apt's lock (default 1200)
@@ -18,7 +18,7 @@ set -eu
 # the virt board loads for its default network card (QEMU will not start
 # without it); kmod ships depmod, which build-guest.sh uses to index the
 # guest's kernel modules.
-PACKAGES=${SETUP_HOST_PACKAGES:-"qemu-system-arm ipxe-qemu device-tree-compiler cpio kmod python3 make gzip xz-utils socat"}
+PACKAGES=${SETUP_HOST_PACKAGES:-"qemu-system-arm ipxe-qemu device-tree-compiler cpio kmod python3 make gzip xz-utils socat curl"}
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup-host: must run as root (apt-get install)" >&2
