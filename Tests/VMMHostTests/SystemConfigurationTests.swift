@@ -7,74 +7,7 @@ import XCTest
 @testable import VMMCore
 @testable import VMMHost
 
-final class SystemConfigurationTests: XCTestCase {
-    private var directory = ""
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(atPath: directory)
-    }
-
-    // MARK: Fixtures
-
-    /// An arm64 Image header as booting.rst lays it out: text_offset @8, image_size @16, flags @24, magic @56.
-    private func kernelHeader(textOffset: UInt64 = 0, imageSize: UInt64 = 0x100_0000, flags: UInt64 = 0xa,
-                              magic: UInt32 = 0x644d_5241) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 64)
-        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            withUnsafeBytes(of: value.littleEndian) { for (i, byte) in $0.enumerated() { bytes[offset + i] = byte } }
-        }
-        put(textOffset, at: 8)
-        put(imageSize, at: 16)
-        put(flags, at: 24)
-        put(magic, at: 56)
-        return bytes
-    }
-
-    @discardableResult
-    private func writeFile(_ name: String, _ bytes: [UInt8] = [], size: UInt64? = nil) throws -> String {
-        let path = directory + "/" + name
-        try FileManager.default.createDirectory(atPath: ConfigurationPaths.directory(of: path), withIntermediateDirectories: true)
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        if let size {
-            let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
-            try handle.truncate(atOffset: size)      // sparse: sizes, not contents, matter here
-            try handle.close()
-        }
-        return path
-    }
-
-    /// A kernel "Image" of 16 MiB image_size and an initrd "initrd.img" of 1 MiB.
-    private func writeGuest() throws {
-        try writeFile("Image", kernelHeader(), size: 0x80_0000)
-        try writeFile("initrd.img", size: 0x10_0000)
-    }
-
-    private let minimal = """
-        [[vm]]
-        kernel = "Image"
-        initrd = "initrd.img"
-
-        """
-
-    private func parse(_ text: String) throws -> SystemConfiguration {
-        try SystemConfiguration.parse(text: text, file: "system.toml", baseDirectory: directory)
-    }
-
-    /// Every error's "file: keyPath: message" line; none when the text is valid.
-    private func errors(_ text: String) -> [String] {
-        do {
-            _ = try SystemConfiguration.parse(text: text, file: "system.toml", baseDirectory: directory)
-            return []
-        } catch {
-            return error.errors.map(\.description)
-        }
-    }
-
+final class SystemConfigurationTests: ConfigurationTestCase {
     // MARK: Defaults, the full schema, paths
 
     func testSmallestFileGetsEveryDocumentedDefault() throws {
@@ -362,6 +295,19 @@ final class SystemConfigurationTests: XCTestCase {
         try writeFile("Image")
         XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\n"), [
             "system.toml: vm[0].kernel: kernel '\(directory)/Image': not an arm64 Linux Image (shorter than its 64-byte header)",
+        ])
+    }
+
+    func testKernelThatIsNotAnImageIsReportedBesideAMissingInitrdAndABadRAMSize() throws {
+        try writeFile("Image", kernelHeader(magic: 0x464c_457f))
+        XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\ninitrd = \"none.img\"\nram = \"101M\"\n"), [
+            "system.toml: vm[0].kernel: kernel '\(directory)/Image': not an arm64 Linux Image (bad magic 0x464c457f; expected 0x644d5241)",
+            "system.toml: vm[0].initrd: no such file '\(directory)/none.img'",
+            "system.toml: vm[0].ram: 101M is not a multiple of 2M (guest RAM is mapped in 2 MiB blocks)",
+        ])
+        XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\nram_base = 0x4010_0000\n"), [
+            "system.toml: vm[0].kernel: kernel '\(directory)/Image': not an arm64 Linux Image (bad magic 0x464c457f; expected 0x644d5241)",
+            "system.toml: vm[0].ram_base: 0x40100000 is not 2 MiB aligned (arm64 kernels need a 2 MiB-aligned base)",
         ])
     }
 
