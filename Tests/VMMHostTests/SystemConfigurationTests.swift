@@ -140,10 +140,41 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             "system.toml: system.cpu: unknown key 'cpu' (expected one of: board, gic, platform)",
             "system.toml: vm[0].block[0].file: required key is missing (expected the path of a raw disk image)",
             "system.toml: vm[0].block[0].path: unknown key 'path' (expected one of: file, size, readonly)",
-            "system.toml: vm[0].rom: unknown key 'rom' (expected one of: name, kernel, initrd, cmdline, ram, ram_base, "
-                + "vcpus, block, net, console, passthrough)",
+            "system.toml: vm[0].rom: unknown key 'rom' (did you mean 'ram'?)",
             "system.toml: kernel: unknown key 'kernel' (expected one of: system, vm); 'kernel' belongs in a [[vm]] table",
         ])
+    }
+
+    func testAnUnknownKeyCloseToAKnownOneGetsASuggestion() throws {
+        try writeGuest()
+        XCTAssertEqual(errors("""
+            [sytem]
+            [[vm]]
+            kernal = "Image"
+            ram-base = 0x4000_0000
+            VCPUS = 1
+            initrdd = "initrd.img"
+            memory = "256M"
+            [[vm.console]]
+            sockt = "hvc0.sock"
+            [[vm.nets]]
+            """), [
+            "system.toml: vm[0].kernel: required key is missing (expected the path of an arm64 Linux Image)",
+            "system.toml: vm[0].console[0].socket: required key is missing (expected the path of a unix socket)",
+            "system.toml: vm[0].console[0].sockt: unknown key 'sockt' (did you mean 'socket'?)",
+            "system.toml: vm[0].VCPUS: unknown key 'VCPUS' (did you mean 'vcpus'?)",
+            "system.toml: vm[0].initrdd: unknown key 'initrdd' (did you mean 'initrd'?)",
+            "system.toml: vm[0].kernal: unknown key 'kernal' (did you mean 'kernel'?)",
+            "system.toml: vm[0].memory: unknown key 'memory' (expected one of: name, kernel, initrd, cmdline, ram, ram_base, "
+                + "vcpus, block, net, console, passthrough)",
+            "system.toml: vm[0].nets: unknown key 'nets' (did you mean 'net'?)",
+            "system.toml: vm[0].ram-base: unknown key 'ram-base' (did you mean 'ram_base'?)",
+            "system.toml: sytem: unknown key 'sytem' (did you mean 'system'?)",
+        ])
+        XCTAssertEqual(ConfigurationSchema.closestKey(to: "kernel", in: ["kernel"]), "kernel")
+        XCTAssertNil(ConfigurationSchema.closestKey(to: "krnl", in: ["kernel"]))        // 2 edits in a 4-letter key
+        XCTAssertNil(ConfigurationSchema.closestKey(to: "kennel_x", in: ["kernel"]))    // 3 edits
+        XCTAssertEqual(ConfigurationSchema.closestKey(to: "rma", in: ["ram", "rom"]), "ram")   // one swap
     }
 
     func testWrongTypesSayWhatWasExpectedAndWhatWasFound() throws {
