@@ -124,8 +124,9 @@ struct ConfigurationParser {
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            let at = error.source.begin
-            diagnostics.report("(syntax)", "\(error.description) (line \(at.line), column \(at.column))")
+            let at = ConfigurationSyntax.location(in: text, line: Int(error.source.begin.line),
+                                                  column: Int(error.source.begin.column))
+            diagnostics.report("(syntax)", ConfigurationSyntax.plainMessage(error.description, at: at), at: at)
             return nil
         } catch {
             diagnostics.report("(syntax)", "\(error)")

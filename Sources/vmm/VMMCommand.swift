@@ -25,9 +25,11 @@ struct VMMCommand: ParsableCommand {
         subcommands: [Check.self, Build.self, Run.self, CheckBoot.self, MicrokitSystemCommand.self])
 }
 
-/// Writes "vmm: <line>" for each line on stderr and exits with status 1.
+/// Writes "vmm: <line>" for each line on stderr (a message of several lines, such as a syntax
+/// error with its excerpt, gets the prefix on each) and exits with status 1.
 func fail(_ lines: [String]) -> Never {
-    FileHandle.standardError.write(Data(lines.map { "vmm: \($0)\n" }.joined().utf8))
+    let all = lines.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false) }
+    FileHandle.standardError.write(Data(all.map { "vmm: \($0)\n" }.joined().utf8))
     Foundation.exit(1)
 }
 

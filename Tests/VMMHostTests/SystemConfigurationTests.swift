@@ -105,7 +105,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertNil(ConfigurationParser.parseSize("17179869184G"))   // 2^34 GiB wraps past 2^64
     }
 
-    // MARK: The file and its syntax
+    // MARK: The file (its syntax: ConfigurationSyntaxTests)
 
     func testUnreadableConfigurationFileIsOneError() throws {
         XCTAssertThrowsError(try SystemConfiguration.load(path: directory + "/none.toml")) {
@@ -115,12 +115,6 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             XCTAssertEqual(($0 as? ConfigurationErrors)?.errors.map(\.description),
                            ["\(directory): (file): is a directory, not a configuration file"])
         }
-    }
-
-    func testTOMLSyntaxErrorIsOneErrorWithLineAndColumn() {
-        XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\nkernel = \"Other\"\nram = \n"), [
-            "system.toml: (syntax): Error while parsing key-value pair: cannot redefine existing string 'kernel' (line 3, column 10)",
-        ])
     }
 
     // MARK: Keys and types
