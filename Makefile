@@ -162,3 +162,19 @@ $(MK)/runtime.o: Platforms/common/runtime.c
 # The image the Microkit integration tests boot.
 microkit-system-image: guest host microkit-objects
 	$(HOST_VMM) build examples/microkit.toml --output $(BUILD)/microkit-test --microkit-config $(MICROKIT_CONFIG) >/dev/null
+
+# --------------------------------------------------------------------------------------------
+# make install [PREFIX=/usr/local]: `vmm` on PATH, usable from any directory. PREFIX/bin/vmm is a
+# symbolic link to this checkout's tool, which finds the VMM's objects here through its own path
+# (or $VMM_HOME); a later `make host` or `swift build` updates what the link runs. The checkout must
+# stay where it is; `make uninstall` removes the link.
+PREFIX ?= /usr/local
+.PHONY: install uninstall
+
+install: host native-objects
+	@mkdir -p $(DESTDIR)$(PREFIX)/bin
+	@ln -sfn $(CURDIR)/$(HOST_VMM) $(DESTDIR)$(PREFIX)/bin/vmm
+	@echo "vmm: installed $(DESTDIR)$(PREFIX)/bin/vmm -> $(CURDIR)/$(HOST_VMM)"
+
+uninstall:
+	@if [ -L $(DESTDIR)$(PREFIX)/bin/vmm ]; then rm $(DESTDIR)$(PREFIX)/bin/vmm; echo "vmm: removed $(DESTDIR)$(PREFIX)/bin/vmm"; fi
