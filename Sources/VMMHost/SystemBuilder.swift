@@ -166,7 +166,7 @@ public enum SystemBuilder {
             let objects = ["start.o", "board.o", "runtime.o", "VMMCore.o", "Platform.o"].map {
                 environment.nativeObjects.appendingPathComponent($0).path
             }
-            try requireObjects(objects, make: "make native-objects")
+            try requireObjects(objects, make: "make -C \(environment.repository.path) native-objects")
             let elf = environment.output.appendingPathComponent("vmm.elf")
             try run(environment.toolchain.appendingPathComponent("ld.lld"), [
                 "-T", environment.repository.appendingPathComponent("Platforms/native/linker.ld").path,
@@ -180,7 +180,7 @@ public enum SystemBuilder {
             let boardDirectory = sdk.appendingPathComponent("board/\(environment.microkitBoard)/\(environment.microkitConfig)")
             let objects = ["entry.o", "runtime.o", "Platform.o"].map { environment.microkitObjects.appendingPathComponent($0).path }
                 + [environment.nativeObjects.appendingPathComponent("VMMCore.o").path]
-            try requireObjects(objects, make: "make MICROKIT_SDK=\(sdk.path) microkit-objects")
+            try requireObjects(objects, make: "make -C \(environment.repository.path) MICROKIT_SDK=\(sdk.path) microkit-objects")
             let elf = environment.output.appendingPathComponent("vmm.elf")
             try run(environment.toolchain.appendingPathComponent("ld.lld"), [
                 "-L", boardDirectory.appendingPathComponent("lib").path,

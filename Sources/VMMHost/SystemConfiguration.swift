@@ -2,7 +2,9 @@
 // machine, read by `vmm check`, `vmm build` and `vmm run`. This file owns the model, the error
 // types and the two entry points (`load`, `parse`); turning TOML into the model with per-key
 // errors is ConfigurationParser.swift, and the checks that need several keys, the file system or
-// the board (overlaps, RAM fit, duplicates, platform limits) are ConfigurationValidation.swift.
+// the board (overlaps, RAM fit, duplicates, platform limits) are ConfigurationValidation.swift;
+// TOML syntax errors in plain words are ConfigurationSyntax.swift, and what the tool prints for a
+// good file (summary, console sockets, forwarded ports) is ConfigurationReport.swift.
 // Board facts come from VMMCore (`QEMUVirtBoard`, `BootLayout`, `VirtioDeviceDescription`) so the
 // tool and the VMM cannot disagree. docs/configuration.md carries the same schema as a table.
 //
