@@ -93,7 +93,7 @@ struct BuildOptions: ParsableArguments {
             help: "Microkit SDK for platform \"microkit\" (default: $MICROKIT_SDK).")
     var microkitSDK: String?
 
-    @Option(name: .customLong("microkit-config"), help: "The SDK configuration to build against.")
+    @Option(name: .customLong("microkit-config"), help: "The SDK configuration to build against")
     var microkitConfig: String = "debug"
 
     func environment(for file: String) -> BuildEnvironment {
@@ -188,7 +188,7 @@ struct Run: ParsableCommand {
 
     @Argument(help: "The system file (TOML).") var file: String
     @OptionGroup var options: BuildOptions
-    @Option(help: "The QEMU binary.") var qemu: String = "qemu-system-aarch64"
+    @Option(help: "The QEMU binary") var qemu: String = "qemu-system-aarch64"
 
     func run() throws {
         let environment = options.environment(for: file)

@@ -83,5 +83,21 @@ class AnywhereTests(unittest.TestCase):
         self.assertFalse(vmm.exists() or vmm.is_symlink())
 
 
+    def test_help_paragraphs_are_wrapped_once_and_list_only_the_three_verbs(self):
+        for command in (["--help"], ["check", "--help"], ["build", "--help"], ["run", "--help"]):
+            with self.subTest(command=command):
+                status, output = run([HOST_VMM, *command], cwd=self.elsewhere, env={**os.environ, "COLUMNS": "80"})
+                self.assertEqual(status, 0, output)
+                text = output.split("USAGE:")[0]
+                # A hard-wrapped source line shows up as a short line inside a paragraph.
+                for paragraph in text.strip().split("\n\n"):
+                    for line in paragraph.splitlines()[:-1]:
+                        self.assertGreater(len(line), 60, f"ragged line {line!r} in:\n{text}")
+        status, output = run([HOST_VMM, "--help"], cwd=self.elsewhere)
+        verbs = output.split("SUBCOMMANDS:")[1].split("See 'vmm help")[0]
+        self.assertEqual([line.split()[0] for line in verbs.splitlines() if line.strip() and line.startswith("  ") and
+                          not line.startswith("   ")], ["check", "build", "run"])
+
+
 if __name__ == "__main__":
     unittest.main()
