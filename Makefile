@@ -43,10 +43,10 @@ QEMU_BOARD  := -machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -m 
 BOOTARGS    := console=ttyAMA0 rdinit=/init
 
 # First of all, before installing or building anything: without a Swift 6 toolchain with Embedded
-# Swift nothing else is worth doing. One line says what is missing (`make clean` needs no toolchain;
-# recursive makes were checked by their parent).
+# Swift nothing else is worth doing. One line says what is missing (`make clean` and `make
+# uninstall` need no toolchain; recursive makes were checked by their parent).
 ifeq ($(MAKELEVEL),0)
-ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out clean uninstall,$(or $(MAKECMDGOALS),all)),)
 TOOLCHAIN_PROBLEM := $(shell sh scripts/check-toolchain.sh 2>&1)
 ifneq ($(TOOLCHAIN_PROBLEM),)
 $(error $(TOOLCHAIN_PROBLEM))
@@ -193,3 +193,19 @@ $(MK)/runtime.o: Platforms/common/runtime.c
 microkit-system-image: guest host microkit-objects
 	@echo "vmm: vmm build examples/microkit.toml (the Microkit test image)"
 	$(Q)$(HOST_VMM) build examples/microkit.toml --output $(BUILD)/microkit-test --microkit-config $(MICROKIT_CONFIG) >/dev/null
+
+# --------------------------------------------------------------------------------------------
+# make install [PREFIX=/usr/local]: `vmm` on PATH, usable from any directory. PREFIX/bin/vmm is a
+# symbolic link to this checkout's tool, which finds the VMM's objects here through its own path
+# (or $VMM_HOME); a later `make host` or `swift build` updates what the link runs. The checkout must
+# stay where it is; `make uninstall` removes the link.
+PREFIX ?= /usr/local
+.PHONY: install uninstall
+
+install: host native-objects
+	@mkdir -p $(DESTDIR)$(PREFIX)/bin
+	@ln -sfn $(CURDIR)/$(HOST_VMM) $(DESTDIR)$(PREFIX)/bin/vmm
+	@echo "vmm: installed $(DESTDIR)$(PREFIX)/bin/vmm -> $(CURDIR)/$(HOST_VMM)"
+
+uninstall:
+	@if [ -L $(DESTDIR)$(PREFIX)/bin/vmm ]; then rm $(DESTDIR)$(PREFIX)/bin/vmm; echo "vmm: removed $(DESTDIR)$(PREFIX)/bin/vmm"; fi

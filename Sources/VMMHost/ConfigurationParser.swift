@@ -22,6 +22,38 @@ enum ConfigurationSchema {
         "passthrough": ["name", "address", "size", "irq", "compatible"],
     ]
 
+    /// The known key `key` was most likely meant to be: the nearest by edit distance (an adjacent
+    /// swap counts one edit; case and '-' for '_' count none), if at most 1 edit away for keys of up
+    /// to 4 characters and 2 for longer ones. Further than that a suggestion is more often wrong
+    /// than helpful, and the message lists the table's keys instead.
+    static func closestKey(to key: String, in known: [String]) -> String? {
+        func normal(_ text: String) -> [Character] { Array(text.lowercased().map { $0 == "-" ? "_" : $0 }) }
+        let typed = normal(key), limit = typed.count <= 4 ? 1 : 2
+        var best: (key: String, distance: Int)? = nil
+        for candidate in known {
+            let distance = editDistance(typed, normal(candidate))
+            if distance <= limit, distance < (best?.distance ?? Int.max) { best = (candidate, distance) }
+        }
+        return best?.key
+    }
+
+    /// Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+    /// adjacent characters each cost 1.
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var d = [[Int]](repeating: [Int](repeating: 0, count: b.count + 1), count: a.count + 1)
+        for i in 0...a.count { d[i][0] = i }
+        for j in 0...b.count { d[0][j] = j }
+        for i in 1...a.count {
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] { d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1) }
+            }
+        }
+        return d[a.count][b.count]
+    }
+
     /// Most devices of each kind a VM may have.
     static let maxBlocks = 8, maxNetworks = 4, maxConsoles = 4, maxPassthrough = 8
 
@@ -92,8 +124,9 @@ struct ConfigurationParser {
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            let at = error.source.begin
-            diagnostics.report("(syntax)", "\(error.description) (line \(at.line), column \(at.column))")
+            let at = ConfigurationSyntax.location(in: text, line: Int(error.source.begin.line),
+                                                  column: Int(error.source.begin.column))
+            diagnostics.report("(syntax)", ConfigurationSyntax.plainMessage(error.description, at: at), at: at)
             return nil
         } catch {
             diagnostics.report("(syntax)", "\(error)")
@@ -358,6 +391,10 @@ struct TableReader {
         self.diagnostics = diagnostics
         let known = ConfigurationSchema.tables[schema] ?? []
         for key in table.keys where !known.contains(key) {
+            if let near = ConfigurationSchema.closestKey(to: key, in: known) {
+                diagnostics.report(keyPath(key), "unknown key '\(key)' (did you mean '\(near)'?)")
+                continue
+            }
             var message = "unknown key '\(key)' (expected one of: \(known.joined(separator: ", ")))"
             // The commonest slip in a small file: VM keys written above the [[vm]] header.
             if schema == "" {

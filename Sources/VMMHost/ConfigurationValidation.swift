@@ -54,7 +54,9 @@ struct ConfigurationValidator {
             }
         }
 
-        let kernel = fileProblem(vm.kernel, at: "\(path).kernel")
+        // The Image header is checked on its own, so that a kernel that is not an arm64 Image is
+        // reported whatever else is wrong; the RAM-fit check below then needs a good header too.
+        let kernel = fileProblem(vm.kernel, at: "\(path).kernel").flatMap { checkImageHeader($0, of: vm, at: path) }
         let initrd = vm.initrd.map { fileProblem($0, at: "\(path).initrd") }
         for (n, block) in vm.blocks.enumerated() {
             let blockPath = "\(path).block[\(n)]"
@@ -98,6 +100,18 @@ struct ConfigurationValidator {
             diagnostics.report(keyPath, "cannot read '\(file)' (\(error.localizedDescription))")
             return nil
         }
+    }
+
+    /// The kernel file when its first bytes are an arm64 Image header; nil after reporting why not.
+    private func checkImageHeader(_ kernel: (size: UInt64, start: Data), of vm: VMConfiguration, at path: String)
+        -> (size: UInt64, start: Data)? {
+        let result = kernel.start.withUnsafeBytes { raw in
+            Result { () throws(ImageHeaderError) in try ImageHeader(bytes: raw) }
+        }
+        guard case .failure(let error) = result else { return kernel }
+        let message = BootCheckError.kernel(error).message(kernelName: Array(vm.kernel.utf8), initrdName: [])
+        diagnostics.report("\(path).kernel", String(decoding: message, as: UTF8.self))
+        return nil
     }
 
     /// The socket's directory need not exist yet: `vmm build` makes its output directories.

@@ -37,6 +37,38 @@ public struct BuildEnvironment {
     public var microkitObjects: URL {
         repository.appendingPathComponent("build/microkit/\(microkitBoard)/\(microkitConfig)")
     }
+
+    /// The guest images the project builds (scripts/build-guest.sh) and the examples name.
+    public var guestImages: URL { repository.appendingPathComponent("build/guest") }
+
+    /// A directory is a vmm checkout if it has the sources a build needs besides the objects.
+    public static func isCheckout(_ directory: URL) -> Bool {
+        ["Platforms/common/guest_images.S", "Platforms/native/linker.ld", "scripts/build-guest.sh"].allSatisfy {
+            FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
+        }
+    }
+
+    /// The checkout whose objects `vmm build` links: `$VMM_HOME` if set, else the checkout the
+    /// running tool lives in, found upwards from `executable` with symlinks followed (so both
+    /// `.build/debug/vmm` and the link `make install` puts in PREFIX/bin lead to it). Never the
+    /// current directory: the tool works the same from anywhere.
+    public static func locateCheckout(environment: [String: String], executable: String) throws(BuildError) -> URL {
+        if let home = environment["VMM_HOME"], !home.isEmpty {
+            let url = URL(fileURLWithPath: home).standardizedFileURL
+            guard isCheckout(url) else {
+                throw BuildError("VMM_HOME='\(home)' is not a vmm checkout (expected Platforms/ and scripts/ of vmm in it)")
+            }
+            return url
+        }
+        let resolved = URL(fileURLWithPath: executable).resolvingSymlinksInPath()
+        var directory = resolved.deletingLastPathComponent()
+        while directory.path != "/" {
+            if isCheckout(directory) { return directory }
+            directory = directory.deletingLastPathComponent()
+        }
+        throw BuildError("cannot find the vmm checkout from '\(resolved.path)': run `make install` in the checkout "
+                         + "(it links PREFIX/bin/vmm to the tool it builds), or set VMM_HOME=/path/to/vmm")
+    }
 }
 
 /// What a build produced.
@@ -134,7 +166,7 @@ public enum SystemBuilder {
             let objects = ["start.o", "board.o", "runtime.o", "VMMCore.o", "Platform.o"].map {
                 environment.nativeObjects.appendingPathComponent($0).path
             }
-            try requireObjects(objects, make: "make native-objects")
+            try requireObjects(objects, make: "make -C \(environment.repository.path) native-objects")
             let elf = environment.output.appendingPathComponent("vmm.elf")
             try run(environment.toolchain.appendingPathComponent("ld.lld"), [
                 "-T", environment.repository.appendingPathComponent("Platforms/native/linker.ld").path,
@@ -148,7 +180,7 @@ public enum SystemBuilder {
             let boardDirectory = sdk.appendingPathComponent("board/\(environment.microkitBoard)/\(environment.microkitConfig)")
             let objects = ["entry.o", "runtime.o", "Platform.o"].map { environment.microkitObjects.appendingPathComponent($0).path }
                 + [environment.nativeObjects.appendingPathComponent("VMMCore.o").path]
-            try requireObjects(objects, make: "make MICROKIT_SDK=\(sdk.path) microkit-objects")
+            try requireObjects(objects, make: "make -C \(environment.repository.path) MICROKIT_SDK=\(sdk.path) microkit-objects")
             let elf = environment.output.appendingPathComponent("vmm.elf")
             try run(environment.toolchain.appendingPathComponent("ld.lld"), [
                 "-L", boardDirectory.appendingPathComponent("lib").path,

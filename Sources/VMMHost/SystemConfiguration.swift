@@ -2,7 +2,9 @@
 // machine, read by `vmm check`, `vmm build` and `vmm run`. This file owns the model, the error
 // types and the two entry points (`load`, `parse`); turning TOML into the model with per-key
 // errors is ConfigurationParser.swift, and the checks that need several keys, the file system or
-// the board (overlaps, RAM fit, duplicates, platform limits) are ConfigurationValidation.swift.
+// the board (overlaps, RAM fit, duplicates, platform limits) are ConfigurationValidation.swift;
+// TOML syntax errors in plain words are ConfigurationSyntax.swift, and what the tool prints for a
+// good file (summary, console sockets, forwarded ports) is ConfigurationReport.swift.
 // Board facts come from VMMCore (`QEMUVirtBoard`, `BootLayout`, `VirtioDeviceDescription`) so the
 // tool and the VMM cannot disagree. docs/configuration.md carries the same schema as a table.
 //
@@ -46,21 +48,31 @@
 import Foundation
 import VMMCore
 
-/// One problem in a configuration file: `file: keyPath: message`.
+/// One problem in a configuration file: `file: keyPath: message`, or for TOML that does not parse
+/// `file:line:column: syntax error: message` followed by the line and a caret under the column.
 public struct ConfigurationError: Error, Equatable, Sendable, CustomStringConvertible {
     public let file: String
     /// `vm[0].net[1].mac`; "(syntax)" for TOML that does not parse, "(file)" when it cannot be read.
     public let keyPath: String
     /// What is wrong and what is expected, one line, no trailing period.
     public let message: String
+    /// Where a syntax error is; nil for every other error.
+    public let location: SourceLocation?
 
-    public init(file: String, keyPath: String, message: String) {
+    public init(file: String, keyPath: String, message: String, location: SourceLocation? = nil) {
         self.file = file
         self.keyPath = keyPath
         self.message = message
+        self.location = location
     }
 
-    public var description: String { "\(file): \(keyPath): \(message)" }
+    /// The lines to print: one, or three for a syntax error (the message, the line, the caret).
+    public var lines: [String] {
+        guard let location else { return ["\(file): \(keyPath): \(message)"] }
+        return ["\(file):\(location.line):\(location.column): syntax error: \(message)"] + location.excerpt
+    }
+
+    public var description: String { lines.joined(separator: "\n") }
 }
 
 /// Every problem found in one file, in the schema's key order.
@@ -226,8 +238,8 @@ final class ConfigurationDiagnostics {
 
     init(file: String) { self.file = file }
 
-    func report(_ keyPath: String, _ message: String) {
-        errors.append(ConfigurationError(file: file, keyPath: keyPath, message: message))
+    func report(_ keyPath: String, _ message: String, at location: SourceLocation? = nil) {
+        errors.append(ConfigurationError(file: file, keyPath: keyPath, message: message, location: location))
     }
 
     /// Whether `keyPath` or anything below it already failed: later checks that use it then stay quiet.

@@ -1,12 +1,12 @@
 // The `vmm` host tool: one system file in, a running system out.
 //
-//   vmm check FILE     validate the system file (every error at once, each naming file and key)
+//   vmm check FILE…    validate system files (every error at once, each naming file and key)
 //   vmm build FILE     write the guest configuration, device tree, bootable image (and .system)
-//   vmm run FILE       build if needed and start QEMU; the guest's console is this terminal
+//   vmm run FILE       build, then start QEMU; the guest's console is this terminal
 //
-// plus two lower-level verbs the Makefile and tests use: `check-boot` (will this kernel and initrd
-// fit) and `microkit-system` (write a Microkit system description). Decisions live in VMMCore and
-// VMMHost; this file only reads arguments and reports.
+// It works from any directory: the VMM's objects come from the checkout the tool lives in (found
+// from its own executable, or $VMM_HOME), a system's files go under the current directory.
+// Decisions live in VMMCore and VMMHost; this file only reads arguments and reports.
 
 import ArgumentParser
 import Foundation
@@ -15,58 +15,75 @@ import VMMHost
 
 @main
 struct VMMCommand: ParsableCommand {
+    // Paragraphs are single lines: argument-parser wraps them to the terminal and keeps "\n".
     static let configuration = CommandConfiguration(
         commandName: "vmm",
         abstract: "Build and run Linux guests on the vmm virtual machine monitor (native EL2 or seL4 Microkit).",
         discussion: """
-            A system is described by one TOML file (see docs/configuration.md and examples/). Run the
-            commands from the vmm checkout: `make` builds the VMM's objects that `vmm build` links.
+            A system is one TOML file: the board, the platform and the virtual machine with its devices. \
+            docs/configuration.md in the vmm checkout describes every key; examples/ has systems to start from.
+
+            vmm works from any directory. `vmm build` and `vmm run` link the VMM's objects from the checkout \
+            the tool belongs to (`make` builds them there; `make install` puts vmm on PATH), or from $VMM_HOME. \
+            A system's files go to build/<name of the system file without .toml>/ in the current directory \
+            (--output to choose).
             """,
-        subcommands: [Check.self, Build.self, Run.self, CheckBoot.self, MicrokitSystemCommand.self])
+        subcommands: [Check.self, Build.self, Run.self])
 }
 
-/// Writes "vmm: <line>" for each line on stderr and exits with status 1.
+/// Writes "vmm: <line>" for each line on stderr (a message of several lines, such as a syntax
+/// error with its excerpt, gets the prefix on each).
+func report(_ lines: [String], to handle: FileHandle = .standardError) {
+    let all = lines.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false) }
+    handle.write(Data(all.map { "vmm: \($0)\n" }.joined().utf8))
+}
+
+/// Reports the lines on stderr and exits with status 1.
 func fail(_ lines: [String]) -> Never {
-    FileHandle.standardError.write(Data(lines.map { "vmm: \($0)\n" }.joined().utf8))
+    report(lines)
     Foundation.exit(1)
 }
 
 func fail(_ line: String) -> Never { fail([line]) }
 
-func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
-/// The project's Debian guest (build/guest) is built on first use: a system file that names it can
-/// be run on a fresh checkout. The builder prints its own progress (download, extract, pack).
-func buildGuestImagesIfNeeded(for path: String) {
-    let fm = FileManager.default
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8), text.contains("build/guest/"),
-          !(fm.fileExists(atPath: "build/guest/Image") && fm.fileExists(atPath: "build/guest/initramfs.cpio.gz")),
-          fm.fileExists(atPath: "scripts/build-guest.sh") else { return }
-    FileHandle.standardError.write(Data("vmm: building the Debian guest images in build/guest (first use)\n".utf8))
-    let builder = Process()
-    builder.executableURL = URL(fileURLWithPath: "/bin/bash")
-    builder.arguments = ["scripts/build-guest.sh", "build/guest"]
-    do { try builder.run() } catch { fail("cannot run scripts/build-guest.sh: \(error.localizedDescription)") }
-    builder.waitUntilExit()
-    if builder.terminationStatus != 0 { fail("building the guest images failed (scripts/build-guest.sh)") }
-}
-
 /// Loads and validates a system file, or exits listing every error.
 func loadSystem(_ path: String) -> SystemConfiguration {
-    let system: SystemConfiguration
     do {
-        system = try SystemConfiguration.load(path: path)
+        return try SystemConfiguration.check(path: path)
     } catch {
         fail(error.errors.map(\.description))
     }
-    let unsupported = system.unsupportedFeatures(file: path)
-    if !unsupported.isEmpty { fail(unsupported.map(\.description)) }
-    return system
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate system files: keys, types, addresses, sizes, files, MACs and ports.",
+        discussion: """
+            Every problem in every file is reported, one line each, as FILE: KEY: what is wrong and what is \
+            expected; a TOML syntax error as FILE:LINE:COLUMN: syntax error: …, followed by the line. A good \
+            file gets one line, FILE: ok — followed by a summary of its VM. The exit status is 1 if any file \
+            has an error.
+            """)
+
+    @Argument(help: "The system files (TOML).") var files: [String]
+
+    func run() throws {
+        var failed = false
+        for file in files {
+            do {
+                report(try SystemConfiguration.check(path: file).summary(file: file), to: .standardOutput)
+            } catch {
+                report(error.errors.map(\.description))
+                failed = true
+            }
+        }
+        if failed { throw ExitCode.failure }
+    }
 }
 
 /// Options shared by build and run: where the VMM's objects and toolchain are, where to write.
 struct BuildOptions: ParsableArguments {
-    @Option(help: "Directory for this system's files (default: build/<file name without .toml>).")
+    @Option(help: "Directory for this system's files (default: build/<system file name without .toml> in the current directory).")
     var output: String?
 
     @Option(help: "Directory holding clang and ld.lld (default: the directory of swiftc on PATH).")
@@ -76,20 +93,29 @@ struct BuildOptions: ParsableArguments {
             help: "Microkit SDK for platform \"microkit\" (default: $MICROKIT_SDK).")
     var microkitSDK: String?
 
-    @Option(name: .customLong("microkit-config"), help: "The SDK configuration to build against.")
+    @Option(name: .customLong("microkit-config"), help: "The SDK configuration to build against")
     var microkitConfig: String = "debug"
 
     func environment(for file: String) -> BuildEnvironment {
-        let repository = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
-        guard FileManager.default.fileExists(atPath: repository.appendingPathComponent("Platforms/common/guest_images.S").path)
-        else { fail("run vmm from the vmm checkout (the directory with Platforms/ and the Makefile)") }
+        let checkout: URL
+        do {
+            checkout = try BuildEnvironment.locateCheckout(environment: ProcessInfo.processInfo.environment,
+                                                           executable: ownExecutable())
+        } catch {
+            fail(error.message)
+        }
         let stem = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
         let output = URL(fileURLWithPath: self.output ?? "build/\(stem)")
         let sdk = microkitSDK ?? ProcessInfo.processInfo.environment["MICROKIT_SDK"]
-        var environment = BuildEnvironment(repository: repository, toolchain: URL(fileURLWithPath: toolchainDirectory()),
+        var environment = BuildEnvironment(repository: checkout, toolchain: URL(fileURLWithPath: toolchainDirectory()),
                                            output: output, microkitSDK: sdk.flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) })
         environment.microkitConfig = microkitConfig
         return environment
+    }
+
+    /// This program's file: /proc/self/exe names it with every symlink resolved.
+    func ownExecutable() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
     func toolchainDirectory() -> String {
@@ -101,36 +127,43 @@ struct BuildOptions: ParsableArguments {
     }
 }
 
-struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Validate a system file: keys, types, addresses, sizes, files, MACs and ports.",
-        discussion: "Every problem is reported, one line each, as FILE: KEY: what is expected; the exit status is 1 if any.")
-
-    @Argument(help: "The system file (TOML).") var file: String
-
-    func run() throws {
-        let system = loadSystem(file)
-        for vm in system.vms {
-            print("vmm: \(file): ok — vm '\(vm.name)': \(vm.ramSize >> 20) MiB at \(hex(vm.ramBase)), \(vm.vcpus) vCPU, "
-                  + "\(vm.blocks.count) disk(s), \(vm.networks.count) network(s), \(vm.consoles.count) console(s), "
-                  + "platform \(system.platform.rawValue)")
-        }
-    }
+/// The project's Debian guest (build/guest in the checkout) is built on first use: a system file
+/// that names it can be run on a fresh checkout. The builder prints its own progress.
+func buildGuestImagesIfNeeded(for path: String, _ environment: BuildEnvironment) {
+    let guest = environment.guestImages
+    let images = [guest.appendingPathComponent("Image").path, guest.appendingPathComponent("initramfs.cpio.gz").path]
+    guard let draft = SystemConfiguration.draft(path: path),
+          draft.vms.contains(where: { vm in [vm.kernel, vm.initrd].contains { images.contains($0 ?? "") } }),
+          !images.allSatisfy({ FileManager.default.fileExists(atPath: $0) }) else { return }
+    report(["building the Debian guest images in \(guest.path) (first use)"])
+    let script = environment.repository.appendingPathComponent("scripts/build-guest.sh").path
+    let builder = Process()
+    builder.executableURL = URL(fileURLWithPath: "/bin/bash")
+    builder.arguments = [script, guest.path]
+    do { try builder.run() } catch { fail("cannot run \(script): \(error.localizedDescription)") }
+    builder.waitUntilExit()
+    if builder.terminationStatus != 0 { fail("building the guest images failed (\(script))") }
 }
 
 struct Build: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Build a system: guest configuration, device tree and the bootable image.",
-        discussion: "Needs the VMM's objects (`make native-objects`, or `make MICROKIT_SDK=… microkit-objects`).")
+        discussion: """
+            Writes guest.config, guest.dtb and vmm.elf (platform microkit: also vmm.system and loader.img) to \
+            build/<system file name without .toml>/ in the current directory, or to --output. The directory \
+            is named after the file, not the VM. Needs the VMM's objects in the checkout \
+            (`make native-objects`, or `make MICROKIT_SDK=… microkit-objects`).
+            """)
 
     @Argument(help: "The system file (TOML).") var file: String
     @OptionGroup var options: BuildOptions
 
     func run() throws {
-        buildGuestImagesIfNeeded(for: file)
+        let environment = options.environment(for: file)
+        buildGuestImagesIfNeeded(for: file, environment)
         let system = loadSystem(file)
-        let products = build(system, options.environment(for: file))
-        for file in products.files { print("vmm: wrote \(file.path)") }
+        let products = build(system, environment)
+        report(products.files.map { "wrote \($0.path)" }, to: .standardOutput)
     }
 }
 
@@ -147,19 +180,24 @@ func build(_ system: SystemConfiguration, _ environment: BuildEnvironment) -> Bu
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Build a system and run it under QEMU; the guest's console is this terminal.",
-        discussion: "Quit QEMU with Ctrl-A then x; `poweroff -f` in the guest ends it with status 0.")
+        discussion: """
+            Builds as `vmm build` does, prints the system's summary, each virtio console's socket and each \
+            forwarded host port, then starts QEMU. Quit QEMU with Ctrl-A then x; `poweroff -f` in the guest \
+            ends it with status 0.
+            """)
 
     @Argument(help: "The system file (TOML).") var file: String
     @OptionGroup var options: BuildOptions
-    @Option(help: "The QEMU binary.") var qemu: String = "qemu-system-aarch64"
+    @Option(help: "The QEMU binary") var qemu: String = "qemu-system-aarch64"
 
     func run() throws {
-        buildGuestImagesIfNeeded(for: file)
+        let environment = options.environment(for: file)
+        buildGuestImagesIfNeeded(for: file, environment)
         let system = loadSystem(file)
-        let products = build(system, options.environment(for: file))
+        let products = build(system, environment)
         let arguments = SystemBuilder.qemuArguments(system, image: products.image)
         guard let path = executable(qemu) else { fail("'\(qemu)' not found on PATH (Debian: apt-get install qemu-system-arm)") }
-        FileHandle.standardError.write(Data("vmm: starting \(qemu); quit with Ctrl-A then x\n".utf8))
+        report(system.summary(file: file) + system.connections() + ["starting \(qemu); quit with Ctrl-A then x"])
         // Replace this process: QEMU gets the terminal (or the caller's pipes) and its exit status is ours.
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         execv(path, argv)

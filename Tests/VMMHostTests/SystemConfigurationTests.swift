@@ -7,74 +7,7 @@ import XCTest
 @testable import VMMCore
 @testable import VMMHost
 
-final class SystemConfigurationTests: XCTestCase {
-    private var directory = ""
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(atPath: directory)
-    }
-
-    // MARK: Fixtures
-
-    /// An arm64 Image header as booting.rst lays it out: text_offset @8, image_size @16, flags @24, magic @56.
-    private func kernelHeader(textOffset: UInt64 = 0, imageSize: UInt64 = 0x100_0000, flags: UInt64 = 0xa,
-                              magic: UInt32 = 0x644d_5241) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: 64)
-        func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-            withUnsafeBytes(of: value.littleEndian) { for (i, byte) in $0.enumerated() { bytes[offset + i] = byte } }
-        }
-        put(textOffset, at: 8)
-        put(imageSize, at: 16)
-        put(flags, at: 24)
-        put(magic, at: 56)
-        return bytes
-    }
-
-    @discardableResult
-    private func writeFile(_ name: String, _ bytes: [UInt8] = [], size: UInt64? = nil) throws -> String {
-        let path = directory + "/" + name
-        try FileManager.default.createDirectory(atPath: ConfigurationPaths.directory(of: path), withIntermediateDirectories: true)
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        if let size {
-            let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
-            try handle.truncate(atOffset: size)      // sparse: sizes, not contents, matter here
-            try handle.close()
-        }
-        return path
-    }
-
-    /// A kernel "Image" of 16 MiB image_size and an initrd "initrd.img" of 1 MiB.
-    private func writeGuest() throws {
-        try writeFile("Image", kernelHeader(), size: 0x80_0000)
-        try writeFile("initrd.img", size: 0x10_0000)
-    }
-
-    private let minimal = """
-        [[vm]]
-        kernel = "Image"
-        initrd = "initrd.img"
-
-        """
-
-    private func parse(_ text: String) throws -> SystemConfiguration {
-        try SystemConfiguration.parse(text: text, file: "system.toml", baseDirectory: directory)
-    }
-
-    /// Every error's "file: keyPath: message" line; none when the text is valid.
-    private func errors(_ text: String) -> [String] {
-        do {
-            _ = try SystemConfiguration.parse(text: text, file: "system.toml", baseDirectory: directory)
-            return []
-        } catch {
-            return error.errors.map(\.description)
-        }
-    }
-
+final class SystemConfigurationTests: ConfigurationTestCase {
     // MARK: Defaults, the full schema, paths
 
     func testSmallestFileGetsEveryDocumentedDefault() throws {
@@ -172,7 +105,7 @@ final class SystemConfigurationTests: XCTestCase {
         XCTAssertNil(ConfigurationParser.parseSize("17179869184G"))   // 2^34 GiB wraps past 2^64
     }
 
-    // MARK: The file and its syntax
+    // MARK: The file (its syntax: ConfigurationSyntaxTests)
 
     func testUnreadableConfigurationFileIsOneError() throws {
         XCTAssertThrowsError(try SystemConfiguration.load(path: directory + "/none.toml")) {
@@ -182,12 +115,6 @@ final class SystemConfigurationTests: XCTestCase {
             XCTAssertEqual(($0 as? ConfigurationErrors)?.errors.map(\.description),
                            ["\(directory): (file): is a directory, not a configuration file"])
         }
-    }
-
-    func testTOMLSyntaxErrorIsOneErrorWithLineAndColumn() {
-        XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\nkernel = \"Other\"\nram = \n"), [
-            "system.toml: (syntax): Error while parsing key-value pair: cannot redefine existing string 'kernel' (line 3, column 10)",
-        ])
     }
 
     // MARK: Keys and types
@@ -207,10 +134,41 @@ final class SystemConfigurationTests: XCTestCase {
             "system.toml: system.cpu: unknown key 'cpu' (expected one of: board, gic, platform)",
             "system.toml: vm[0].block[0].file: required key is missing (expected the path of a raw disk image)",
             "system.toml: vm[0].block[0].path: unknown key 'path' (expected one of: file, size, readonly)",
-            "system.toml: vm[0].rom: unknown key 'rom' (expected one of: name, kernel, initrd, cmdline, ram, ram_base, "
-                + "vcpus, block, net, console, passthrough)",
+            "system.toml: vm[0].rom: unknown key 'rom' (did you mean 'ram'?)",
             "system.toml: kernel: unknown key 'kernel' (expected one of: system, vm); 'kernel' belongs in a [[vm]] table",
         ])
+    }
+
+    func testAnUnknownKeyCloseToAKnownOneGetsASuggestion() throws {
+        try writeGuest()
+        XCTAssertEqual(errors("""
+            [sytem]
+            [[vm]]
+            kernal = "Image"
+            ram-base = 0x4000_0000
+            VCPUS = 1
+            initrdd = "initrd.img"
+            memory = "256M"
+            [[vm.console]]
+            sockt = "hvc0.sock"
+            [[vm.nets]]
+            """), [
+            "system.toml: vm[0].kernel: required key is missing (expected the path of an arm64 Linux Image)",
+            "system.toml: vm[0].console[0].socket: required key is missing (expected the path of a unix socket)",
+            "system.toml: vm[0].console[0].sockt: unknown key 'sockt' (did you mean 'socket'?)",
+            "system.toml: vm[0].VCPUS: unknown key 'VCPUS' (did you mean 'vcpus'?)",
+            "system.toml: vm[0].initrdd: unknown key 'initrdd' (did you mean 'initrd'?)",
+            "system.toml: vm[0].kernal: unknown key 'kernal' (did you mean 'kernel'?)",
+            "system.toml: vm[0].memory: unknown key 'memory' (expected one of: name, kernel, initrd, cmdline, ram, ram_base, "
+                + "vcpus, block, net, console, passthrough)",
+            "system.toml: vm[0].nets: unknown key 'nets' (did you mean 'net'?)",
+            "system.toml: vm[0].ram-base: unknown key 'ram-base' (did you mean 'ram_base'?)",
+            "system.toml: sytem: unknown key 'sytem' (did you mean 'system'?)",
+        ])
+        XCTAssertEqual(ConfigurationSchema.closestKey(to: "kernel", in: ["kernel"]), "kernel")
+        XCTAssertNil(ConfigurationSchema.closestKey(to: "krnl", in: ["kernel"]))        // 2 edits in a 4-letter key
+        XCTAssertNil(ConfigurationSchema.closestKey(to: "kennel_x", in: ["kernel"]))    // 3 edits
+        XCTAssertEqual(ConfigurationSchema.closestKey(to: "rma", in: ["ram", "rom"]), "ram")   // one swap
     }
 
     func testWrongTypesSayWhatWasExpectedAndWhatWasFound() throws {
@@ -362,6 +320,19 @@ final class SystemConfigurationTests: XCTestCase {
         try writeFile("Image")
         XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\n"), [
             "system.toml: vm[0].kernel: kernel '\(directory)/Image': not an arm64 Linux Image (shorter than its 64-byte header)",
+        ])
+    }
+
+    func testKernelThatIsNotAnImageIsReportedBesideAMissingInitrdAndABadRAMSize() throws {
+        try writeFile("Image", kernelHeader(magic: 0x464c_457f))
+        XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\ninitrd = \"none.img\"\nram = \"101M\"\n"), [
+            "system.toml: vm[0].kernel: kernel '\(directory)/Image': not an arm64 Linux Image (bad magic 0x464c457f; expected 0x644d5241)",
+            "system.toml: vm[0].initrd: no such file '\(directory)/none.img'",
+            "system.toml: vm[0].ram: 101M is not a multiple of 2M (guest RAM is mapped in 2 MiB blocks)",
+        ])
+        XCTAssertEqual(errors("[[vm]]\nkernel = \"Image\"\nram_base = 0x4010_0000\n"), [
+            "system.toml: vm[0].kernel: kernel '\(directory)/Image': not an arm64 Linux Image (bad magic 0x464c457f; expected 0x644d5241)",
+            "system.toml: vm[0].ram_base: 0x40100000 is not 2 MiB aligned (arm64 kernels need a 2 MiB-aligned base)",
         ])
     }
 

@@ -1,0 +1,60 @@
+// What `vmm check` and `vmm run` say about a good system file, kept here (not in the command-line
+// tool) so that the exact lines are unit-tested: the one-line summary of each VM, and where the
+// host reaches the guest (console sockets, forwarded ports). Also the whole check of one file as
+// the tool runs it: the schema and its rules, then what a platform cannot run yet.
+
+import Foundation
+
+extension SystemConfiguration {
+    /// Loads and validates the file, then refuses what the platform cannot run yet: every error the
+    /// file has, as `vmm check`, `build` and `run` report them.
+    public static func check(path: String) throws(ConfigurationErrors) -> SystemConfiguration {
+        let system = try load(path: path)
+        let unsupported = system.unsupportedFeatures(file: path)
+        if !unsupported.isEmpty { throw ConfigurationErrors(errors: unsupported) }
+        return system
+    }
+
+    /// The model as the parser reads it, without validation (nil if the file cannot be read or is
+    /// not TOML): which files a system names, before they exist. Paths are absolute.
+    public static func draft(path: String) -> SystemConfiguration? {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let absolute = ConfigurationPaths.resolve(path, against: FileManager.default.currentDirectoryPath)
+        return ConfigurationParser(diagnostics: ConfigurationDiagnostics(file: path),
+                                   baseDirectory: ConfigurationPaths.directory(of: absolute)).parse(text: text)
+    }
+
+    /// One line per VM, as `vmm check` and `vmm run` print it:
+    /// `FILE: ok — vm 'linux': 512 MiB at 0x40000000, 1 vCPU, 1 disk, 1 passthrough device (rtc), platform native`.
+    /// Device kinds the VM does not have are left out.
+    public func summary(file: String) -> [String] {
+        vms.map { vm in
+            var parts = ["\(vm.ramSize >> 20) MiB at \(hex(vm.ramBase))", count(vm.vcpus, "vCPU")]
+            if !vm.blocks.isEmpty { parts.append(count(vm.blocks.count, "disk")) }
+            if !vm.networks.isEmpty { parts.append(count(vm.networks.count, "network")) }
+            if !vm.consoles.isEmpty { parts.append(count(vm.consoles.count, "console")) }
+            if !vm.passthrough.isEmpty {
+                parts.append(count(vm.passthrough.count, "passthrough device")
+                             + " (\(vm.passthrough.map(\.name).joined(separator: ", ")))")
+            }
+            parts.append("platform \(platform.rawValue)")
+            return "\(file): ok — vm '\(vm.name)': " + parts.joined(separator: ", ")
+        }
+    }
+
+    /// Where the host reaches each VM, as `vmm run` prints it before QEMU starts: each virtio
+    /// console's socket (with the command that connects to it) and each forwarded host port.
+    public func connections() -> [String] {
+        vms.flatMap { vm in
+            vm.consoles.enumerated().map { n, console in
+                "vm '\(vm.name)': /dev/hvc\(n): socat - UNIX-CONNECT:\(console.socket)"
+            } + vm.networks.enumerated().flatMap { n, network in
+                network.forwards.map {
+                    "vm '\(vm.name)': eth\(n): host 127.0.0.1:\($0.host) (\($0.protocol.rawValue)) forwards to guest port \($0.guest)"
+                }
+            }
+        }
+    }
+
+    private func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
+}
