@@ -96,13 +96,19 @@ struct BoardDevices {
             }
         }
         NativeConsole.write("vmm: devices: ")
-        NativeConsole.decimal(UInt64(board.blocks.count))
-        NativeConsole.write(" disk(s), ")
-        NativeConsole.decimal(UInt64(board.networks.count))
-        NativeConsole.write(" network(s), ")
-        NativeConsole.decimal(UInt64(board.consoles.count))
-        NativeConsole.write(" console(s)\n")
+        writeCount(board.blocks.count, " disk", " disks")
+        NativeConsole.write(", ")
+        writeCount(board.networks.count, " network", " networks")
+        NativeConsole.write(", ")
+        writeCount(board.consoles.count, " console", " consoles")
+        NativeConsole.write("\n")
         return (board, guest)
+    }
+
+    /// "1 disk", "0 disks", "2 disks".
+    static func writeCount(_ count: Int, _ singular: StaticString, _ plural: StaticString) {
+        NativeConsole.decimal(UInt64(count))
+        NativeConsole.write(count == 1 ? singular : plural)
     }
 
     /// A guest buffer as the board's device sees it: guest RAM sits at a fixed offset in host RAM.
