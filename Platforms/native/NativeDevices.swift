@@ -56,7 +56,7 @@ struct BoardDevices {
     /// without a board device to back it is left out of the guest (and said so on the console).
     static func bringUp(_ configured: [ConfiguredDevice]) -> (BoardDevices, [VirtioDeviceDescription]) {
         var board = BoardDevices()
-        var dma = DMARegion.allocate(size: 4 << 20)
+        var dma = DMARegion.allocate(size: BoardDriverMemory.size)
         var guest: [VirtioDeviceDescription] = []
         let blockSlots = slots(of: .block), networkSlots = slots(of: .network), consoleSlots = slots(of: .console)
         for device in configured {
