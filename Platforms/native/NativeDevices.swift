@@ -7,7 +7,11 @@
 // The guest's configuration lists its devices in order; the n-th guest device of a type is backed
 // by the n-th board device of that type in QEMU command-line order. QEMU plugs the first
 // `-device virtio-…-device` into the highest-numbered transport, so command-line order is
-// descending slot order.
+// descending slot order. The guest's devices take the low slots' addresses (0x0a000000 + 0x200·n, only
+// in its IPA space) and the board's the high ones, counted down from 31: the documented maximum of
+// 16 devices (8 disks, 4 networks, 4 consoles; each console its own virtio-serial device) fills QEMU's
+// 32 transports exactly. Network and console interrupts (INTID 48 + slot) are enabled and served in
+// `handleInterrupts`; block requests are polled to completion, so their lines stay disabled.
 import NativeHardware
 import VMMCore
 
