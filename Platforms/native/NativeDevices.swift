@@ -7,7 +7,11 @@
 // The guest's configuration lists its devices in order; the n-th guest device of a type is backed
 // by the n-th board device of that type in QEMU command-line order. QEMU plugs the first
 // `-device virtio-…-device` into the highest-numbered transport, so command-line order is
-// descending slot order.
+// descending slot order. The guest's devices take the low slots' addresses (0x0a000000 + 0x200·n, only
+// in its IPA space) and the board's the high ones, counted down from 31: the documented maximum of
+// 16 devices (8 disks, 4 networks, 4 consoles; each console its own virtio-serial device) fills QEMU's
+// 32 transports exactly. Network and console interrupts (INTID 48 + slot) are enabled and served in
+// `handleInterrupts`; block requests are polled to completion, so their lines stay disabled.
 import NativeHardware
 import VMMCore
 
@@ -56,7 +60,7 @@ struct BoardDevices {
     /// without a board device to back it is left out of the guest (and said so on the console).
     static func bringUp(_ configured: [ConfiguredDevice]) -> (BoardDevices, [VirtioDeviceDescription]) {
         var board = BoardDevices()
-        var dma = DMARegion.allocate(size: 4 << 20)
+        var dma = DMARegion.allocate(size: BoardDriverMemory.size)
         var guest: [VirtioDeviceDescription] = []
         let blockSlots = slots(of: .block), networkSlots = slots(of: .network), consoleSlots = slots(of: .console)
         for device in configured {
@@ -96,13 +100,19 @@ struct BoardDevices {
             }
         }
         NativeConsole.write("vmm: devices: ")
-        NativeConsole.decimal(UInt64(board.blocks.count))
-        NativeConsole.write(" disk(s), ")
-        NativeConsole.decimal(UInt64(board.networks.count))
-        NativeConsole.write(" network(s), ")
-        NativeConsole.decimal(UInt64(board.consoles.count))
-        NativeConsole.write(" console(s)\n")
+        writeCount(board.blocks.count, " disk", " disks")
+        NativeConsole.write(", ")
+        writeCount(board.networks.count, " network", " networks")
+        NativeConsole.write(", ")
+        writeCount(board.consoles.count, " console", " consoles")
+        NativeConsole.write("\n")
         return (board, guest)
+    }
+
+    /// "1 disk", "0 disks", "2 disks".
+    static func writeCount(_ count: Int, _ singular: StaticString, _ plural: StaticString) {
+        NativeConsole.decimal(UInt64(count))
+        NativeConsole.write(count == 1 ? singular : plural)
     }
 
     /// A guest buffer as the board's device sees it: guest RAM sits at a fixed offset in host RAM.

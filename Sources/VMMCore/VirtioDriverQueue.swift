@@ -46,6 +46,13 @@ public struct DMARegion {
     }
 }
 
+/// The DMA memory a platform gives its board drivers, all of them together. What the documented maximum
+/// (8 disks, 4 networks, 4 consoles) takes with the drivers' default queue and buffer sizes is about 410 KiB
+/// (VirtioDriverLimitTests), so this leaves room for larger queues or more receive buffers.
+public enum BoardDriverMemory {
+    public static let size = 4 << 20
+}
+
 /// One buffer given to the board's device, by physical address.
 public struct DeviceBuffer: Equatable {
     public var physical: UInt64

@@ -234,15 +234,22 @@ public enum SystemBuilder {
             arguments += ["-drive", "file=\(block.file),if=none,format=raw,id=disk\(n)\(block.readOnly ? ",readonly=on" : "")",
                           "-device", "virtio-blk-device,drive=disk\(n)"]
         }
+        // Each interface is its own user network, 10.0.(2+n).0/24: slirp answers from its gateway .2
+        // and forwards host ports to .15, so every interface has a subnet of its own to route replies
+        // through. Interface 0 keeps slirp's default 10.0.2.0/24.
         for (n, network) in vm.networks.enumerated() {
             let forwards = network.forwards.map { ",hostfwd=\($0.protocol):127.0.0.1:\($0.host)-:\($0.guest)" }.joined()
             let mac = network.mac.map { String(format: "%02x", $0) }.joined(separator: ":")
-            arguments += ["-netdev", "user,id=net\(n)\(forwards)", "-device", "virtio-net-device,netdev=net\(n),mac=\(mac)"]
+            arguments += ["-netdev", "user,id=net\(n),net=\(networkSubnet(n))\(forwards)",
+                          "-device", "virtio-net-device,netdev=net\(n),mac=\(mac)"]
         }
-        if !vm.consoles.isEmpty { arguments += ["-device", "virtio-serial-device"] }
+        // One virtio-serial device per console, its port 0 the console: the VMM's board driver uses
+        // port 0 only (no MULTIPORT) and pairs the n-th guest console with the n-th board device. A
+        // virtconsole without `bus=` joins the first virtio-serial bus QEMU created, so each names its own.
         for (n, console) in vm.consoles.enumerated() {
-            arguments += ["-chardev", "socket,id=console\(n),path=\(console.socket),server=on,wait=off",
-                          "-device", "virtconsole,chardev=console\(n)"]
+            arguments += ["-device", "virtio-serial-device,id=serial\(n)",
+                          "-chardev", "socket,id=console\(n),path=\(console.socket),server=on,wait=off",
+                          "-device", "virtconsole,chardev=console\(n),bus=serial\(n).0"]
         }
         switch system.platform {
         case .native: arguments += ["-kernel", image.path]
@@ -250,6 +257,9 @@ public enum SystemBuilder {
         }
         return arguments
     }
+
+    /// The user network of interface `n`: 10.0.(2+n).0/24 (guest 10.0.(2+n).15, gateway .2, DNS .3).
+    public static func networkSubnet(_ n: Int) -> String { "10.0.\(2 + n).0/24" }
 
     static func requireObjects(_ paths: [String], make: String) throws {
         for path in paths where !FileManager.default.fileExists(atPath: path) {

@@ -76,9 +76,71 @@ final class SystemBuilderTests: XCTestCase {
         XCTAssertTrue(line.hasPrefix("-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1G"))
         XCTAssertTrue(line.contains("-global virtio-mmio.force-legacy=false"))
         XCTAssertTrue(line.contains("-drive file=\(directory.appendingPathComponent("disk.img").path),if=none,format=raw,id=disk0,readonly=on -device virtio-blk-device,drive=disk0"))
-        XCTAssertTrue(line.contains("-netdev user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-device,netdev=net0,mac=52:54:00:01:02:03"))
-        XCTAssertTrue(line.contains("-chardev socket,id=console0,path=/tmp/hvc0.sock,server=on,wait=off -device virtconsole,chardev=console0"))
+        XCTAssertTrue(line.contains("-netdev user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-device,netdev=net0,mac=52:54:00:01:02:03"))
+        XCTAssertTrue(line.contains("-device virtio-serial-device,id=serial0 -chardev socket,id=console0,path=/tmp/hvc0.sock,server=on,wait=off -device virtconsole,chardev=console0,bus=serial0.0"))
         XCTAssertTrue(line.hasSuffix("-kernel /b/vmm.elf"))
+    }
+
+    /// The `-device` values of a command line, in order.
+    func devices(_ arguments: [String]) -> [String] {
+        zip(arguments, arguments.dropFirst()).filter { $0.0 == "-device" }.map(\.1)
+    }
+
+    /// The value of `key` in a QEMU option string such as "virtconsole,chardev=console1,bus=serial1.0".
+    func option(_ key: String, in value: String) -> String? {
+        value.split(separator: ",").first { $0.hasPrefix("\(key)=") }.map { String($0.dropFirst(key.count + 1)) }
+    }
+
+    func assertOneSerialDevicePerConsole(count: Int, file: StaticString = #filePath, line: UInt = #line) {
+        var vm = VMConfiguration(name: "linux", kernel: "/k")
+        vm.consoles = (0..<count).map { .init(socket: "/tmp/hvc\($0).sock") }
+        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let all = devices(arguments)
+        let serials = all.filter { $0.hasPrefix("virtio-serial-device") }
+        let consoles = all.filter { $0.hasPrefix("virtconsole") }
+        XCTAssertEqual(serials.count, count, "one virtio-serial-device per console", file: file, line: line)
+        XCTAssertEqual(consoles.count, count, file: file, line: line)
+        // Board devices pair with guest devices in command-line order, so serial device n must carry
+        // console n on its own bus: "<id of serial n>.0", a bus no other console is on.
+        let serialIDs = serials.map { option("id", in: $0) }
+        XCTAssertEqual(Set(serialIDs.compactMap { $0 }).count, count, "each serial device has its own id", file: file, line: line)
+        for n in 0..<count {
+            XCTAssertEqual(option("chardev", in: consoles[n]), "console\(n)", file: file, line: line)
+            XCTAssertEqual(option("bus", in: consoles[n]), serialIDs[n].map { "\($0).0" }, "console \(n)'s bus",
+                           file: file, line: line)
+        }
+        // Each serial device comes before its console, and after the previous console (QEMU needs the
+        // bus to exist; the VMM pairs in that order).
+        let order = all.filter { $0.hasPrefix("virtio-serial-device") || $0.hasPrefix("virtconsole") }
+        XCTAssertEqual(order.map { $0.hasPrefix("virtconsole") }, (0..<2 * count).map { $0 % 2 == 1 }, file: file, line: line)
+        for n in 0..<count {
+            XCTAssertTrue(arguments.contains("socket,id=console\(n),path=/tmp/hvc\(n).sock,server=on,wait=off"), file: file, line: line)
+        }
+    }
+
+    func testTwoConsolesGetOneSerialDeviceEachWithTheConsoleOnItsOwnBus() {
+        assertOneSerialDevicePerConsole(count: 2)
+    }
+
+    func testFourConsolesGetOneSerialDeviceEachWithTheConsoleOnItsOwnBus() {
+        assertOneSerialDevicePerConsole(count: 4)
+    }
+
+    func testEachNetworkIsItsOwnUserNetworkOnItsOwnSubnet() {
+        var vm = VMConfiguration(name: "linux", kernel: "/k")
+        vm.networks = (0..<4).map { n in
+            .init(mac: [0x52, 0x54, 0, 0x12, 0x34, UInt8(0x56 + n)],
+                  forwards: [.init(protocol: .tcp, host: UInt16(8080 + n), guest: 80)])
+        }
+        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let netdevs = zip(arguments, arguments.dropFirst()).filter { $0.0 == "-netdev" }.map(\.1)
+        XCTAssertEqual(netdevs, [
+            "user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80",
+            "user,id=net1,net=10.0.3.0/24,hostfwd=tcp:127.0.0.1:8081-:80",
+            "user,id=net2,net=10.0.4.0/24,hostfwd=tcp:127.0.0.1:8082-:80",
+            "user,id=net3,net=10.0.5.0/24,hostfwd=tcp:127.0.0.1:8083-:80",
+        ])
+        XCTAssertEqual(devices(arguments), (0..<4).map { "virtio-net-device,netdev=net\($0),mac=52:54:00:12:34:5\(6 + $0)" })
     }
 
     func testMicrokitSystemsBootTheLoaderImage() {

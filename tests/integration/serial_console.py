@@ -90,12 +90,13 @@ def _compile(pattern):
 class SerialConsole:
     """One console process and its log.
 
-    `argv` is the command (list of strings). `name` labels the log file.
+    `argv` is the command (list of strings), run in `cwd` (default: ours).
+    `name` labels the log file.
     The process starts in the constructor; `started_at` is time.monotonic()
     just before it was spawned, for boot-time measurements.
     """
 
-    def __init__(self, argv, name="console", prompt=PROMPT, log_dir=None, env=None):
+    def __init__(self, argv, name="console", prompt=PROMPT, log_dir=None, env=None, cwd=None):
         self.argv = list(argv)
         self.prompt = _compile(prompt)
         self._buf = bytearray()
@@ -114,7 +115,7 @@ class SerialConsole:
             # stderr joins stdout: QEMU's own complaints belong in the same log.
             self.proc = subprocess.Popen(
                 self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
         except OSError as err:
             self._log.close()
             raise SerialConsoleError(f"cannot start {self.argv[0]}: {err}") from err
