@@ -16,6 +16,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,10 +27,19 @@ PROMPT = rb"guest# "
 INIT_DONE = rb"vmm-guest: init done"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The host tool as `make host` builds it; the tests run it the README's way.
+HOST_VMM = REPO_ROOT / ".build/debug/vmm"
 LOG_TAIL_LINES = 60
 
 # CSI sequences (ESC [ ... final byte) and lone ESC-x pairs from line editing.
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a forwarded guest port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def guest_paths():

@@ -12,10 +12,9 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import REPO_ROOT, guest_paths  # noqa: E402
+from serial_console import HOST_VMM, REPO_ROOT, guest_paths  # noqa: E402
 
 
-HOST_VMM = REPO_ROOT / ".build/debug/vmm"
 DOCS = REPO_ROOT / "docs/configuration.md"
 
 

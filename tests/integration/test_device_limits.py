@@ -19,17 +19,10 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, guest_paths  # noqa: E402
+from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, free_port, guest_paths  # noqa: E402
 
-HOST_VMM = REPO_ROOT / ".build/debug/vmm"
 BOOT_TIMEOUT = 240.0
 MiB = 1 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def disk_pattern(n):

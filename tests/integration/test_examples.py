@@ -9,9 +9,8 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole  # noqa: E402
+from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole  # noqa: E402
 
-HOST_VMM = REPO_ROOT / ".build/debug/vmm"
 
 
 def native_examples():

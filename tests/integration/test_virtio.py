@@ -18,16 +18,10 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole  # noqa: E402
+from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, free_port  # noqa: E402
 
 BOOT_TIMEOUT = 180.0
 MAC = "52:54:00:12:34:56"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def vmm_command(disk, port, console_socket):
