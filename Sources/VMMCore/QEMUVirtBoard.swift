@@ -39,6 +39,6 @@ public enum MicrokitLayout {
     /// The channel of passthrough device n's interrupt (the configuration's order).
     public static func passthroughChannel(_ n: Int) -> UInt32 { 2 + UInt32(n) }
     /// The single virtual machine's vCPU ids (Microkit `<vcpu id=…>`) are 0..<vcpuCount.
-    public static let vmmPriority: UInt8 = 254
+    public static let vmmPriority: UInt8 = 253
     public static let guestPriority: UInt8 = 100
 }
