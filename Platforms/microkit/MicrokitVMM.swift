@@ -52,6 +52,8 @@ struct MicrokitPlatform: VMMPlatform {
 }
 
 nonisolated(unsafe) var machine: VirtualMachine? = nil
+/// The list registers seL4 lets the VMM fill (QEMU's GICv2 has 4).
+let listRegisterCount = 4
 nonisolated(unsafe) var platform = MicrokitPlatform()
 
 func log(_ message: StaticString) {
@@ -109,7 +111,7 @@ func vmmInit() {
         routes.append(InterruptRoute(physical: interrupt, virtual: interrupt))
         channelInterrupts.append((MicrokitLayout.passthroughChannel(n), interrupt))
     }
-    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4, routes: routes)
+    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: listRegisterCount, routes: routes)
     var context = seL4_UserContext()
     store(guest.registers, into: &context)
     _ = vmm_write_vcpu_registers(0, &context)
@@ -122,11 +124,56 @@ func vmmInit() {
 
 @_cdecl("vmm_notified")
 func vmmNotified(_ channel: microkit_channel) {
+    defer { wakeWaitingVCPU() }
+    if UInt32(channel) == MicrokitDriverLayout.timerChannel {
+        vmm_timer_disarm()
+        microkit_irq_ack(channel)
+        return
+    }
     for route in channelInterrupts where route.channel == UInt32(channel) {
         machine?.notified(interrupt: route.interrupt, vcpu: 0, platform: &platform)
         return
     }
     log("vmm: notification on an unexpected channel\n")
+}
+
+// MARK: WFI
+//
+// A trapped WFI suspends the vCPU until something for the guest happens: any notification (a
+// device's interrupt, a driver's answer) or the guest's own timer deadline. seL4 masks the virtual
+// timer while its vCPU is not running, so the VMM watches the deadline itself with the EL1 physical
+// timer. A WFI may end early (Arm ARM: it is a hint), so waking on every notification is correct.
+
+/// The PC a vCPU suspended in WFI resumes at, or nil while it runs.
+nonisolated(unsafe) var waitingPC: UInt64? = nil
+
+/// Suspends the vCPU (returns true) unless an interrupt is already on its way to it or its timer has
+/// expired; arms the physical timer at the guest's virtual timer deadline.
+func suspendUntilInterrupt(child: microkit_child, resumeAt pc: UInt64) -> Bool {
+    guard let vm = machine else { return false }
+    for index in 0..<listRegisterCount where vm.vgic.listRegister(vcpu: Int(child), index: index) != nil {
+        return false
+    }
+    if vm.vgic.overflowCount(vcpu: Int(child)) > 0 { return false }
+    let control = microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTV_CTL.rawValue))
+    if control & 1 != 0 && control & 2 == 0 {      // ENABLE set, IMASK clear (Arm ARM D13.8.17)
+        // CNTVCT = CNTPCT - CNTVOFF: the virtual deadline in the physical counter's terms.
+        let deadline = UInt64(microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTV_CVAL.rawValue)))
+            &+ UInt64(microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTVOFF.rawValue)))
+        if vmm_counter() >= deadline { return false }
+        vmm_timer_arm(deadline)
+    }
+    // Suspending (rather than not replying) ends the fault's reply cleanly; restart resumes at `pc`.
+    microkit_vcpu_stop(child)
+    waitingPC = pc
+    return true
+}
+
+func wakeWaitingVCPU() {
+    guard let pc = waitingPC else { return }
+    waitingPC = nil
+    vmm_timer_disarm()
+    microkit_vcpu_restart(0, seL4_Word(pc))
 }
 
 @_cdecl("vmm_fault")
@@ -145,6 +192,9 @@ func vmmFault(_ child: microkit_child, _ label: seL4_Word) -> seL4_Bool {
                                     registers: &registers, platform: &platform)
         store(registers, into: &context)
         _ = vmm_write_vcpu_registers(child, &context)
+        if action == .waitForInterrupt {
+            return seL4_Bool(suspendUntilInterrupt(child: child, resumeAt: registers.pc) ? 0 : 1)
+        }
         return resume(after: action, child: child)
     case .maintenance(let index):
         machine!.maintenance(vcpu: vcpu, listRegister: index, platform: &platform)

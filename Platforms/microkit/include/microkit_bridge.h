@@ -33,3 +33,32 @@ static inline seL4_Error vmm_read_vcpu_registers(microkit_child vcpu, seL4_UserC
 static inline seL4_Error vmm_write_vcpu_registers(microkit_child vcpu, seL4_UserContext *context) {
     return seL4_TCB_WriteRegisters(BASE_VM_TCB_CAP + vcpu, seL4_False, 0, sizeof(seL4_UserContext) / sizeof(seL4_Word), context);
 }
+
+/// The system counter (CNTPCT_EL0, readable at EL0: the SDK's kernel sets KernelArmExportPCNTUser)
+/// and its frequency.
+static inline uint64_t vmm_counter(void) {
+    uint64_t value;
+    __asm__ volatile("isb; mrs %0, cntpct_el0" : "=r"(value));
+    return value;
+}
+static inline uint64_t vmm_counter_frequency(void) {
+    uint64_t value;
+    __asm__ volatile("mrs %0, cntfrq_el0" : "=r"(value));
+    return value;
+}
+
+/// The EL1 physical timer (exported to user level: KernelArmExportPTMRUser), whose PPI 30 reaches
+/// the VMM on a channel: armed to fire when the counter reaches `deadline`, or disarmed.
+static inline void vmm_timer_arm(uint64_t deadline) {
+    __asm__ volatile("msr cntp_cval_el0, %0; msr cntp_ctl_el0, %1; isb" :: "r"(deadline), "r"((uint64_t)1));
+}
+static inline void vmm_timer_disarm(void) {
+    __asm__ volatile("msr cntp_ctl_el0, %0; isb" :: "r"((uint64_t)0));
+}
+
+/// Device registers, for the driver PDs: volatile accesses the compiler neither merges nor elides.
+static inline uint32_t mmio_read32(uintptr_t address) { return *(volatile uint32_t *)address; }
+static inline uint16_t mmio_read16(uintptr_t address) { return *(volatile uint16_t *)address; }
+static inline uint8_t mmio_read8(uintptr_t address) { return *(volatile uint8_t *)address; }
+static inline void mmio_write32(uintptr_t address, uint32_t value) { *(volatile uint32_t *)address = value; }
+static inline void memory_barrier(void) { __asm__ volatile("dsb sy" ::: "memory"); }
