@@ -154,6 +154,7 @@ MICROKIT_CONFIG ?= debug
 MK              := $(BUILD)/microkit/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 MK_BOARD_DIR    := $(MICROKIT_SDK)/board/$(MICROKIT_BOARD)/$(MICROKIT_CONFIG)
 MK_SRC          := $(wildcard Platforms/microkit/*.swift)
+MK_DRIVER_SRC   := $(wildcard Platforms/microkit/driver/*.swift)
 MK_CFLAGS       := $(CFLAGS) -Wno-unused-function -I$(MK_BOARD_DIR)/include
 export VMM_MICROKIT_IMAGE := $(abspath $(BUILD))/microkit-test/loader.img
 .PHONY: microkit microkit-objects microkit-system-image microkit-sdk-check
@@ -169,7 +170,8 @@ microkit-sdk-check:
 	  echo "     (expected $(MK_BOARD_DIR)/include/microkit.h)"; exit 2; fi
 
 microkit-objects: microkit-sdk-check $(NATIVE)/VMMCore.o
-	@$(MAKE) --no-print-directory $(MK)/entry.o $(MK)/runtime.o $(MK)/Platform.o
+	@$(MAKE) --no-print-directory $(MK)/entry.o $(MK)/runtime.o $(MK)/Platform.o $(MK)/driver_entry.o \
+		$(MK)/DriverPlatform.o
 
 microkit: microkit-objects
 
@@ -178,6 +180,18 @@ $(MK)/Platform.o: $(MK_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/micro
 	@echo "vmm: compiling the Microkit platform with Embedded Swift ($@)"
 	$(Q)$(SWIFTC) $(EMBEDDED) -module-name MicrokitPlatform -I $(NATIVE) -I Platforms/microkit/include \
 		-Xcc -I$(MK_BOARD_DIR)/include -c $(MK_SRC) -o $@
+
+# The driver protection domains' program: `vmm build` links it once per driver PD.
+$(MK)/DriverPlatform.o: $(MK_DRIVER_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/microkit_bridge.h
+	@mkdir -p $(MK)
+	@echo "vmm: compiling the Microkit driver PDs with Embedded Swift ($@)"
+	$(Q)$(SWIFTC) $(EMBEDDED) -module-name DriverPlatform -I $(NATIVE) -I Platforms/microkit/include \
+		-Xcc -I$(MK_BOARD_DIR)/include -c $(MK_DRIVER_SRC) -o $@
+
+$(MK)/driver_entry.o: Platforms/microkit/driver/driver_entry.c Platforms/microkit/include/microkit_bridge.h
+	@mkdir -p $(MK)
+	@echo "vmm: compiling $< for the Microkit platform"
+	$(Q)$(CLANG) $(MK_CFLAGS) -c $< -o $@
 
 $(MK)/entry.o: Platforms/microkit/entry.c Platforms/microkit/include/microkit_bridge.h
 	@mkdir -p $(MK)

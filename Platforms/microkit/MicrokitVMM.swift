@@ -33,7 +33,11 @@ nonisolated(unsafe) var channelInterrupts: [(channel: UInt32, interrupt: UInt32)
     (MicrokitLayout.uartChannel, QEMUVirtBoard.uartInterrupt),
 ]
 
-struct MicrokitPlatform: VMMPlatform {
+/// The vGIC's effects through seL4: list registers → inject_irq, acknowledging a line → irq_ack
+/// (SPIs, by channel) or ack_vppi (the timer).
+protocol MicrokitInterruptEffects: VMMPlatform {}
+
+extension MicrokitInterruptEffects {
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
         // seL4 takes the 5-bit list-register priority field (0–31), not the GIC priority byte.
         microkit_vcpu_arm_inject_irq(microkit_child(vcpu), UInt16(entry.interrupt), entry.priority >> 3,
@@ -50,6 +54,43 @@ struct MicrokitPlatform: VMMPlatform {
         }
     }
 }
+
+/// The core's effects, and the guest's device I/O through the driver PDs.
+struct MicrokitPlatform: MicrokitInterruptEffects {
+    var devices = DriverBackedDevices()
+
+    func blockCapacity(device: Int) -> UInt64? {
+        device >= 0 && device < devices.blocks.count ? devices.blocks[device].capacitySectors : nil
+    }
+
+    mutating func blockRead(device: Int, sector: UInt64, into segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        guard device >= 0 && device < devices.blocks.count else { return false }
+        return devices.blocks[device].read(sector: sector, into: segments, memory: memory)
+    }
+
+    mutating func blockWrite(device: Int, sector: UInt64, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        guard device >= 0 && device < devices.blocks.count else { return false }
+        return devices.blocks[device].write(sector: sector, from: segments, memory: memory)
+    }
+
+    mutating func blockFlush(device: Int) -> Bool {
+        guard device >= 0 && device < devices.blocks.count else { return false }
+        return devices.blocks[device].flush()
+    }
+
+    mutating func networkTransmit(device: Int, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        guard device >= 0 && device < devices.networks.count else { return false }
+        return devices.networks[device].transmit(from: segments, memory: memory)
+    }
+
+    mutating func consoleWrite(device: Int, _ bytes: UnsafeRawBufferPointer) {
+        guard device >= 0 && device < devices.consoles.count else { return }
+        _ = devices.consoles[device].write(bytes)
+    }
+}
+
+/// Only the interrupt effects: for delivering received data while a client is being served.
+struct MicrokitInterruptSink: MicrokitInterruptEffects {}
 
 nonisolated(unsafe) var machine: VirtualMachine? = nil
 /// The list registers seL4 lets the VMM fill (QEMU's GICv2 has 4).
@@ -92,12 +133,14 @@ func vmmInit() {
     }
     let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize, host: host)
     let initrd = UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size())
+    let (devices, descriptions) = DriverBackedDevices.connect(configuration.devices)
+    platform.devices = devices
     let guest: LoadedGuest
     do throws(GuestBootError) {
-        // Virtio devices on this platform come with driver protection domains (later): none yet.
         guest = try GuestBoot.load(into: memory,
                                    kernel: UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size()),
-                                   initrd: initrd.count > 0 ? initrd : nil, configuration: configuration, devices: [])
+                                   initrd: initrd.count > 0 ? initrd : nil, configuration: configuration,
+                                   devices: descriptions)
     } catch {
         log("vmm: cannot boot the guest: ")
         log(error.message)
@@ -111,7 +154,8 @@ func vmmInit() {
         routes.append(InterruptRoute(physical: interrupt, virtual: interrupt))
         channelInterrupts.append((MicrokitLayout.passthroughChannel(n), interrupt))
     }
-    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: listRegisterCount, routes: routes)
+    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: listRegisterCount, routes: routes,
+                             devices: descriptions)
     var context = seL4_UserContext()
     store(guest.registers, into: &context)
     _ = vmm_write_vcpu_registers(0, &context)
@@ -130,11 +174,34 @@ func vmmNotified(_ channel: microkit_channel) {
         microkit_irq_ack(channel)
         return
     }
+    if let device = platform.devices.device(on: UInt32(channel)) {
+        driverAnswered(device)
+        return
+    }
     for route in channelInterrupts where route.channel == UInt32(channel) {
         machine?.notified(interrupt: route.interrupt, vcpu: 0, platform: &platform)
         return
     }
     log("vmm: notification on an unexpected channel\n")
+}
+
+/// A driver signalled: hand what it received to the guest. (Block answers are taken synchronously
+/// by the request that is waiting for them.)
+func driverAnswered(_ device: DriverBackedDevices.Device) {
+    guard machine != nil else { return }
+    var sink = MicrokitInterruptSink()
+    switch device {
+    case .block:
+        break
+    case .network(let n):
+        _ = platform.devices.networks[n].receive { frame in
+            machine!.networkReceived(device: n, frame: frame, platform: &sink)
+        }
+    case .console(let n):
+        _ = platform.devices.consoles[n].receive { input in
+            machine!.consoleReceived(device: n, input: input, platform: &sink)
+        }
+    }
 }
 
 // MARK: WFI

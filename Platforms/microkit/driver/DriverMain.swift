@@ -1,0 +1,92 @@
+// A driver protection domain: drives one of the board's virtio devices with the core's virtio driver
+// and serves the VMM through the shared queues of its kind (VMMCore's DriverServers). It maps only
+// the page of the board's virtio-mmio window that holds its transport, its own DMA memory and the
+// shared regions MicrokitDriverLayout gives a driver of its kind; it never sees guest RAM.
+//
+// Channels: MicrokitDriverLayout.driverVMMChannel (the VMM put work in a queue) and
+// driverDeviceChannel (the board device's interrupt; network and console drivers only: a block
+// request is polled to completion, as on the native platform).
+import MicrokitSDK
+import VMMCore
+
+/// The driver's transport, reached through volatile MMIO in its mapped page.
+struct DriverRegisterWindow: DeviceRegisterWindow {
+    let base: UInt
+    func read32(_ offset: UInt64) -> UInt32 { mmio_read32(base + UInt(offset)) }
+    func write32(_ offset: UInt64, _ value: UInt32) { mmio_write32(base + UInt(offset), value) }
+    func read8(_ offset: UInt64) -> UInt8 { mmio_read8(base + UInt(offset)) }
+    func read16(_ offset: UInt64) -> UInt16 { mmio_read16(base + UInt(offset)) }
+    func memoryBarrier() { memory_barrier() }
+}
+
+nonisolated(unsafe) var block: BlockDriverServer<DriverRegisterWindow>? = nil
+nonisolated(unsafe) var network: NetDriverServer<DriverRegisterWindow>? = nil
+nonisolated(unsafe) var console: ConsoleDriverServer<DriverRegisterWindow>? = nil
+
+func say(_ message: StaticString) {
+    message.withUTF8Buffer { for byte in $0 { microkit_dbg_putc(Int32(byte)) } }
+}
+
+/// Shared region `index` of this driver's kind (DriverSharedRegion's order), in the driver's window.
+func sharedRegion(_ kind: DriverKind, _ index: Int) -> SharedRegion {
+    let region = kind.sharedRegions[index]
+    return SharedRegion(base: UnsafeMutableRawPointer(bitPattern: UInt(MicrokitDriverLayout.driverWindow + region.offset))!,
+                        size: Int(region.size))
+}
+
+@_cdecl("driver_start")
+func driverStart(kind rawKind: UInt, slot: UInt, dmaPhysical: UInt64, dataPhysical: UInt64) {
+    guard let kind = DriverKind(rawValue: UInt32(truncatingIfNeeded: rawKind)), slot < 32, dmaPhysical != 0 else {
+        say("driver: this program image was linked without a kind, a slot or its DMA region; rebuild with `vmm build`\n")
+        return
+    }
+    let registers = DriverRegisterWindow(base: UInt(MicrokitDriverLayout.driverRegisters
+                                                    + MicrokitDriverLayout.boardOffsetInPage(slot: Int(slot))))
+    var dma = DMARegion(host: UnsafeMutableRawPointer(bitPattern: UInt(MicrokitDriverLayout.driverDMA))!,
+                        physical: dmaPhysical, size: Int(MicrokitDriverLayout.driverDMASize))
+    switch kind {
+    case .block:
+        guard let driver = try? VirtioBlockDriver(registers: registers, dma: &dma) else {
+            say("driver: no virtio-blk device on this driver's transport; its disk is left out\n")
+            return
+        }
+        let data = kind.sharedRegions[3]
+        block = BlockDriverServer(driver: driver, requests: sharedRegion(kind, 0), responses: sharedRegion(kind, 1),
+                                  info: sharedRegion(kind, 2), dataPhysical: dataPhysical, dataSize: data.size)
+    case .network:
+        guard let driver = try? VirtioNetDriver(registers: registers, dma: &dma) else {
+            say("driver: no virtio-net device on this driver's transport; its network is left out\n")
+            return
+        }
+        let transmitData = kind.sharedRegions[5]
+        network = NetDriverServer(driver: driver, rxFree: sharedRegion(kind, 0), rxActive: sharedRegion(kind, 1),
+                                  txFree: sharedRegion(kind, 2), txActive: sharedRegion(kind, 3),
+                                  rxData: sharedRegion(kind, 4), txDataPhysical: dataPhysical,
+                                  txDataSize: transmitData.size, dma: &dma)
+    case .console:
+        guard let driver = try? VirtioConsoleDriver(registers: registers, dma: &dma) else {
+            say("driver: no virtio-console device on this driver's transport; its console is left out\n")
+            return
+        }
+        console = ConsoleDriverServer(driver: driver, rxQueue: sharedRegion(kind, 0), txQueue: sharedRegion(kind, 1),
+                                      rxData: sharedRegion(kind, 2), txData: sharedRegion(kind, 3))
+    }
+}
+
+@_cdecl("driver_notified")
+func driverNotified(_ channel: microkit_channel) {
+    var answer = false
+    switch UInt32(channel) {
+    case MicrokitDriverLayout.driverVMMChannel:
+        if block != nil { answer = block!.serve() }
+        if network != nil { answer = network!.transmit() }
+        if console != nil { answer = console!.transmit() }
+    case MicrokitDriverLayout.driverDeviceChannel:
+        if network != nil { answer = network!.deviceInterrupt() }
+        if console != nil { answer = console!.deviceInterrupt() }
+        microkit_irq_ack(channel)
+    default:
+        say("driver: notification on an unexpected channel\n")
+    }
+    if answer { microkit_notify(microkit_channel(MicrokitDriverLayout.driverVMMChannel)) }
+}
