@@ -1,8 +1,10 @@
 // The Microkit system description (the `.system` XML given to the `microkit` tool) for the VMM:
 // one protection domain running the VMM, with one child virtual machine whose RAM and passed-through
-// devices are memory regions, and the hardware interrupts the VMM forwards to the guest. This file
-// owns the model, its validation against Microkit 2.0.1's rules, and the XML text; the addresses come
-// from VMMCore's `QEMUVirtBoard`/`MicrokitLayout`, and writing the file is the `vmm` tool's job.
+// devices are memory regions, and the hardware interrupts the VMM forwards to the guest; beside it,
+// one driver protection domain per guest device, joined to the VMM by shared regions and a channel
+// (MicrokitDrivers.swift). This file owns the model, its validation against Microkit 2.0.1's rules,
+// and the XML text; the addresses come from VMMCore's `QEMUVirtBoard`/`MicrokitLayout`/
+// `MicrokitDriverLayout`, and writing the file is the `vmm` tool's job.
 //
 // Syntax: the Microkit 2.0.1 manual, "System Description File". Where the manual and the 2.0.1 tool
 // disagree, the tool wins, because it is what rejects the file (tool/microkit/src/sdf.rs at tag 2.0.1):
@@ -132,7 +134,11 @@ public struct MicrokitSystem: Equatable, Sendable {
         }
 
         public static let uart = Interrupt(irq: QEMUVirtBoard.uartInterrupt, channel: MicrokitLayout.uartChannel)
-        public static let qemuVirt: [Interrupt] = [.uart]
+        /// The EL1 physical timer, which the VMM arms to wake a vCPU waiting in WFI at its guest's
+        /// timer deadline: there with or without devices.
+        public static let timer = Interrupt(irq: MicrokitDriverLayout.timerInterrupt,
+                                            channel: MicrokitDriverLayout.timerChannel)
+        public static let qemuVirt: [Interrupt] = [.uart, .timer]
     }
 
     /// Microkit 2.0.1 limits (sdf.rs: PD_MAX_PRIORITY, PD_MAX_ID, PD_MIN/MAX_STACK_SIZE).
@@ -151,6 +157,13 @@ public struct MicrokitSystem: Equatable, Sendable {
     public var guestRAM: GuestRAM
     public var deviceRegions: [DeviceRegion]
     public var interrupts: [Interrupt]
+    /// The driver protection domains, the regions only they and the VMM use (board pages, DMA memory,
+    /// shared queues and data), the VMM's maps of the shared ones, and the channels: empty without
+    /// devices, filled by `addDrivers(for:)`.
+    public var drivers: [DriverDomain] = []
+    public var driverRegions: [MemoryRegion] = []
+    public var vmmDriverMappings: [Mapping] = []
+    public var channels: [Channel] = []
 
     /// The defaults describe the QEMU virt system; `stackSize` is 64 KiB because Swift code needs more
     /// than Microkit's default single page.
@@ -172,12 +185,12 @@ public struct MicrokitSystem: Equatable, Sendable {
     }
 
     /// Every `memory_region`, in the order they are written.
-    public var memoryRegions: [MemoryRegion] { [guestRAM.region] + deviceRegions.map(\.region) }
+    public var memoryRegions: [MemoryRegion] { [guestRAM.region] + deviceRegions.map(\.region) + driverRegions }
 
     /// The `map`s of the VMM protection domain.
     public var vmmMappings: [Mapping] {
         [Mapping(region: guestRAM.region, vaddr: guestRAM.vmmAddress, perms: .readWrite, cached: true,
-                 setvarVaddr: guestRAM.addressSymbol, setvarSize: guestRAM.sizeSymbol)]
+                 setvarVaddr: guestRAM.addressSymbol, setvarSize: guestRAM.sizeSymbol)] + vmmDriverMappings
     }
 
     /// The `map`s of the virtual machine (vaddr is the guest physical address).
@@ -207,16 +220,14 @@ public struct MicrokitSystem: Equatable, Sendable {
                                        ("stack_size", hex(stackSize))])
         xml.empty("program_image", [("path", programImage)])
         for mapping in vmmMappings { xml.empty("map", mapping.attributes) }
-        for interrupt in interrupts {
-            var attributes = [("irq", String(interrupt.irq)), ("id", String(interrupt.channel))]
-            if interrupt.trigger != .level { attributes.append(("trigger", interrupt.trigger.rawValue)) }
-            xml.empty("irq", attributes)
-        }
+        for interrupt in interrupts { xml.empty("irq", interrupt.attributes) }
         xml.open("virtual_machine", [("name", vmName), ("priority", String(vmPriority))])
         for id in 0..<vcpuCount { xml.empty("vcpu", [("id", String(id))]) }
         for mapping in vmMappings { xml.empty("map", mapping.attributes) }
         xml.close("virtual_machine")
         xml.close("protection_domain")
+        for driver in drivers { driver.write(to: &xml) }
+        for channel in channels { channel.write(to: &xml) }
         xml.close("system")
         return xml.text
     }
@@ -303,15 +314,9 @@ extension MicrokitSystem {
         if vmmPriority > Self.maxPriority {
             errors.append("\(pd): priority \(vmmPriority) is above the maximum \(Self.maxPriority)")
         }
-        if !Self.stackSizeRange.contains(stackSize) {
-            errors.append("\(pd): stack_size \(hex(stackSize)) is not between \(hex(Self.stackSizeRange.lowerBound))"
-                          + " and \(hex(Self.stackSizeRange.upperBound))")
-        } else if !stackSize.isMultiple(of: PageSize.small.rawValue) {
-            errors.append("\(pd): stack_size \(hex(stackSize)) is not a multiple of the page size"
-                          + " \(hex(PageSize.small.rawValue))")
-        }
+        errors += Self.stackSizeErrors(stackSize, owner: pd)
         errors += Self.mappingErrors(vmmMappings, owner: pd)
-        checkInterrupts(owner: pd, into: &errors)
+        errors += Self.interruptErrors(interrupts, owner: pd)
 
         if vmPriority > Self.maxPriority {
             errors.append("\(vm): priority \(vmPriority) is above the maximum \(Self.maxPriority)")
@@ -326,6 +331,7 @@ extension MicrokitSystem {
                           + " (vcpu ids are 0...\(Self.maxVCPUCount - 1))")
         }
         errors += Self.mappingErrors(vmMappings, owner: vm)
+        errors += driverErrors()
         return errors
     }
 
@@ -362,6 +368,17 @@ extension MicrokitSystem {
                               + " '\(other.name)' at \(Self.text(otherRange))")
             }
         }
+    }
+
+    static func stackSizeErrors(_ stackSize: UInt64, owner: String) -> [String] {
+        if !Self.stackSizeRange.contains(stackSize) {
+            return ["\(owner): stack_size \(hex(stackSize)) is not between \(hex(Self.stackSizeRange.lowerBound))"
+                    + " and \(hex(Self.stackSizeRange.upperBound))"]
+        } else if !stackSize.isMultiple(of: PageSize.small.rawValue) {
+            return ["\(owner): stack_size \(hex(stackSize)) is not a multiple of the page size"
+                    + " \(hex(PageSize.small.rawValue))"]
+        }
+        return []
     }
 
     /// The rules for the `map`s of one protection domain or virtual machine (`owner`).
@@ -403,7 +420,9 @@ extension MicrokitSystem {
         return errors
     }
 
-    private func checkInterrupts(owner: String, into errors: inout [String]) {
+    /// The rules for the `irq`s of one protection domain (`owner`).
+    static func interruptErrors(_ interrupts: [Interrupt], owner: String) -> [String] {
+        var errors: [String] = []
         for (index, interrupt) in interrupts.enumerated() {
             let element = "\(owner): irq \(interrupt.irq)"
             if interrupt.channel > Self.maxChannelID {
@@ -417,11 +436,12 @@ extension MicrokitSystem {
                 errors.append("\(element): id \(interrupt.channel) is already the channel of irq \(first.irq)")
             }
         }
+        return errors
     }
 
     /// Names and paths end up in attribute values and in the monitor's tables: they must be non-empty,
     /// and XML 1.0 (2.2 "Characters") cannot carry control characters even escaped.
-    private func checkName(_ value: String, element: String, field: String = "name",
+    func checkName(_ value: String, element: String, field: String = "name",
                            into errors: inout [String]) {
         if value.isEmpty {
             errors.append("\(element): \(field) is empty")

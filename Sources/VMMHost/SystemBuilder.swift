@@ -5,7 +5,8 @@
 // built once by the Makefile (`make native-objects`, `make microkit-objects`); a system's image is
 // those objects linked with its guest: kernel, initrd and the guest configuration blob
 // (VMMCore's `GuestConfiguration`), carried by Platforms/common/guest_images.S. For the Microkit
-// platform the builder also writes the system description and runs the SDK's `microkit` tool.
+// platform the builder also links one driver protection domain per guest device (the same objects,
+// told their device by the linker), writes the system description and runs the SDK's `microkit` tool.
 // The guest's device tree is written too, for inspection: the VMM builds the same one at boot.
 
 import Foundation
@@ -178,27 +179,25 @@ public enum SystemBuilder {
                 throw BuildError("platform \"microkit\" needs a Microkit SDK: set MICROKIT_SDK=/path/to/microkit-sdk-2.0.1 (SDKs come from the seL4 Microkit releases, not from Debian or PyPI)")
             }
             let boardDirectory = sdk.appendingPathComponent("board/\(environment.microkitBoard)/\(environment.microkitConfig)")
+            let description = microkitSystem(vm)
             let objects = ["entry.o", "runtime.o", "Platform.o"].map { environment.microkitObjects.appendingPathComponent($0).path }
                 + [environment.nativeObjects.appendingPathComponent("VMMCore.o").path]
-            try requireObjects(objects, make: "make -C \(environment.repository.path) MICROKIT_SDK=\(sdk.path) microkit-objects")
+            let driverObjects = microkitDriverObjects(in: environment)
+            try requireObjects(objects + (description.drivers.isEmpty ? [] : driverObjects),
+                               make: "make -C \(environment.repository.path) MICROKIT_SDK=\(sdk.path) microkit-objects")
             let elf = environment.output.appendingPathComponent("vmm.elf")
             try run(environment.toolchain.appendingPathComponent("ld.lld"), [
                 "-L", boardDirectory.appendingPathComponent("lib").path,
                 "-T", environment.repository.appendingPathComponent("Platforms/microkit/vmm.ld").path,
                 "--gc-sections", "-o", elf.path] + objects + [images.path, "-lmicrokit"])
-            var description = MicrokitSystem(programImage: "vmm.elf", vcpuCount: vm.vcpus)
-            // The guest's RAM as the system file asks (identity-mapped: IPA == PA).
-            description.guestRAM.region.size = vm.ramSize
-            description.guestRAM.region.physAddr = vm.ramBase
-            description.guestRAM.guestAddress = vm.ramBase
-            // Passthrough: the region mapped into the VM where the board has it, its interrupt on the
-            // channel the VMM expects (MicrokitLayout.passthroughChannel).
-            for (n, region) in vm.passthrough.enumerated() {
-                description.deviceRegions.append(.init(name: "passthrough_\(region.name)", physAddr: region.address,
-                                                       size: region.size, guestAddress: region.address))
-                if let irq = region.irq {
-                    description.interrupts.append(.init(irq: irq, channel: MicrokitLayout.passthroughChannel(n)))
-                }
+            files.append(elf)
+            for driver in description.drivers {
+                let driverELF = environment.output.appendingPathComponent(driver.programImage)
+                try run(environment.toolchain.appendingPathComponent("ld.lld"),
+                        driverLinkArguments(driver.device, objects: driverObjects, output: driverELF.path,
+                                            boardLibrary: boardDirectory.appendingPathComponent("lib").path,
+                                            repository: environment.repository))
+                files.append(driverELF)
             }
             let systemURL = environment.output.appendingPathComponent("vmm.system")
             do {
@@ -211,9 +210,59 @@ public enum SystemBuilder {
                 systemURL.path, "--search-path", environment.output.path, "--board", environment.microkitBoard,
                 "--config", environment.microkitConfig, "-o", loader.path,
                 "-r", environment.output.appendingPathComponent("report.txt").path], quiet: true)
-            files += [elf, systemURL, loader]
+            files += [systemURL, loader]
             return BuildProducts(image: loader, files: files)
         }
+    }
+
+    /// The guest's devices in the order the VMM numbers them: the guest configuration's device list
+    /// (blocks, networks, consoles), which is also QEMU's order of the board devices (`qemuArguments`).
+    public static func microkitDevices(_ vm: VMConfiguration) -> [DriverDevice] {
+        DriverDevice.list(guestConfiguration(vm).devices.map {
+            switch $0 {
+            case .block: return .block
+            case .network: return .network
+            case .console: return .console
+            }
+        })
+    }
+
+    /// The system description of `vm` on the Microkit platform: the VMM PD (`vmm.elf`) with the guest's
+    /// RAM and passthrough devices, and one driver PD per device (`<pd>.elf`, see `microkitDevices`).
+    public static func microkitSystem(_ vm: VMConfiguration) -> MicrokitSystem {
+        var description = MicrokitSystem(programImage: "vmm.elf", vcpuCount: vm.vcpus)
+        // The guest's RAM as the system file asks (identity-mapped: IPA == PA).
+        description.guestRAM.region.size = vm.ramSize
+        description.guestRAM.region.physAddr = vm.ramBase
+        description.guestRAM.guestAddress = vm.ramBase
+        // Passthrough: the region mapped into the VM where the board has it, its interrupt on the
+        // channel the VMM expects (MicrokitLayout.passthroughChannel).
+        for (n, region) in vm.passthrough.enumerated() {
+            description.deviceRegions.append(.init(name: "passthrough_\(region.name)", physAddr: region.address,
+                                                   size: region.size, guestAddress: region.address))
+            if let irq = region.irq {
+                description.interrupts.append(.init(irq: irq, channel: MicrokitLayout.passthroughChannel(n)))
+            }
+        }
+        description.addDrivers(for: microkitDevices(vm))
+        return description
+    }
+
+    /// The objects of every driver PD, built by `make microkit-objects`: the same for each kind, which
+    /// the linker's `driver_kind` and `driver_device_slot` select.
+    public static func microkitDriverObjects(in environment: BuildEnvironment) -> [String] {
+        ["driver_entry.o", "runtime.o", "DriverPlatform.o"].map { environment.microkitObjects.appendingPathComponent($0).path }
+            + [environment.nativeObjects.appendingPathComponent("VMMCore.o").path]
+    }
+
+    /// ld.lld's arguments for one driver PD's program image: vmm.elf's command, with the device's
+    /// kind and board transport as absolute symbols (MicrokitDriverLayout.kindSymbol, slotSymbol).
+    public static func driverLinkArguments(_ device: DriverDevice, objects: [String], output: String,
+                                           boardLibrary: String, repository: URL) -> [String] {
+        ["-L", boardLibrary, "-T", repository.appendingPathComponent("Platforms/microkit/vmm.ld").path, "--gc-sections",
+         "--defsym=\(MicrokitDriverLayout.kindSymbol)=\(device.kind.rawValue)",
+         "--defsym=\(MicrokitDriverLayout.slotSymbol)=\(device.slot)",
+         "-o", output] + objects + ["-lmicrokit"]
     }
 
     /// QEMU's command line for the built system: the board, then one board device for each of

@@ -292,13 +292,6 @@ extension SystemConfiguration {
                     message: "required key is missing (expected the device-tree compatible strings of the device, "
                              + "e.g. [\"arm,pl031\", \"arm,primecell\"])"))
             }
-            if platform == .microkit {
-                for (kind, count) in [("block", vm.blocks.count), ("net", vm.networks.count), ("console", vm.consoles.count)]
-                where count > 0 {
-                    errors.append(ConfigurationError(file: file, keyPath: "vm[\(n)].\(kind)",
-                        message: "virtio devices on the microkit platform need driver protection domains, not supported yet"))
-                }
-            }
         }
         return errors
     }

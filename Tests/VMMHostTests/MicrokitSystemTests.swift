@@ -60,10 +60,11 @@ final class MicrokitSystemTests: XCTestCase {
                 <memory_region name="guest_ram" size="0x20000000" page_size="0x200000" phys_addr="0x40000000" />
                 <memory_region name="uart" size="0x1000" page_size="0x1000" phys_addr="0x9000000" />
                 <memory_region name="gic_vcpu" size="0x2000" page_size="0x1000" phys_addr="0x8040000" />
-                <protection_domain name="vmm" priority="254" stack_size="0x10000">
+                <protection_domain name="vmm" priority="253" stack_size="0x10000">
                     <program_image path="vmm.elf" />
                     <map mr="guest_ram" vaddr="0x20000000" perms="rw" setvar_vaddr="guest_ram_vaddr" setvar_size="guest_ram_size" />
                     <irq irq="33" id="1" />
+                    <irq irq="30" id="10" />
                     <virtual_machine name="linux" priority="100">
                         <vcpu id="0" />
                         <map mr="guest_ram" vaddr="0x40000000" perms="rwx" />
@@ -153,12 +154,12 @@ final class MicrokitSystemTests: XCTestCase {
         }
     }
 
-    func testUARTInterruptArrivesOnTheUARTChannelLevelTriggered() throws {
+    func testUARTAndTimerInterruptsArriveOnTheirChannelsLevelTriggered() throws {
         let document = try parse(system)
         XCTAssertEqual(try values("/system/protection_domain/irq/@irq", in: document),
-                       [String(QEMUVirtBoard.uartInterrupt)])
+                       [String(QEMUVirtBoard.uartInterrupt), String(MicrokitDriverLayout.timerInterrupt)])
         XCTAssertEqual(try values("/system/protection_domain/irq/@id", in: document),
-                       [String(MicrokitLayout.uartChannel)])
+                       [String(MicrokitLayout.uartChannel), String(MicrokitDriverLayout.timerChannel)])
         XCTAssertEqual(try values("/system/protection_domain/irq/@trigger", in: document), [], "level is the default")
     }
 
@@ -168,7 +169,7 @@ final class MicrokitSystemTests: XCTestCase {
         system.interrupts.append(.init(irq: 49, channel: MicrokitSystem.maxChannelID))
         let document = try parse(system)
         let ids = try values("/system/protection_domain/irq/@id", in: document)
-        XCTAssertEqual(ids, ["1", "2", "61"])
+        XCTAssertEqual(ids, ["1", "10", "2", "61"])
         XCTAssertEqual(Set(ids).count, ids.count)
         XCTAssertEqual(try values("/system/protection_domain/irq[@irq='48']/@trigger", in: document), ["edge"])
     }
@@ -290,7 +291,7 @@ final class MicrokitSystemTests: XCTestCase {
         var system = self.system
         system.vmPriority = MicrokitLayout.vmmPriority
         XCTAssertEqual(errors(system),
-                       ["virtual_machine 'linux': priority 254 is not below the priority 254 of protection_domain 'vmm'"])
+                       ["virtual_machine 'linux': priority 253 is not below the priority 253 of protection_domain 'vmm'"])
     }
 
     func testStackSizeOutsideMicrokitsRangeIsRejected() {

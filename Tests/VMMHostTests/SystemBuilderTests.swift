@@ -164,7 +164,7 @@ final class SystemBuilderTests: XCTestCase {
 }
 
 final class UnsupportedFeatureTests: XCTestCase {
-    func testPassthroughNeedsCompatibleStringsAndMicrokitVirtioDevicesAreRefusedByName() {
+    func testPassthroughNeedsCompatibleStringsAndMicrokitTakesVirtioDevices() {
         var vm = VMConfiguration(name: "linux", kernel: "/k")
         vm.passthrough = [.init(name: "rtc", address: 0x0901_0000, size: 0x1000, irq: 34)]
         vm.blocks = [.init(file: "/d", size: nil, readOnly: false)]
@@ -175,8 +175,9 @@ final class UnsupportedFeatureTests: XCTestCase {
         system.vms[0].passthrough[0].compatible = ["arm,pl031", "arm,primecell"]
         XCTAssertEqual(system.unsupportedFeatures(file: "s.toml"), [])
         system.platform = .microkit
-        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml").map(\.description), [
-            "s.toml: vm[0].block: virtio devices on the microkit platform need driver protection domains, not supported yet"])
+        system.vms[0].networks = [.init(mac: VMConfiguration.NetworkDevice.defaultMAC(index: 0))]
+        system.vms[0].consoles = [.init(socket: "/c.sock")]
+        XCTAssertEqual(system.unsupportedFeatures(file: "s.toml"), [], "virtio devices get driver protection domains")
         XCTAssertEqual(SystemConfiguration(vms: [VMConfiguration(name: "linux", kernel: "/k")]).unsupportedFeatures(file: "s"), [])
     }
 }
