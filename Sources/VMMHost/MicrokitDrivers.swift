@@ -133,7 +133,9 @@ extension MicrokitSystem {
             drivers.append(DriverDomain(
                 device: device, name: device.domainName, priority: layout.driverPriority, stackSize: Self.driverStackSize,
                 programImage: device.programImage, mappings: mappings,
-                interrupts: [Interrupt(irq: layout.boardInterrupt(slot: device.slot), channel: layout.driverDeviceChannel)],
+                // A block driver polls each request to completion (as on native): its line stays masked.
+                interrupts: device.kind == .block ? []
+                    : [Interrupt(irq: layout.boardInterrupt(slot: device.slot), channel: layout.driverDeviceChannel)],
                 setvars: setvars))
             channels.append(Channel(.init(pd: vmmName, id: layout.vmmChannel(device.position)),
                                     .init(pd: device.domainName, id: layout.driverVMMChannel)))

@@ -105,7 +105,6 @@ final class MicrokitDriverSystemTests: XCTestCase {
                     <map mr="disk0_requests" vaddr="0x20000000" perms="rw" />
                     <map mr="disk0_responses" vaddr="0x20001000" perms="rw" />
                     <map mr="disk0_info" vaddr="0x20002000" perms="rw" />
-                    <irq irq="79" id="1" />
                     <setvar symbol="driver_dma_paddr" region_paddr="disk0_driver_dma" />
                     <setvar symbol="driver_data_paddr" region_paddr="disk0_data" />
                 </protection_domain>
@@ -216,6 +215,11 @@ final class MicrokitDriverSystemTests: XCTestCase {
             let document = try parse(SystemBuilder.microkitSystem(vm))
             for (k, device) in SystemBuilder.microkitDevices(vm).enumerated() {
                 let pd = "/system/protection_domain[@name='\(device.domainName)']"
+                if device.kind == .block {
+                    // Polled to completion: a block driver's line stays masked.
+                    XCTAssertEqual(try values("\(pd)/irq/@irq", in: document), [], name)
+                    continue
+                }
                 XCTAssertEqual(try values("\(pd)/irq/@irq", in: document), [String(48 + 31 - k)], name)
                 XCTAssertEqual(try values("\(pd)/irq/@id", in: document), [String(Layout.driverDeviceChannel)], name)
             }
@@ -368,9 +372,9 @@ final class MicrokitDriverSystemTests: XCTestCase {
 
     func testAnInterruptOfTwoProtectionDomainsIsRejected() {
         var system = oneOfEach
-        system.interrupts.append(.init(irq: 79, channel: 2))
+        system.interrupts.append(.init(irq: 78, channel: 2))
         XCTAssertEqual(errors(system),
-                       ["protection_domain 'disk0_driver': irq 79: irq 79 is already an irq of protection_domain 'vmm'"])
+                       ["protection_domain 'net0_driver': irq 78: irq 78 is already an irq of protection_domain 'vmm'"])
     }
 
     func testMoreDevicesThanTheLayoutHasRoomForAreRejected() {
