@@ -2,10 +2,12 @@
 //
 // seL4 owns what the native platform does by hand (stage 2, the GIC, the world switch); this layer
 // only translates. `init` loads the guest and starts its vCPU; `notified` turns a channel into the
-// physical interrupt it stands for; `fault` decodes the fault message (VMCore's `SeL4Fault`, with
-// labels and register numbers from the SDK's headers), runs the core on the vCPU's registers and
-// replies. The core's requests become libmicrokit calls: list registers → inject_irq, acknowledging
-// a line → irq_ack (SPIs, by channel) or ack_vppi (the timer).
+// physical interrupt it stands for, or a driver PD's answer (MicrokitDevices.swift) into data for
+// the guest; `fault` decodes the fault message (VMCore's `SeL4Fault`, with labels and register
+// numbers from the SDK's headers), runs the core on the vCPU's registers and replies, except after
+// a WFI, when the vCPU sleeps until something for it happens. The core's requests become libmicrokit
+// calls: list registers → inject_irq, acknowledging a line → irq_ack (SPIs, by channel) or ack_vppi
+// (the timer); its virtio backends are the driver PDs' queues.
 import MicrokitSDK
 import VMMCore
 

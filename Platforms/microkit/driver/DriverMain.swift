@@ -54,15 +54,17 @@ func driverStart(kind rawKind: UInt, slot: UInt, dmaPhysical: UInt64, dataPhysic
         block = BlockDriverServer(driver: driver, requests: sharedRegion(kind, 0), responses: sharedRegion(kind, 1),
                                   info: sharedRegion(kind, 2), dataPhysical: dataPhysical, dataSize: data.size)
     case .network:
-        guard let driver = try? VirtioNetDriver(registers: registers, dma: &dma) else {
+        let transmitData = kind.sharedRegions[5]
+        guard let driver = try? VirtioNetDriver(registers: registers, dma: &dma),
+              let server = try? NetDriverServer(driver: driver, rxFree: sharedRegion(kind, 0),
+                                                rxActive: sharedRegion(kind, 1), txFree: sharedRegion(kind, 2),
+                                                txActive: sharedRegion(kind, 3), rxData: sharedRegion(kind, 4),
+                                                txDataPhysical: dataPhysical, txDataSize: transmitData.size,
+                                                dma: &dma) else {
             say("driver: no virtio-net device on this driver's transport; its network is left out\n")
             return
         }
-        let transmitData = kind.sharedRegions[5]
-        network = NetDriverServer(driver: driver, rxFree: sharedRegion(kind, 0), rxActive: sharedRegion(kind, 1),
-                                  txFree: sharedRegion(kind, 2), txActive: sharedRegion(kind, 3),
-                                  rxData: sharedRegion(kind, 4), txDataPhysical: dataPhysical,
-                                  txDataSize: transmitData.size, dma: &dma)
+        network = server
     case .console:
         guard let driver = try? VirtioConsoleDriver(registers: registers, dma: &dma) else {
             say("driver: no virtio-console device on this driver's transport; its console is left out\n")
