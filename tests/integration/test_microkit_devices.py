@@ -5,7 +5,9 @@ platform, where driver protection domains drive the board's devices and the VMM 
 never touches them) is run the user's way, `vmm run FILE --microkit-config CONFIG` with MICROKIT_SDK
 in the environment. The system file is generated from the example into a temporary directory: the
 guest's paths made absolute, the disk file, the console socket and the forwarded host port there
-(a free port), so the test never touches build/microkit-linux/ nor port 8080.
+(a free port), so the test never touches build/microkit-linux/ nor port 8080. (Where the example is
+missing, examples/linux.toml with platform "microkit", which is what the example is; stderr says
+which file was used.)
 
 One boot, each check a subtest (so one failing check does not hide the others), in this order:
 
@@ -23,14 +25,17 @@ One boot, each check a subtest (so one failing check does not hide the others), 
 
 Needs a Microkit SDK (2.0.1, board qemu_virt_aarch64) and its debug configuration (the test reads
 the monitor's and the VMM's messages): run as `make MICROKIT_SDK=/path test`, which builds the
-Microkit objects first. Without MICROKIT_SDK the tests are skipped with that reason.
+Microkit objects first. Without MICROKIT_SDK the tests are skipped with that reason; the CPU-time
+helper is checked anyway (CPUTimeTests: no boot, a second or two).
 """
 
 import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,8 +50,7 @@ from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, free_p
 SDK = os.environ.get("MICROKIT_SDK", "")
 CONFIG = os.environ.get("MICROKIT_CONFIG") or "debug"
 # The platform the generated system runs on. Only a dry run of this file's checks on the native
-# platform changes it (the native platform passes them all but the idle bound, which is not its
-# business here); the tests are about Microkit.
+# platform changes it (the native platform passes them all); the tests are about Microkit.
 PLATFORM = "microkit"
 EXAMPLE = REPO_ROOT / "examples/microkit-linux.toml"
 
@@ -306,6 +310,49 @@ class MicrokitDeviceTests(unittest.TestCase):
                 self.assertTrue(data[n * 4 * KiB:(n + 1) * 4 * KiB] == background_block(n),
                                 f"block {n} of the host file (outside the guest's write) changed")
         self.assertTrue(tail == bytes(MiB), "the last MiB of the host file changed")
+
+
+class CPUTimeTests(unittest.TestCase):
+    """The idle measurement's helpers, without a boot: they find QEMU under a parent that did not
+    exec it, and tell a busy process from one that waits."""
+
+    def start(self, argv):
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+        def stop():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        self.addCleanup(stop)
+        return proc
+
+    def test_qemu_is_found_under_a_shell_and_a_stopped_one_uses_no_cpu(self):
+        qemu = shutil.which(os.environ.get("VMM_QEMU", "qemu-system-aarch64"))
+        if not qemu:
+            self.skipTest("no qemu-system-aarch64 on PATH")
+        # A shell that runs QEMU as its child (the trailing `:` keeps it from exec'ing QEMU); -S keeps
+        # the CPU stopped.
+        shell = self.start(["sh", "-c", f'"{qemu}" -machine virt -nographic -S -monitor none -serial none; :'])
+        deadline, pid = time.monotonic() + 10, None
+        while pid is None and time.monotonic() < deadline:
+            try:
+                pid = qemu_pid(shell.pid)
+            except AssertionError:
+                time.sleep(0.1)
+        self.assertIsNotNone(pid, "qemu_pid did not find QEMU under its shell")
+        self.assertNotEqual(pid, shell.pid)
+        self.assertTrue(os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("qemu-system"))
+        time.sleep(0.5)
+        share, wall = cpu_share(pid, 1.0)
+        self.assertGreaterEqual(wall, 1.0)
+        self.assertLess(share, IDLE_CPU_LIMIT)
+
+    def test_a_busy_process_shows_cpu_time(self):
+        busy = self.start([sys.executable, "-c", "while True: pass"])
+        share, _ = cpu_share(busy.pid, 1.0)
+        self.assertGreater(share, 0.1)
+        self.assertLessEqual(share, 1.1)
 
 
 if __name__ == "__main__":
