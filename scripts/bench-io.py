@@ -100,7 +100,8 @@ def sel4_image(config):
         "[system]", 'platform = "microkit"', "",
         "[[vm]]", f'kernel = "{kernel}"', f'initrd = "{initrd}"', "",
         "[[vm.block]]", 'file = "disk.img"', f'size = "{DISK_BYTES >> 20}M"', "",
-        "[[vm.net]]", ""]))
+        # examples/linux.toml's MAC, the one QEMU gives the board's virtio-net without mac=.
+        "[[vm.net]]", 'mac = "52:54:00:12:34:56"', ""]))
     argv = [str(HOST_VMM), "build", str(system), "--output", str(SEL4_BUILD), "--microkit-config", config]
     try:
         result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -117,7 +118,8 @@ def qemu_command(config, disk, port, image=None):
     loader.img."""
     kernel, initrd = guest_paths()
     elf = vmm_elf()
-    memory = ["-m", "size=2G", "-nographic", "-serial", "mon:stdio"] if config == "sel4" else ["-m", "1G", "-nographic"]
+    memory = (["-m", "size=2G", "-nographic", "-serial", "mon:stdio"] if config == "sel4"
+              else ["-m", "1G", "-nographic"])
     argv = [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
             "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53"] + memory + [
             "-global", "virtio-mmio.force-legacy=false",
@@ -275,7 +277,8 @@ def main(argv):
     parser.add_argument("--sel4", action="store_true",
                         help="also the guest on seL4 (needs MICROKIT_SDK and `make MICROKIT_SDK=... microkit-objects`)")
     parser.add_argument("--microkit-config", default=os.environ.get("MICROKIT_CONFIG") or "debug",
-                        choices=("debug", "release"), help="the SDK configuration of --sel4 (default: $MICROKIT_CONFIG or debug)")
+                        choices=("debug", "release"),
+                        help="the SDK configuration of --sel4 (default: $MICROKIT_CONFIG or debug)")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.rounds < 1 or not 1 <= args.block_mib <= 299 or args.net_mib < 1:
         parser.error("--reps and --rounds must be >= 1, --block-mib within the 300 MiB disk, --net-mib >= 1")
@@ -352,7 +355,8 @@ def main(argv):
     print(f"MB/s = 10^6 bytes/s; block: {args.block_mib} MiB dd bs=1M with O_DIRECT, guest clock; "
           f"net: {args.net_mib} MiB host->guest nc, host clock connect->close")
     if args.sel4:
-        print(f"sel4: the guest on seL4 (Microkit {args.microkit_config}), against vmm, the same guest on the native platform")
+        print(f"sel4: the guest on seL4 (Microkit {args.microkit_config}), against vmm, "
+              "the same guest on the native platform")
     print(f"total wall time {time.monotonic() - started:.1f}s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"benchmark": "io", "rows": rows,
