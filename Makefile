@@ -135,13 +135,19 @@ fuzz:
 # Boot time: the guest on bare QEMU with the same board flags (Linux then owns EL2), on bare QEMU at
 # EL1 (virtualization=off: what Linux sees under a VMM), and under our VMM; ratios against the first.
 # Then disk and network throughput against the guest driving QEMU's devices itself.
+# With MICROKIT_SDK also the guest on seL4 (config MICROKIT_CONFIG): its boot to the prompt (the image
+# of examples/microkit.toml, as the SDK runs it) in the same table, target <= 1.30 of plain QEMU; its
+# disk and network throughput (an image bench-io.py builds with `vmm build`) against the same guest on
+# the native platform, targets >= 0.50.
 BENCH_RUNS ?= 7
-bench: vmm
-	python3 scripts/bench-boot.py --runs $(BENCH_RUNS) \
+BENCH_SEL4 = --name sel4 -- $(QEMU) $(subst -m 1G,-m size=2G,$(QEMU_BOARD)) -serial mon:stdio \
+             -device loader,file=$(VMM_MICROKIT_IMAGE),addr=0x70000000,cpu-num=0
+bench: vmm $(if $(MICROKIT_SDK),microkit-system-image)
+	python3 scripts/bench-boot.py --runs $(BENCH_RUNS) $(if $(MICROKIT_SDK),--target sel4=1.30) \
 		--name qemu -- $(QEMU) $(QEMU_BOARD) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
 		--name qemu-el1 -- $(QEMU) $(subst virtualization=on,virtualization=off,$(QEMU_BOARD)) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
-		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(BUILD)/minimal/vmm.elf
-	python3 scripts/bench-io.py
+		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(BUILD)/minimal/vmm.elf $(if $(MICROKIT_SDK),$(BENCH_SEL4))
+	python3 scripts/bench-io.py $(if $(MICROKIT_SDK),--sel4 --microkit-config $(MICROKIT_CONFIG))
 
 clean:
 	rm -rf $(BUILD)

@@ -7,14 +7,16 @@ the VMM, ...) come from the caller, e.g. the Makefile's `bench` target.
 
 Usage:
   scripts/bench-boot.py [--runs N] [--timeout S] [--prompt REGEX] [--json FILE]
-                        --name A -- cmdA... --name B -- cmdB...
+                        [--target NAME=RATIO]... --name A -- cmdA... --name B -- cmdB...
   scripts/bench-boot.py --runs 5              # no config: plain QEMU alone
 
 Each `--name X --` takes every following word up to the next `--name` as the
 command. `--name X --plain` stands for the plain-QEMU baseline command
 (serial_console.plain_qemu_command(), paths from $VMM_GUEST_KERNEL/INITRD).
 The first configuration is the reference: the table gives each one's min and
-median and the ratio of its median to the first one's.
+median and the ratio of its median to the first one's. `--target B=1.30` adds a
+target column: B's ratio should be at most 1.30 (met or MISSED; a missed
+target does not fail the run). Options come before the first `--name`.
 """
 
 import json
@@ -37,7 +39,7 @@ def die(message):
 
 def parse(argv):
     """Options first, then `--name X -- cmd...` groups; returns (options, configs)."""
-    options = {"runs": 5, "timeout": 120.0, "prompt": PROMPT, "json": None}
+    options = {"runs": 5, "timeout": 120.0, "prompt": PROMPT, "json": None, "targets": {}}
     configs = []
     i = 0
     while i < len(argv):
@@ -61,10 +63,15 @@ def parse(argv):
             configs.append((name, argv[i + 3:j]))
             i = j
             continue
-        if arg in ("--runs", "--timeout", "--prompt", "--json") and i + 1 < len(argv):
+        if arg in ("--runs", "--timeout", "--prompt", "--json", "--target") and i + 1 < len(argv):
             value = argv[i + 1]
             try:
-                if arg == "--runs":
+                if arg == "--target":
+                    name, _, ratio = value.partition("=")
+                    if not name:
+                        raise ValueError
+                    options["targets"][name] = float(ratio)
+                elif arg == "--runs":
                     options["runs"] = int(value)
                 elif arg == "--timeout":
                     options["timeout"] = float(value)
@@ -73,7 +80,7 @@ def parse(argv):
                 else:
                     options["json"] = value
             except ValueError:
-                die(f"{arg} {value!r} is not a number")
+                die(f"{arg} {value!r} is not " + ("NAME=RATIO" if arg == "--target" else "a number"))
             i += 2
             continue
         die(f"unexpected argument {arg!r}")
@@ -82,6 +89,9 @@ def parse(argv):
     names = [name for name, _ in configs]
     if len(set(names)) != len(names):
         die("config names must be distinct")
+    unknown = [name for name in options["targets"] if name not in names]
+    if unknown:
+        die(f"--target names no config: {', '.join(unknown)}")
     return options, configs or [("plain", plain_qemu_command())]
 
 
@@ -109,15 +119,22 @@ def main(argv):
             print(f"run {run + 1}/{options['runs']} {name}: {seconds:.3f} s", file=sys.stderr)
 
     reference = statistics.median(times[configs[0][0]])
+    targets = options["targets"]
     width = max(8, *(len(name) for name in times))
-    print(f"{'config':<{width}}  {'runs':>4}  {'min s':>8}  {'median s':>8}  {'ratio':>6}")
+    print(f"{'config':<{width}}  {'runs':>4}  {'min s':>8}  {'median s':>8}  {'ratio':>6}"
+          + (f"  {'target':>6}" if targets else ""))
     rows = []
     for name, samples in times.items():
         median = statistics.median(samples)
         ratio = median / reference
-        rows.append({"name": name, "runs": len(samples), "min": min(samples),
-                     "median": median, "ratio": ratio, "samples": samples})
-        print(f"{name:<{width}}  {len(samples):>4}  {min(samples):>8.3f}  {median:>8.3f}  {ratio:>6.2f}")
+        row = {"name": name, "runs": len(samples), "min": min(samples),
+               "median": median, "ratio": ratio, "samples": samples}
+        verdict = ""
+        if name in targets:
+            row["target"] = targets[name]
+            verdict = f"  {'<=' + format(targets[name], '.2f'):>6} " + ("met" if ratio <= targets[name] else "MISSED")
+        rows.append(row)
+        print(f"{name:<{width}}  {len(samples):>4}  {min(samples):>8.3f}  {median:>8.3f}  {ratio:>6.2f}{verdict}")
     if len(rows) > 1:
         print(f"ratio = median / median of {configs[0][0]!r}")
     if options["json"]:

@@ -5,6 +5,11 @@
         QEMU's own virtio-blk and virtio-net devices.
   vmm   the same board and devices with build/native/vmm.elf as the kernel: the VMM drives the
         board's devices and gives the guest its emulated virtio-blk and virtio-net.
+  sel4  with --sel4 (make bench with MICROKIT_SDK): the same board and devices under seL4, the VMM a
+        Microkit protection domain and the board's devices driven by driver protection domains. Its
+        image is built first with `vmm build` (MICROKIT_SDK from the environment) of a system file
+        with one disk and one network, the devices of the command line above, into
+        build/microkit-bench/; QEMU runs its loader.img as the SDK says (-m 2G, -device loader).
 
 Each boot gets a fresh sparse 300 MiB raw disk file in a temporary directory and a free TCP port
 forwarded (QEMU user networking) to the guest's port 80. Per boot, each repetition runs:
@@ -22,15 +27,19 @@ line of /proc/timer_list) read just before and after dd, or /proc/uptime (10 ms)
 timer_list is missing. busybox's `time` and /proc/uptime only give 10 ms, and busybox dd
 prints no rate.
 
-Order: round 1 boots qemu then vmm, round 2 vmm then qemu (so drift hits both alike); each
-boot runs all tests --reps times. The table gives MB/s (10^6 bytes/s) min/median per test and
-config and the ratio of medians vmm/qemu, with the targets (block >= 0.90, net >= 0.80).
-Missed targets do not fail the run; errors (boot, command, short transfer) exit 1.
+Order: round 1 boots qemu then vmm (then sel4), round 2 the other way round (so drift hits all
+alike); each boot runs all tests --reps times. The table gives MB/s (10^6 bytes/s) min/median per
+test and config and the ratio of medians vmm/qemu, with the targets (block >= 0.90, net >= 0.80);
+with --sel4 also sel4/vmm, the guest on seL4 against the same guest on the native platform
+(targets: block >= 0.50, net >= 0.50). Missed targets do not fail the run; errors (build, boot,
+command, short transfer) exit 1, after the other configs have run.
 
 Usage:
   scripts/bench-io.py [--reps N] [--rounds R] [--block-mib M] [--net-mib M] [--json FILE]
+                      [--sel4 [--microkit-config debug|release]]
 Environment: VMM_QEMU (QEMU binary), VMM_ELF (default build/linux/vmm.elf, else
-build/native/vmm.elf), VMM_GUEST_KERNEL, VMM_GUEST_INITRD, VMM_LOG_DIR.
+build/native/vmm.elf), VMM_GUEST_KERNEL, VMM_GUEST_INITRD, VMM_LOG_DIR; for --sel4 MICROKIT_SDK
+(and MICROKIT_CONFIG, the default of --microkit-config).
 """
 
 import argparse
@@ -39,6 +48,7 @@ import os
 import re
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +56,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-from serial_console import INIT_DONE, SerialConsole, SerialConsoleError, guest_paths  # noqa: E402
+from serial_console import HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths  # noqa: E402
 
 DISK_BYTES = 300 << 20
 BOOT_TIMEOUT = 180.0
@@ -54,6 +64,10 @@ BLOCK_TIMEOUT = 300.0
 NET_TIMEOUT = 600.0
 TESTS = ("block write", "block read", "net host->guest")
 TARGETS = {"block write": 0.90, "block read": 0.90, "net host->guest": 0.80}
+# Each config but the first is measured against another one: (reference, targets of the ratio).
+REFERENCES = {"vmm": ("qemu", TARGETS),
+              "sel4": ("vmm", {"block write": 0.50, "block read": 0.50, "net host->guest": 0.50})}
+SEL4_BUILD = REPO_ROOT / "build/microkit-bench"
 RECEIVED_FILE = "/tmp/iobench.received"
 
 
@@ -74,28 +88,59 @@ def vmm_elf():
     return REPO_ROOT / "build/linux/vmm.elf"
 
 
-def qemu_command(config, disk, port):
+def sel4_image(config):
+    """Builds the seL4 system of the sel4 config with `vmm build` (examples/linux.toml's guest, with
+    one disk and one network: the devices of qemu_command, in its order) into build/microkit-bench/;
+    returns its loader.img. Raises SerialConsoleError with the tool's message if the build fails."""
+    kernel, initrd = guest_paths()
+    SEL4_BUILD.mkdir(parents=True, exist_ok=True)
+    system = SEL4_BUILD / "system.toml"
+    system.write_text("\n".join([
+        "# Written by scripts/bench-io.py --sel4: the I/O benchmark's guest on seL4.",
+        "[system]", 'platform = "microkit"', "",
+        "[[vm]]", f'kernel = "{kernel}"', f'initrd = "{initrd}"', "",
+        "[[vm.block]]", 'file = "disk.img"', f'size = "{DISK_BYTES >> 20}M"', "",
+        # examples/linux.toml's MAC, the one QEMU gives the board's virtio-net without mac=.
+        "[[vm.net]]", 'mac = "52:54:00:12:34:56"', ""]))
+    argv = [str(HOST_VMM), "build", str(system), "--output", str(SEL4_BUILD), "--microkit-config", config]
+    try:
+        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+    except OSError as err:
+        raise SerialConsoleError(f"cannot run {argv[0]}: {err} (build it with `make host`)") from err
+    if result.returncode != 0:
+        raise SerialConsoleError(f"{' '.join(argv)} failed (status {result.returncode}):\n"
+                                 f"{result.stdout}{result.stderr}".rstrip())
+    return SEL4_BUILD / "loader.img"
+
+
+def qemu_command(config, disk, port, image=None):
+    """QEMU with the benchmark's disk and network on the board; `image` is the sel4 config's
+    loader.img."""
     kernel, initrd = guest_paths()
     elf = vmm_elf()
+    memory = (["-m", "size=2G", "-nographic", "-serial", "mon:stdio"] if config == "sel4"
+              else ["-m", "1G", "-nographic"])
     argv = [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
-            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-m", "1G",
-            "-nographic", "-global", "virtio-mmio.force-legacy=false",
+            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53"] + memory + [
+            "-global", "virtio-mmio.force-legacy=false",
             "-drive", f"file={disk},if=none,format=raw,id=disk0", "-device", "virtio-blk-device,drive=disk0",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:80",
             "-device", "virtio-net-device,netdev=net0"]
     if config == "qemu":
         return argv + ["-kernel", str(kernel), "-initrd", str(initrd),
                        "-append", "console=ttyAMA0 rdinit=/init"]
+    if config == "sel4":
+        return argv + ["-device", f"loader,file={image},addr=0x70000000,cpu-num=0"]
     return argv + ["-kernel", str(elf)]
 
 
 class Guest:
     """One booted guest and the measurements made in it."""
 
-    def __init__(self, config, disk, port):
+    def __init__(self, config, disk, port, image=None):
         self.config = config
         self.port = port
-        self.console = SerialConsole(qemu_command(config, disk, port), name=f"iobench-{config}")
+        self.console = SerialConsole(qemu_command(config, disk, port, image), name=f"iobench-{config}")
         try:
             self._boot()
         except BaseException:
@@ -194,14 +239,14 @@ class Guest:
         self.console.kill()
 
 
-def run_boot(config, reps, block_bytes, net_bytes, results, log):
+def run_boot(config, reps, block_bytes, net_bytes, results, log, image=None):
     with tempfile.TemporaryDirectory(prefix="iobench-") as tmp:
         disk = Path(tmp, "disk.img")
         with open(disk, "wb") as f:
             f.truncate(DISK_BYTES)
         port = free_port()
         booted = time.monotonic()
-        guest = Guest(config, disk, port)
+        guest = Guest(config, disk, port, image)
         try:
             log(f"{config}: booted in {time.monotonic() - booted:.1f}s, port {port}, "
                 f"guest clock {guest.clock_name} runs at {guest.clock_ratio:.3f}x the host's, "
@@ -225,13 +270,20 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions per boot (default 3)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="rounds: 1 = qemu then vmm, 2 adds vmm then qemu (default 2)")
+                        help="rounds: 1 = qemu then vmm (then sel4), 2 adds the same the other way round (default 2)")
     parser.add_argument("--block-mib", type=int, default=256)
     parser.add_argument("--net-mib", type=int, default=64)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--sel4", action="store_true",
+                        help="also the guest on seL4 (needs MICROKIT_SDK and `make MICROKIT_SDK=... microkit-objects`)")
+    parser.add_argument("--microkit-config", default=os.environ.get("MICROKIT_CONFIG") or "debug",
+                        choices=("debug", "release"),
+                        help="the SDK configuration of --sel4 (default: $MICROKIT_CONFIG or debug)")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.rounds < 1 or not 1 <= args.block_mib <= 299 or args.net_mib < 1:
         parser.error("--reps and --rounds must be >= 1, --block-mib within the 300 MiB disk, --net-mib >= 1")
+    if args.sel4 and not os.environ.get("MICROKIT_SDK"):
+        parser.error("--sel4 needs MICROKIT_SDK=/path/to/microkit-sdk in the environment")
 
     kernel, initrd = guest_paths()
     elf = vmm_elf()
@@ -245,9 +297,18 @@ def main(argv):
 
     log(f"vmm image {elf} ({time.strftime('%Y-%m-%d %H:%M', time.localtime(elf.stat().st_mtime))}); "
         f"guest {kernel}, {initrd}")
-    configs = ("qemu", "vmm")
+    configs = ("qemu", "vmm") + (("sel4",) if args.sel4 else ())
     results = {test: {c: [] for c in configs} for test in TESTS}
     errors = []
+    image = None
+    if args.sel4:
+        try:
+            image = sel4_image(args.microkit_config)
+            log(f"sel4 image {image} (vmm build of {SEL4_BUILD / 'system.toml'}, "
+                f"Microkit config {args.microkit_config}, MICROKIT_SDK={os.environ['MICROKIT_SDK']})")
+        except SerialConsoleError as err:
+            log(f"sel4: building the image FAILED:\n{err}")
+            errors.append(("sel4", str(err)))
     started = time.monotonic()
     for rnd in range(args.rounds):
         order = configs if rnd % 2 == 0 else configs[::-1]
@@ -255,42 +316,54 @@ def main(argv):
             if any(config == c for c, _ in errors):
                 continue
             try:
-                run_boot(config, args.reps, args.block_mib << 20, args.net_mib << 20, results, log)
+                run_boot(config, args.reps, args.block_mib << 20, args.net_mib << 20, results, log,
+                         image if config == "sel4" else None)
             except SerialConsoleError as err:
                 log(f"{config} round {rnd + 1} FAILED:\n{err}")
                 errors.append((config, str(err)))
 
     sys.stderr.flush()
     print()
+    # Without sel4 the ratio column is vmm/qemu alone; with it each ratio says what it divides.
     print(f"{'test':<16} {'config':<6} {'runs':>4} {'min MB/s':>9} {'median MB/s':>11} "
-          f"{'vmm/qemu':>8} {'target':>7}")
+          f"{'ratio' if args.sel4 else 'vmm/qemu':>8} {'target':>7}")
     rows = []
     for test in TESTS:
         medians = {c: statistics.median(s) for c, s in results[test].items() if s}
-        ratio = medians["vmm"] / medians["qemu"] if len(medians) == 2 else None
         for config in configs:
             samples = results[test][config]
             if not samples:
                 print(f"{test:<16} {config:<6} {0:>4} {'-':>9} {'-':>11}")
                 continue
-            last = config == configs[-1]
+            reference, targets = REFERENCES.get(config, (None, TARGETS))
+            ratio = medians[config] / medians[reference] if reference in medians else None
             verdict = ""
-            if last and ratio is not None:
-                verdict = f"{ratio:>8.2f} {'>=' + format(TARGETS[test], '.2f'):>7} " + \
-                          ("met" if ratio >= TARGETS[test] else "MISSED")
+            if ratio is not None:
+                verdict = f"{ratio:>8.2f} {'>=' + format(targets[test], '.2f'):>7} " + \
+                          ("met" if ratio >= targets[test] else "MISSED")
+                if args.sel4:
+                    verdict += f" ({config}/{reference})"
             print(f"{test:<16} {config:<6} {len(samples):>4} {min(samples):>9.1f} "
                   f"{statistics.median(samples):>11.1f} {verdict}")
-            rows.append({"test": test, "config": config, "samples_mbps": samples,
-                         "min_mbps": min(samples), "median_mbps": statistics.median(samples),
-                         "ratio_vmm_over_qemu": ratio if last else None, "target": TARGETS[test]})
+            row = {"test": test, "config": config, "samples_mbps": samples,
+                   "min_mbps": min(samples), "median_mbps": statistics.median(samples)}
+            if config == "sel4":
+                row.update({"ratio_sel4_over_vmm": ratio, "target": targets[test]})
+            else:
+                row.update({"ratio_vmm_over_qemu": ratio if config == "vmm" else None, "target": TARGETS[test]})
+            rows.append(row)
     print(f"MB/s = 10^6 bytes/s; block: {args.block_mib} MiB dd bs=1M with O_DIRECT, guest clock; "
           f"net: {args.net_mib} MiB host->guest nc, host clock connect->close")
+    if args.sel4:
+        print(f"sel4: the guest on seL4 (Microkit {args.microkit_config}), against vmm, "
+              "the same guest on the native platform")
     print(f"total wall time {time.monotonic() - started:.1f}s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"benchmark": "io", "rows": rows,
                                                "errors": [e for _, e in errors]}, indent=2))
     if errors:
-        print(f"bench-io: {len(errors)} boot(s) failed; see the messages above", file=sys.stderr)
+        print(f"bench-io: {len(errors)} {'boot(s) or build(s)' if args.sel4 else 'boot(s)'} failed; "
+              "see the messages above", file=sys.stderr)
         return 1
     return 0
 
