@@ -22,6 +22,8 @@ final class NetRig {
         /// Chains the device sent, as it read them (header included).
         var sent: [[UInt8]] = []
         var loopback = false
+        /// Hold transmitted chains instead of completing them (a busy device).
+        var holdTransmit = false
     }
     let wire = Wire()
     var sent: [[UInt8]] { wire.sent }
@@ -35,7 +37,7 @@ final class NetRig {
         fake.config = [0x52, 0x54, 0, 1, 2, 3, 1, 0]
         let wire = self.wire
         fake.behaviour = { fake, queue, chain in
-            guard queue == 1 else { return .hold }
+            guard queue == 1, !wire.holdTransmit else { return .hold }
             wire.sent.append(fake.readable(chain))
             if wire.loopback { fake.completeHeld(0, filling: fake.readable(chain)) }
             return .complete(written: 0)
