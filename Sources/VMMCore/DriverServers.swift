@@ -184,14 +184,14 @@ public struct NetDriverServer<Registers: DeviceRegisterWindow> {
         var rejected = 0
         var produced = false
         _ = driver.receive { frame in
-            guard frame.count > Self.headerLength, rxActive.hasRoom() else { dropped += 1; return }
+            guard frame.count > Self.headerLength, UInt64(frame.count - Self.headerLength) <= Self.bufferSize,
+                  rxActive.hasRoom() else { dropped += 1; return }
             let payload = UnsafeRawBufferPointer(rebasing: frame[Self.headerLength...])
             // Skip (and lose) free entries that name bytes outside rx_data; bounded by the queue.
             for _ in 0..<rxFree.capacity {
                 var fits = false
                 guard let buffer = rxFree.dequeue(if: { buffer in
-                    fits = buffer.offset <= UInt64(rxData.size) && UInt64(payload.count) <= Self.bufferSize
-                        && rxData.contains(offset: buffer.offset, length: UInt64(payload.count))
+                    fits = rxData.contains(offset: buffer.offset, length: UInt64(payload.count))
                     return true
                 }) else {
                     rxFree.consumerSignal.request()
