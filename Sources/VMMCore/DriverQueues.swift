@@ -30,8 +30,9 @@ public struct SharedRegion {
     public let base: UnsafeMutableRawPointer
     public let size: Int
 
-    /// `base` must map `size` bytes for the life of this value (with the rights the access needs:
-    /// a region mapped read-only is only ever read by the types of this file that are given it to read).
+    /// `base` must map `size` bytes for the life of this value. A region mapped read-only (the block
+    /// info and rx data in the VMM, console tx data in the driver) is given only to the queue end or
+    /// client that reads it, and they never store into it.
     public init(base: UnsafeMutableRawPointer, size: Int) {
         self.base = base
         self.size = max(size, 0)
