@@ -221,8 +221,11 @@ final class DriverClientTests: XCTestCase {
         let channel = TestChannel()
         let requests = Box(QueueConsumer<BlockRequestLayout>(region: shared.region(0, 0x1000), capacity: 64))
         let responses = Box(QueueProducer<BlockResponseLayout>(region: shared.region(0x1000, 0x1000), capacity: 64))
+        // The closure keeps `shared` alive as long as the client's link: callers pass a temporary.
         channel.onNotify = {
-            while let request = requests.value.dequeue() { answer(request, &responses.value) }
+            withExtendedLifetime(shared) {
+                while let request = requests.value.dequeue() { answer(request, &responses.value) }
+            }
         }
         let clock = TestClock()
         clock.step = 1_000_000
