@@ -12,38 +12,10 @@ import FoundationXML
 @testable import VMMCore
 @testable import VMMHost
 
-final class MicrokitDriverSystemTests: XCTestCase {
+final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
     typealias Layout = MicrokitDriverLayout
 
     // MARK: Helpers
-
-    private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
-    private func parse(_ system: MicrokitSystem) throws -> XMLDocument {
-        try XMLDocument(xmlString: try system.render(), options: [])
-    }
-
-    private func values(_ xpath: String, in document: XMLDocument) throws -> [String] {
-        try document.nodes(forXPath: xpath).map { $0.stringValue ?? "" }
-    }
-
-    private func value(_ xpath: String, in document: XMLDocument, file: StaticString = #filePath,
-                       line: UInt = #line) throws -> String? {
-        let found = try values(xpath, in: document)
-        XCTAssertEqual(found.count, 1, "expected one node for \(xpath), found \(found)", file: file, line: line)
-        return found.first
-    }
-
-    private func errors(_ system: MicrokitSystem) -> [String] {
-        do {
-            _ = try system.render()
-            return []
-        } catch {
-            switch error {
-            case .invalid(let messages): return messages
-            }
-        }
-    }
 
     private func vm(blocks: Int, networks: Int, consoles: Int) -> VMConfiguration {
         var vm = VMConfiguration(name: "linux", kernel: "/k")

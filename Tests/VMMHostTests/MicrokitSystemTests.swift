@@ -9,42 +9,13 @@ import FoundationXML
 @testable import VMMCore
 @testable import VMMHost
 
-final class MicrokitSystemTests: XCTestCase {
+final class MicrokitSystemTests: XCTestCase, SystemDescriptionQueries {
     typealias System = MicrokitSystem
 
     // MARK: Helpers
 
-    private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-
-    private func parse(_ system: System) throws -> XMLDocument {
-        try XMLDocument(xmlString: try system.render(), options: [])
-    }
-
-    /// The string values of every node an XPath selects.
-    private func values(_ xpath: String, in document: XMLDocument) throws -> [String] {
-        try document.nodes(forXPath: xpath).map { $0.stringValue ?? "" }
-    }
-
-    private func value(_ xpath: String, in document: XMLDocument) throws -> String? {
-        let found = try values(xpath, in: document)
-        XCTAssertEqual(found.count, 1, "expected one node for \(xpath), found \(found)")
-        return found.first
-    }
-
     private func number(_ text: String) -> UInt64? {
         text.hasPrefix("0x") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
-    }
-
-    /// The messages render() throws, or [] when it succeeds.
-    private func errors(_ system: System) -> [String] {
-        do {
-            _ = try system.render()
-            return []
-        } catch {
-            switch error {
-            case .invalid(let messages): return messages
-            }
-        }
     }
 
     private var system: System { System(programImage: "vmm.elf") }
