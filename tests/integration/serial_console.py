@@ -83,6 +83,53 @@ class SerialConsoleError(AssertionError):
     """
 
 
+def fetch(url, console, timeout=60.0) -> bytes:
+    """The body of `url`, fetched from the host; retried while the guest's server comes up (its
+    network may still be configuring). Fails the test through `console` when it never answers."""
+    import urllib.request
+    deadline, last_error = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return reply.read()
+        except (OSError, ConnectionError) as error:
+            last_error = error
+            time.sleep(1)
+    console.fail(f"could not fetch {url} from the guest: {last_error}")
+
+
+def read_until(host, text: bytes, console, what) -> bytes:
+    """Reads the connected socket `host` until `text` has arrived; fails the test when it times out."""
+    received = b""
+    while text not in received:
+        try:
+            chunk = host.recv(65536)
+        except socket.timeout:
+            console.fail(f"{what} got {received!r}, not {text!r}")
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def console_round_trip(console, host, device, label):
+    """Text crosses the guest's console `device` (e.g. /dev/hvc0) and the host's socket `host` both
+    ways; returns (what the host received, what the guest read) for the caller's assertions."""
+    console.run(f"echo guest-to-host-{label} > {device}", check=True)
+    received = read_until(host, f"guest-to-host-{label}".encode(), console, f"the socket of {device}")
+    console.sendline(f"head -n 1 {device} > /tmp/from-host-{label} &")
+    console.wait_for_prompt(30)
+    time.sleep(1)
+    host.sendall(f"host-to-guest-{label}\n".encode())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        read = console.run(f"cat /tmp/from-host-{label}")
+        if read == f"host-to-guest-{label}":
+            break
+        time.sleep(1)
+    return received, read
+
+
 def strip_ansi(data: bytes) -> bytes:
     return _ANSI.sub(b"", data)
 

@@ -15,11 +15,10 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, free_port, guest_paths  # noqa: E402
+from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, fetch, free_port, guest_paths  # noqa: E402
 
 BOOT_TIMEOUT = 240.0
 MiB = 1 << 20
@@ -163,17 +162,7 @@ class DeviceLimitTests(unittest.TestCase):
             console.run(f"httpd -p 10.0.{2 + n}.15:80 -h /www{n}", check=True)
         before = [int(console.run(f"cat /sys/class/net/eth{n}/statistics/rx_bytes")) for n in range(4)]
         for n, port in enumerate(ports):
-            deadline, last_error = time.monotonic() + 60, None
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as reply:
-                        body = reply.read()
-                    break
-                except (OSError, ConnectionError) as error:
-                    last_error = error
-                    time.sleep(1)
-            else:
-                console.fail(f"could not fetch eth{n}'s page through host port {port}: {last_error}")
+            body = fetch(f"http://127.0.0.1:{port}/index.html", console)
             self.assertEqual(body, page(n), f"host port {port} did not return eth{n}'s page byte for byte")
         after = [int(console.run(f"cat /sys/class/net/eth{n}/statistics/rx_bytes")) for n in range(4)]
         for n in range(4):

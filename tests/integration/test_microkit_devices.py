@@ -41,11 +41,11 @@ import tempfile
 import time
 import tomllib
 import unittest
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, free_port  # noqa: E402
+from serial_console import (HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole,  # noqa: E402
+                            console_round_trip, fetch, free_port)
 
 SDK = os.environ.get("MICROKIT_SDK", "")
 CONFIG = os.environ.get("MICROKIT_CONFIG") or "debug"
@@ -231,28 +231,9 @@ class MicrokitDeviceTests(unittest.TestCase):
         self.addCleanup(host.close)
         host.connect(str(self.dir / "hvc0.sock"))
         host.settimeout(30)
-        console.run("echo guest-to-host-over-hvc0-on-sel4 > /dev/hvc0", check=True)
-        received = b""
-        while b"guest-to-host-over-hvc0-on-sel4" not in received:
-            try:
-                chunk = host.recv(4096)
-            except socket.timeout:
-                console.fail(f"the console socket got {received!r}, not what the guest wrote to /dev/hvc0")
-            if not chunk:
-                break
-            received += chunk
+        received, read = console_round_trip(console, host, "/dev/hvc0", "over-hvc0-on-sel4")
         self.assertIn(b"guest-to-host-over-hvc0-on-sel4", received)
-
-        console.sendline("head -n 1 /dev/hvc0 > /tmp/from-host &")
-        console.wait_for_prompt(30)
-        time.sleep(1)
-        host.sendall(b"host-to-guest-over-hvc0-on-sel4\n")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if console.run("cat /tmp/from-host") == "host-to-guest-over-hvc0-on-sel4":
-                break
-            time.sleep(1)
-        self.assertEqual(console.run("cat /tmp/from-host"), "host-to-guest-over-hvc0-on-sel4",
+        self.assertEqual(read, "host-to-guest-over-hvc0-on-sel4",
                          "/dev/hvc0 did not read what the host sent on the socket")
 
     def check_network(self, console):
@@ -262,17 +243,7 @@ class MicrokitDeviceTests(unittest.TestCase):
         console.run("seq 100000 114100 | head -c 98304 > /www/microkit.txt", check=True)
         console.run("httpd -p 80 -h /www", check=True)
         url = f"http://127.0.0.1:{self.port}/microkit.txt"
-        deadline, last_error = time.monotonic() + 60, None
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=10) as reply:
-                    body = reply.read()
-                break
-            except (OSError, ConnectionError) as error:
-                last_error = error
-                time.sleep(1)
-        else:
-            console.fail(f"could not fetch {url} from the guest: {last_error}")
+        body = fetch(url, console)
         self.assertEqual(len(body), len(page()))
         self.assertTrue(body == page(), "the page fetched from the guest differs from what httpd serves")
 

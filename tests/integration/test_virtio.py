@@ -14,11 +14,10 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, free_port  # noqa: E402
+from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, console_round_trip, fetch, free_port  # noqa: E402
 
 BOOT_TIMEOUT = 180.0
 MAC = "52:54:00:12:34:56"
@@ -85,17 +84,7 @@ class VirtioDeviceTests(unittest.TestCase):
         console.run(f"head -c {len(body)} /dev/zero | tr '\\0' 'v' > /www/index.html")
         console.run("httpd -p 80 -h /www")
         expected = b"v" * len(body)
-        deadline, last_error = time.monotonic() + 60, None
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/index.html", timeout=10) as reply:
-                    self.assertEqual(reply.read(), expected)
-                    break
-            except (OSError, ConnectionError) as error:
-                last_error = error
-                time.sleep(1)
-        else:
-            console.fail(f"could not fetch the page from the guest: {last_error}")
+        self.assertEqual(fetch(f"http://127.0.0.1:{self.port}/index.html", console), expected)
 
     def test_text_crosses_hvc0_both_ways(self):
         console = self.boot("virtio-console")
@@ -104,24 +93,9 @@ class VirtioDeviceTests(unittest.TestCase):
         self.addCleanup(host.close)
         host.connect(str(self.socket_path))
         host.settimeout(30)
-        console.run("echo guest-to-host-over-hvc0 > /dev/hvc0")
-        received = b""
-        while b"guest-to-host-over-hvc0" not in received:
-            chunk = host.recv(4096)
-            if not chunk:
-                break
-            received += chunk
+        received, read = console_round_trip(console, host, "/dev/hvc0", "over-hvc0")
         self.assertIn(b"guest-to-host-over-hvc0", received)
-        console.sendline("head -n 1 /dev/hvc0 > /tmp/from-host &")
-        console.wait_for_prompt(30)
-        time.sleep(1)
-        host.sendall(b"host-to-guest-over-hvc0\n")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if console.run("cat /tmp/from-host") == "host-to-guest-over-hvc0":
-                break
-            time.sleep(1)
-        self.assertEqual(console.run("cat /tmp/from-host"), "host-to-guest-over-hvc0")
+        self.assertEqual(read, "host-to-guest-over-hvc0")
 
 
 if __name__ == "__main__":
