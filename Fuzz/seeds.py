@@ -69,12 +69,65 @@ def distributor():
     out += freed(1, 0) + freed(0, 0)
     return out
 
+def driverqueues_header(block_blocks=2, rx_buffers=4, tx_buffers=4):
+    # No region shrunk; block data of `block_blocks` 4 KiB blocks; net data of so many 2 KiB buffers.
+    return bytes([0xFF, block_blocks, rx_buffers | tx_buffers << 4])
+
+def segs(*pairs):
+    # Guest buffers at RAM offsets: count, then (u16 offset, u16 length) each.
+    return bytes([len(pairs)]) + b''.join(struct.pack('<HH', offset, length) for offset, length in pairs)
+
+def driverqueues_block():
+    # A 32-block disk, then reads and writes the driver answers well (the answer byte follows the
+    # operation that notifies it: 1 answer, | 4 with 4 × 16 bytes of data; 3 answer two clock readings late).
+    out = driverqueues_header()
+    out += bytes([2, 0, 32])                                            # publish: writable, 32 blocks
+    out += bytes([3]) + struct.pack('<H', 3) + segs((0x100, 1024), (0x1000, 3072)) + bytes([5, 4]) + bytes(range(64))
+    out += bytes([4]) + struct.pack('<H', 8) + segs((0x2000, 4096)) + bytes([1])
+    out += bytes([4]) + struct.pack('<H', 9) + segs((0x3000, 512)) + bytes([1, 1])   # read block 1, write it
+    out += bytes([3]) + struct.pack('<H', 20) + segs((0x4000, 5120), (0x6000, 4096)) + bytes([1, 1])  # 2 + 1 blocks
+    out += bytes([5, 1])                                                # flush
+    out += bytes([3]) + struct.pack('<H', 0) + segs((0x5000, 512)) + bytes([3, 2])   # answered late
+    return out
+
+def driverqueues_net():
+    out = driverqueues_header()
+    # Two frames on rx active (buffers 0 and 1, 60 and 100 bytes, the first with 16 bytes of its own),
+    # each taken by the guest; the driver asked for the buffers back (notify byte 0: it does nothing).
+    out += bytes([6, 2]) + bytes([0]) + struct.pack('<H', 60) + bytes([16]) + bytes(range(16))
+    out += bytes([1]) + struct.pack('<H', 100) + bytes([0]) + bytes([0, 0, 0])
+    # Three frames sent (header + frame in two guest buffers); the driver gives two buffers back.
+    out += bytes([7]) + segs((0x100, 20), (0x200, 100)) + bytes([0])
+    out += bytes([7]) + segs((0x300, 74)) + bytes([8, 2])
+    out += bytes([7]) + segs((0x400, 12), (0x500, 1514))
+    return out
+
+def driverqueues_console():
+    out = driverqueues_header()
+    text = b'hello, world\n'
+    out += bytes([9]) + struct.pack('<H', len(text)) + text + bytes([0])
+    out += bytes([10]) + struct.pack('<H', 20) + bytes(range(65, 85)) + bytes([0, 0])
+    out += bytes([11, 2])                                               # the driver takes the output
+    out += bytes([10]) + struct.pack('<H', 300) + bytes(range(256)) + bytes(range(44)) + bytes([0xFF])
+    out += bytes([10, 0, 0, 0, 0])                                       # taken on the next call
+    return out
+
+def driverqueues_raw():
+    out = driverqueues_header()
+    # Both ends of a block request queue of 64 over the requests region: enqueue, count, peek, dequeue,
+    # the plug; then a 4096-byte byte queue over the console rx regions: enqueue, dequeue, count, signal.
+    entry = struct.pack('<IIQQHHI', 0, 0, 0x1000, 5, 2, 0, 7)
+    out += bytes([12, 0, 0, 6, 5, 3]) + entry + bytes([4, 2, 0, 5, 8, 3, 1])
+    out += bytes([13, 10, 12, 12, 4, 1]) + struct.pack('<H', 10) + b'0123456789' + bytes([0, 0, 2, 3, 1, 1])
+    return out
+
 SEEDS = {
     'virtqueue': [virtqueue()],
     'transport': [transport(0, 1, WRITE), transport(1, 2, 0), transport(8, 0, WRITE), transport(4, 0, WRITE)],
     'configuration': [configuration()],
     'boot': [boot()],
     'distributor': [distributor()],
+    'driverqueues': [driverqueues_block(), driverqueues_net(), driverqueues_console(), driverqueues_raw()],
 }
 
 root = sys.argv[1]

@@ -22,6 +22,7 @@ TARGETS=(
     "configuration ConfigurationFuzz"
     "boot BootFuzz"
     "distributor DistributorFuzz"
+    "driverqueues DriverQueuesFuzz"
 )
 # The Swift runtime's own crash reporter would hold the process (and its pipes) after a trap;
 # libFuzzer's handler reports the crash and writes the reproducer instead.
