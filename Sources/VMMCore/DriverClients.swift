@@ -62,6 +62,12 @@ func totalLength(_ segments: [VirtqueueBuffer]) -> UInt64 {
 /// blocks first (read-modify-write); requests larger than the data region are split. One request is in
 /// flight at a time: the driver runs above the VMM, so it has usually answered when `notifyDriver`
 /// returns; otherwise the response queue is polled until `driverTimeoutMilliseconds` pass.
+///
+/// Zero copy: with a guest RAM window (`guestRAMOffset`), a request that starts on a block boundary and
+/// whose every segment is whole blocks is carried out on the guest's own buffers, one queue entry per
+/// run of guest-contiguous blocks (offsets past the data region name guest RAM, which the driver's
+/// device reaches by DMA); all of them are queued before one notification. Only the other requests
+/// are copied through the data region.
 public struct BlockClient<Link: DriverLink> {
     var requests: QueueProducer<BlockRequestLayout>
     var responses: QueueConsumer<BlockResponseLayout>
@@ -72,13 +78,18 @@ public struct BlockClient<Link: DriverLink> {
     /// flight, an unknown status): every later request fails at once.
     public private(set) var failed = false
     var nextID: UInt32 = 1
+    /// Where guest RAM starts in the offsets of this client's requests, or nil (copy everything).
+    let guestRAMOffset: UInt64?
 
     static var blockSize: UInt64 { MicrokitDriverLayout.blockTransferSize }
     static var sectorSize: UInt64 { VirtioBlockRequest.sectorSize }
 
     /// The four block regions as mapped in the VMM (`info` may be read-only). Writes nothing: the driver
-    /// publishes the storage information, and the queues start empty (zeroed regions).
-    public init(requests: SharedRegion, responses: SharedRegion, info: SharedRegion, data: SharedRegion, link: Link) {
+    /// publishes the storage information, and the queues start empty (zeroed regions). `guestRAMOffset`:
+    /// the offset at which the driver takes guest RAM (the byte at the guest memory's base), or nil.
+    public init(requests: SharedRegion, responses: SharedRegion, info: SharedRegion, data: SharedRegion, link: Link,
+                guestRAMOffset: UInt64? = nil) {
+        self.guestRAMOffset = guestRAMOffset
         self.requests = QueueProducer(region: requests, capacity: MicrokitDriverLayout.blockQueueCapacity)
         self.responses = QueueConsumer(region: responses, capacity: MicrokitDriverLayout.blockQueueCapacity)
         self.info = info
@@ -124,6 +135,7 @@ public struct BlockClient<Link: DriverLink> {
         let (end, endOverflow) = start.addingReportingOverflow(total)
         let (diskBytes, diskOverflow) = storage.capacity.multipliedReportingOverflow(by: Self.blockSize)
         guard !startOverflow, !endOverflow, end <= (diskOverflow ? UInt64.max : diskBytes) else { return false }
+        if let done = transferInPlace(sector: sector, segments: segments, memory: memory, write: write) { return done }
         // A request's count is a u16; the data region bounds how many blocks one request can carry.
         let chunkBlocks = min(UInt64(data.size) / Self.blockSize, UInt64(UInt16.max))
         guard chunkBlocks > 0 else { return false }
@@ -166,37 +178,101 @@ public struct BlockClient<Link: DriverLink> {
         return perform(.write, offset: 0, block: block, count: UInt16(blocks))
     }
 
+    /// Blocks of one zero-copy queue entry at most (1 MiB), so that a count always fits its u16.
+    static var entryBlocks: UInt64 { 256 }
+
+    /// The zero-copy path; nil when the request does not qualify (no guest RAM window, a start inside a
+    /// block, a segment of part of a block), and the caller copies instead.
+    mutating func transferInPlace(sector: UInt64, segments: [VirtqueueBuffer], memory: GuestMemory, write: Bool) -> Bool? {
+        guard let ramOffset = guestRAMOffset, sector % (Self.blockSize / Self.sectorSize) == 0 else { return nil }
+        for segment in segments where UInt64(segment.length) % Self.blockSize != 0 { return nil }
+        var entries: [BlockEntry] = []
+        for segment in segments {
+            guard let inRAM = memory.offset(of: segment.address, length: UInt64(segment.length)) else { return false }
+            // Cannot overflow: guest RAM offsets are far below 2^63, and so is the window's start.
+            var offset = ramOffset + inRAM
+            var blocks = UInt64(segment.length) / Self.blockSize
+            while blocks > 0 {
+                if let last = entries.last, last.offset + UInt64(last.count) * Self.blockSize == offset,
+                   UInt64(last.count) < Self.entryBlocks {
+                    let more = min(blocks, Self.entryBlocks - UInt64(last.count))
+                    entries[entries.count - 1].count += UInt16(more)
+                    offset += more * Self.blockSize
+                    blocks -= more
+                    continue
+                }
+                let count = min(blocks, Self.entryBlocks)
+                entries.append(BlockEntry(offset: offset, count: UInt16(count)))
+                offset += count * Self.blockSize
+                blocks -= count
+            }
+        }
+        var block = sector / (Self.blockSize / Self.sectorSize)
+        var index = 0
+        while index < entries.count {
+            let window = entries[index..<min(entries.count, index + requests.capacity)]
+            guard performBatch(write ? .write : .read, window, firstBlock: block) else { return false }
+            for entry in window { block += UInt64(entry.count) }
+            index += window.count
+        }
+        return true
+    }
+
     /// Queues one request, notifies the driver and waits for the response with its id.
     mutating func perform(_ code: BlockRequestCode, offset: UInt64, block: UInt64, count: UInt16) -> Bool {
+        performBatch(code, [BlockEntry(offset: offset, count: count)][...], firstBlock: block)
+    }
+
+    /// Queues one request per entry (consecutive blocks from `firstBlock`, consecutive ids), notifies the
+    /// driver once and waits until each id has been answered once. True when every one succeeded whole.
+    mutating func performBatch(_ code: BlockRequestCode, _ entries: ArraySlice<BlockEntry>, firstBlock: UInt64) -> Bool {
         guard !failed else { return false }
-        let id = nextID
-        nextID &+= 1
-        // One request in flight, each answered before the next: a full queue means the driver stopped
-        // taking requests.
-        guard requests.enqueue(BlockRequest(code, offset: offset, blockNumber: block, count: count, id: id)) else {
-            failed = true
-            return false
+        let firstID = nextID
+        var block = firstBlock
+        for entry in entries {
+            // The queue is empty between batches and a batch is at most its capacity: a full queue means
+            // the driver stopped taking requests.
+            guard requests.enqueue(BlockRequest(code, offset: entry.offset, blockNumber: block, count: entry.count,
+                                                id: nextID)) else {
+                failed = true
+                return false
+            }
+            nextID &+= 1
+            block += UInt64(entry.count)
         }
         link.notifyDriver()
         let start = link.ticks()
         let (limit, overflow) = MicrokitDriverLayout.driverTimeoutMilliseconds
             .multipliedReportingOverflow(by: link.ticksPerMillisecond)
         let timeout = overflow ? UInt64.max : limit
-        while true {
+        var answered = [Bool](repeating: false, count: entries.count)
+        var remaining = entries.count
+        var succeeded = true
+        while remaining > 0 {
             if let response = responses.dequeue() {
-                // Only `id` is in flight: any other id was never issued or was already answered.
-                guard response.id == id, let status = BlockResponseStatus(rawValue: response.status),
-                      response.successCount <= count else {
+                // Only this batch's ids are in flight, each answered once.
+                let index = Int(response.id &- firstID)
+                guard index < entries.count, !answered[index], let status = BlockResponseStatus(rawValue: response.status),
+                      response.successCount <= entries[entries.startIndex + index].count else {
                     failed = true
                     return false
                 }
-                guard status == .ok else { return false }
-                return code == .flush || code == .barrier || response.successCount == count
+                answered[index] = true
+                remaining -= 1
+                if status != .ok || response.successCount != entries[entries.startIndex + index].count { succeeded = false }
+                continue
             }
             if responses.broken { failed = true; return false }
             if link.ticks() &- start >= timeout { failed = true; return false }
         }
+        return succeeded
     }
+}
+
+/// One block queue entry of a batch: where its data is and how many blocks.
+struct BlockEntry {
+    var offset: UInt64
+    var count: UInt16
 }
 
 // MARK: - Network

@@ -10,14 +10,18 @@ import Synchronization
 
 // MARK: - Block
 
-/// Serves sDDF blk requests synchronously through a `VirtioBlockDriver`. The data region is not mapped in
-/// the driver: the board device reaches it by DMA at `dataPhysical + offset`.
+/// Serves sDDF blk requests synchronously through a `VirtioBlockDriver`. Nothing the device moves is
+/// mapped in the driver: offsets below `dataSize` name the data region, which the board device reaches by
+/// DMA at `dataPhysical + offset`; with a guest RAM window, offsets inside it name guest RAM (zero copy).
+/// A run of queued reads (or writes) of consecutive blocks goes to the device as one request of several
+/// segments.
 public struct BlockDriverServer<Registers: DeviceRegisterWindow> {
     public private(set) var driver: VirtioBlockDriver<Registers>
     var requests: QueueConsumer<BlockRequestLayout>
     var responses: QueueProducer<BlockResponseLayout>
     let dataPhysical: UInt64
     let dataSize: UInt64
+    let guestRAM: DMAWindow?
     /// The disk in 4096-byte blocks (a partial last block is not offered).
     public let capacityBlocks: UInt64
     /// Requests answered with ERR_INVALID_PARAM (diagnostics).
@@ -29,13 +33,14 @@ public struct BlockDriverServer<Registers: DeviceRegisterWindow> {
     /// Publishes the storage information (capacity from the device, read-only, 512-byte sectors,
     /// block_size 1 = one 4096-byte unit, ready). Call in the driver PD's init, before the VMM runs.
     public init(driver: VirtioBlockDriver<Registers>, requests: SharedRegion, responses: SharedRegion,
-                info: SharedRegion, dataPhysical: UInt64, dataSize: UInt64) {
+                info: SharedRegion, dataPhysical: UInt64, dataSize: UInt64, guestRAM: DMAWindow? = nil) {
         self.driver = driver
         self.requests = QueueConsumer(region: requests, capacity: MicrokitDriverLayout.blockQueueCapacity)
         self.responses = QueueProducer(region: responses, capacity: MicrokitDriverLayout.blockQueueCapacity)
         self.dataPhysical = dataPhysical
         // A region that would wrap the physical address space holds nothing usable.
         self.dataSize = dataPhysical.addingReportingOverflow(dataSize).overflow ? 0 : dataSize
+        self.guestRAM = guestRAM?.isUsable == true ? guestRAM : nil
         capacityBlocks = driver.capacity / Self.sectorsPerBlock
         // Cannot truncate: the queue capacity is a small constant.
         BlockStorageInfo(readOnly: driver.readOnly, sectorSize: UInt16(VirtioBlockDriverConstant.sectorSize),
@@ -47,44 +52,113 @@ public struct BlockDriverServer<Registers: DeviceRegisterWindow> {
     public var broken: Bool { requests.broken || responses.broken }
 
     /// Serves every queued request (at most one queue's worth), each answered on the response queue;
-    /// stops early while the queue is plugged or the response queue is full. True: notify the VMM.
+    /// stops early while the queue is plugged or the response queue has no room for what is pending.
+    /// True: notify the VMM.
     public mutating func serve() -> Bool {
         var answered = false
+        var run: [BlockRequest] = []
+        var buffers: [DeviceBuffer] = []
         var served = 0
-        while served < requests.capacity, !requests.plugged, responses.hasRoom(), let request = requests.dequeue() {
+        while served < requests.capacity, !requests.plugged, responses.capacity - responses.length() > run.count,
+              let request = requests.dequeue() {
             served += 1
-            if responses.enqueue(execute(request)) { answered = true }
+            guard let buffer = transferBuffer(request) else {
+                if finish(&run, &buffers) { answered = true }
+                if responses.enqueue(execute(request)) { answered = true }
+                continue
+            }
+            // Cannot overflow: both requests were checked against the disk.
+            if let last = run.last, last.code == request.code, last.blockNumber + UInt64(last.count) == request.blockNumber {
+                run.append(request)
+                buffers.append(buffer)
+                continue
+            }
+            if finish(&run, &buffers) { answered = true }
+            run.append(request)
+            buffers.append(buffer)
         }
+        if finish(&run, &buffers) { answered = true }
         return answered
     }
 
+    /// Carries out a run of reads or writes of consecutive blocks as one device transfer and answers each.
+    mutating func finish(_ run: inout [BlockRequest], _ buffers: inout [DeviceBuffer]) -> Bool {
+        guard let first = run.first else { return false }
+        let sector = first.blockNumber * Self.sectorsPerBlock
+        let done = first.code == BlockRequestCode.read.rawValue
+            ? driver.read(sector: sector, into: buffers) : driver.write(sector: sector, from: buffers)
+        var answered = false
+        for request in run {
+            if responses.enqueue(BlockResponse(done ? .ok : .ioError, successCount: done ? request.count : 0, id: request.id)) {
+                answered = true
+            }
+        }
+        run.removeAll(keepingCapacity: true)
+        buffers.removeAll(keepingCapacity: true)
+        return answered
+    }
+
+    /// The device buffer of a read or write that is valid (blocks inside the disk, data inside the data
+    /// region or guest RAM, no write to a read-only disk); nil for anything else.
+    func transferBuffer(_ request: BlockRequest) -> DeviceBuffer? {
+        let code = BlockRequestCode(rawValue: request.code)
+        guard code == .read || code == .write else { return nil }
+        let count = UInt64(request.count)
+        // Cannot overflow: a u16 count times 4096.
+        let bytes = count * Self.blockSize
+        guard count > 0, request.blockNumber <= capacityBlocks, count <= capacityBlocks - request.blockNumber,
+              !(code == .write && driver.readOnly) else { return nil }
+        let physical: UInt64
+        if request.offset <= dataSize, bytes <= dataSize - request.offset {
+            // Cannot overflow: dataPhysical + dataSize was checked at init.
+            physical = dataPhysical + request.offset
+        } else if let window = guestRAM, let address = window.physical(offset: request.offset, length: bytes) {
+            physical = address
+        } else {
+            return nil
+        }
+        // Cannot truncate: bytes < 2^28.
+        return DeviceBuffer(physical: physical, length: UInt32(bytes), deviceWritable: code == .read)
+    }
+
+    /// A request that is not a valid read or write: a barrier or flush, or an error response.
     mutating func execute(_ request: BlockRequest) -> BlockResponse {
         let invalid = BlockResponse(.invalidParameter, successCount: 0, id: request.id)
-        guard let code = BlockRequestCode(rawValue: request.code) else { rejectedRequests += 1; return invalid }
-        switch code {
+        switch BlockRequestCode(rawValue: request.code) {
         case .barrier:
             // Requests are served one by one to completion: everything before it is already done.
             return BlockResponse(.ok, successCount: 0, id: request.id)
         case .flush:
             return BlockResponse(driver.flush() ? .ok : .ioError, successCount: 0, id: request.id)
-        case .read, .write:
-            let count = UInt64(request.count)
-            // Cannot overflow: a u16 count times 4096.
-            let bytes = count * Self.blockSize
-            guard count > 0, request.offset <= dataSize, bytes <= dataSize - request.offset,
-                  request.blockNumber <= capacityBlocks, count <= capacityBlocks - request.blockNumber,
-                  !(code == .write && driver.readOnly) else {
-                rejectedRequests += 1
-                return invalid
-            }
-            // Cannot overflow: offset < dataSize and dataPhysical + dataSize was checked at init; bytes
-            // < 2^28; blockNumber < capacityBlocks = capacity / 8.
-            let buffer = DeviceBuffer(physical: dataPhysical + request.offset, length: UInt32(bytes),
-                                      deviceWritable: code == .read)
-            let sector = request.blockNumber * Self.sectorsPerBlock
-            let done = code == .read ? driver.read(sector: sector, into: [buffer]) : driver.write(sector: sector, from: [buffer])
-            return BlockResponse(done ? .ok : .ioError, successCount: done ? request.count : 0, id: request.id)
+        case .read, .write, nil:
+            rejectedRequests += 1
+            return invalid
         }
+    }
+}
+
+/// Memory a driver's device reaches by DMA without the driver mapping it: request offsets from `offset`
+/// to `offset + size` name physical addresses from `physical` on.
+public struct DMAWindow: Equatable, Sendable {
+    public let offset: UInt64
+    public let physical: UInt64
+    public let size: UInt64
+
+    public init(offset: UInt64, physical: UInt64, size: UInt64) {
+        self.offset = offset
+        self.physical = physical
+        self.size = size
+    }
+
+    /// Neither end wraps the 64-bit space.
+    var isUsable: Bool {
+        !offset.addingReportingOverflow(size).overflow && !physical.addingReportingOverflow(size).overflow
+    }
+
+    /// The physical address of `length` bytes at request offset `at`, or nil unless all of them are inside.
+    func physical(offset at: UInt64, length: UInt64) -> UInt64? {
+        guard at >= offset, length <= size, at - offset <= size - length else { return nil }
+        return physical + (at - offset)
     }
 }
 

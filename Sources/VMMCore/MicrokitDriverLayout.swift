@@ -157,6 +157,11 @@ public enum MicrokitDriverLayout {
 
     /// Entries of each block request and response queue.
     public static let blockQueueCapacity: UInt32 = 64
+    /// Zero copy: block request offsets from the end of the `data` region on name guest RAM, which is
+    /// identity-mapped (the generator fixes the guest_ram region's physical address at the guest's RAM
+    /// base), so a block driver hands the guest's own buffers to its device without mapping them.
+    public static let blockGuestRAMWindow = DMAWindow(offset: 0x20_0000, physical: QEMUVirtBoard.guestRAMBase,
+                                                      size: QEMUVirtBoard.guestRAMSize)
     /// Bytes of one block transfer unit (sDDF's BLK_TRANSFER_SIZE).
     public static let blockTransferSize: UInt64 = 4096
     /// Entries of each net queue, and the bytes of one net buffer (rx_data and tx_data hold

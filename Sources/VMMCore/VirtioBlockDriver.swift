@@ -23,7 +23,8 @@ public struct VirtioBlockDriver<Registers: DeviceRegisterWindow> {
     public let capacity: UInt64
     /// VIRTIO_BLK_F_RO negotiated: writes are refused here, before reaching the device.
     public let readOnly: Bool
-    /// Data segments one request may carry: the queue minus header and status, and at most seg_max.
+    /// Data segments one device request may carry: the queue minus header and status, and at most
+    /// seg_max. `read` and `write` take more and send them as several requests.
     public let maximumSegments: Int
     /// Set when a request did not complete within `pollLimit`: the device still owns the header, so
     /// no further request is sent (the owner resets the device or gives up on it).
@@ -75,18 +76,34 @@ public struct VirtioBlockDriver<Registers: DeviceRegisterWindow> {
     }
 
     mutating func transfer(type: UInt32, sector: UInt64, segments: [DeviceBuffer], deviceWritable: Bool) -> Bool {
-        guard !segments.isEmpty, segments.count <= maximumSegments else { return false }
+        guard !segments.isEmpty, maximumSegments > 0 else { return false }
         var total: UInt64 = 0
-        var data = segments
-        for index in data.indices {
-            data[index].deviceWritable = deviceWritable
-            total += UInt64(data[index].length)       // cannot overflow: at most 32766 lengths below 2^32
-        }
+        for segment in segments { total += UInt64(segment.length) }   // cannot overflow: < 2^32 lengths below 2^32
         // §5.2.6.2: the data of a read or write is a whole number of 512-byte sectors, inside the disk.
         let sectors = total / VirtioBlockDriverConstant.sectorSize
         guard total % VirtioBlockDriverConstant.sectorSize == 0,
               sector <= capacity, sectors <= capacity - sector else { return false }
-        return request(type: type, sector: sector, data: data)
+        // More segments than the device takes in one request: consecutive requests of at most
+        // maximumSegments segments, each cut where the bytes so far are whole sectors.
+        var start = 0
+        var position = sector
+        while start < segments.count {
+            var end = start
+            var bytes: UInt64 = 0
+            var cut = start, cutBytes: UInt64 = 0
+            while end < segments.count && end - start < maximumSegments {
+                bytes += UInt64(segments[end].length)
+                end += 1
+                if bytes % VirtioBlockDriverConstant.sectorSize == 0 { cut = end; cutBytes = bytes }
+            }
+            guard cut > start else { return false }      // no whole sector within maximumSegments segments
+            var data = Array(segments[start..<cut])
+            for index in data.indices { data[index].deviceWritable = deviceWritable }
+            guard request(type: type, sector: position, data: data) else { return false }
+            position += cutBytes / VirtioBlockDriverConstant.sectorSize
+            start = cut
+        }
+        return true
     }
 
     /// Builds [header][data…][status], submits it, notifies and polls until the device returns it.

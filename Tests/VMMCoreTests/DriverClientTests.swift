@@ -11,9 +11,13 @@ import XCTest
 /// "guest" area (where the fake device reaches it by physical address), the guest's RAM in `ram`.
 final class BlockRig {
     static let dataPhysical = BoardTestMemory.guestPhysical
+    /// With `zeroCopy`, guest RAM sits in the fake board's memory right after the data region, and
+    /// request offsets from `ramWindowOffset` on name it.
+    static let ramWindowOffset: UInt64 = 0x10_0000
+    static let zeroCopyRAMSize = 1 << 20
     let board: BoardTestMemory
     let shared = SharedTestMemory()
-    let ram = TestGuestRAM()
+    let ram: TestGuestRAM
     let disk: BoardFakeDisk
     let fake: BoardVirtioFake
     let channel = TestChannel()
@@ -22,8 +26,13 @@ final class BlockRig {
     var client: BlockClient<TestLink>
 
     init(dataBlocks: Int = 8, diskSectors: Int = 256, features: UInt64 = VirtioBlockDriverConstant.featureFlush,
-         connected: Bool = true) throws {
-        board = BoardTestMemory(dmaSize: 1 << 20, guestSize: dataBlocks * 4096)
+         connected: Bool = true, zeroCopy: Bool = false) throws {
+        let dataSize = dataBlocks * 4096
+        board = BoardTestMemory(dmaSize: 1 << 20, guestSize: dataSize + (zeroCopy ? Self.zeroCopyRAMSize : 0))
+        ram = zeroCopy ? TestGuestRAM(base: 0x4000_0000, host: board.guestHost + dataSize, size: Self.zeroCopyRAMSize)
+                       : TestGuestRAM()
+        let window = DMAWindow(offset: Self.ramWindowOffset, physical: BoardTestMemory.guestPhysical + UInt64(dataSize),
+                               size: UInt64(Self.zeroCopyRAMSize))
         let disk = BoardFakeDisk(sectors: diskSectors)
         // A pattern that differs at every byte of every block, so a misplaced copy shows.
         var seed: UInt32 = 0x1234_5678
@@ -42,11 +51,13 @@ final class BlockRig {
         let driver = try VirtioBlockDriver(registers: fake, dma: &dma)
         server = Box(BlockDriverServer(driver: driver, requests: shared.region(0, 0x1000),
                                        responses: shared.region(0x1000, 0x1000), info: shared.region(0x2000, 0x1000),
-                                       dataPhysical: Self.dataPhysical, dataSize: UInt64(dataBlocks * 4096)))
+                                       dataPhysical: Self.dataPhysical, dataSize: UInt64(dataSize),
+                                       guestRAM: zeroCopy ? window : nil))
         client = BlockClient(requests: shared.region(0, 0x1000), responses: shared.region(0x1000, 0x1000),
                              info: shared.region(0x2000, 0x1000),
-                             data: SharedRegion(base: board.guestHost, size: dataBlocks * 4096),
-                             link: TestLink(channel: channel, clock: clock))
+                             data: SharedRegion(base: board.guestHost, size: dataSize),
+                             link: TestLink(channel: channel, clock: clock),
+                             guestRAMOffset: zeroCopy ? Self.ramWindowOffset : nil)
         if connected {
             let server = self.server
             channel.onNotify = { _ = server.value.serve() }
@@ -206,6 +217,86 @@ final class DriverClientTests: XCTestCase {
         XCTAssertFalse(rig.client.flush())
         XCTAssertFalse(rig.client.read(sector: 0, into: rig.segments([512], writable: true), memory: rig.ram.memory))
         XCTAssertEqual(rig.channel.notifications, 1, "no request is sent any more")
+    }
+
+    // MARK: Block, zero copy
+
+    /// Page-aligned guest buffers of these lengths, a page apart (never contiguous with each other).
+    func pages(_ rig: BlockRig, _ lengths: [Int], writable: Bool) -> [VirtqueueBuffer] {
+        lengths.map { length in
+            let address = rig.ram.allocate(length, alignment: 4096)
+            _ = rig.ram.allocate(4096)
+            return VirtqueueBuffer(address: address, length: UInt32(length), deviceWritable: writable)
+        }
+    }
+
+    func dataRegion(_ rig: BlockRig) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: rig.board.guestHost, count: 8 * 4096))
+    }
+
+    func testWholeBlockReadsFillTheGuestsBuffersWithoutTheDataRegion() throws {
+        let rig = try BlockRig(zeroCopy: true)
+        rig.board.guestHost.initializeMemory(as: UInt8.self, repeating: 0xee, count: 8 * 4096)
+        let segments = pages(rig, [4096, 8192, 4096], writable: true)
+        XCTAssertTrue(rig.client.read(sector: 16, into: segments, memory: rig.ram.memory))
+        XCTAssertEqual(rig.bytes(of: segments), Array(rig.disk.bytes[8192..<8192 + 16384]))
+        XCTAssertEqual(rig.deviceRequests, [[0, 16]], "three queue entries of consecutive blocks, one device request")
+        XCTAssertEqual(rig.channel.notifications, 1)
+        XCTAssertEqual(dataRegion(rig), [UInt8](repeating: 0xee, count: 8 * 4096), "nothing went through the data region")
+    }
+
+    func testWholeBlockWritesLeaveFromTheGuestsBuffers() throws {
+        let rig = try BlockRig(zeroCopy: true)
+        let segments = pages(rig, [12288, 4096], writable: false)
+        let data = rig.fill(segments, seed: 9)
+        var expected = rig.disk.bytes
+        expected.replaceSubrange(8 * 512..<8 * 512 + 16384, with: data)
+        XCTAssertTrue(rig.client.write(sector: 8, from: segments, memory: rig.ram.memory))
+        XCTAssertEqual(rig.disk.bytes, expected)
+        XCTAssertEqual(rig.deviceRequests, [[1, 8]])
+        XCTAssertEqual(dataRegion(rig), [UInt8](repeating: 0, count: 8 * 4096))
+    }
+
+    func testPartBlocksStillGoThroughTheDataRegion() throws {
+        let rig = try BlockRig(zeroCopy: true)
+        let segments = pages(rig, [4096, 1024, 3072], writable: true)
+        XCTAssertTrue(rig.client.read(sector: 8, into: segments, memory: rig.ram.memory))
+        XCTAssertEqual(rig.bytes(of: segments), Array(rig.disk.bytes[4096..<12288]))
+        XCTAssertEqual(Array(dataRegion(rig)[0..<8192]), Array(rig.disk.bytes[4096..<12288]), "copied via the data region")
+        let unaligned = pages(rig, [4096], writable: true)
+        XCTAssertTrue(rig.client.read(sector: 9, into: unaligned, memory: rig.ram.memory))
+        XCTAssertEqual(rig.bytes(of: unaligned), Array(rig.disk.bytes[9 * 512..<9 * 512 + 4096]))
+    }
+
+    func testMoreBuffersThanQueueEntriesGoInSeveralBatches() throws {
+        let rig = try BlockRig(diskSectors: 1024, zeroCopy: true)
+        let segments = pages(rig, [Int](repeating: 4096, count: 70), writable: true)
+        XCTAssertTrue(rig.client.read(sector: 0, into: segments, memory: rig.ram.memory))
+        XCTAssertEqual(rig.bytes(of: segments), Array(rig.disk.bytes[0..<70 * 4096]))
+        XCTAssertEqual(rig.channel.notifications, 2, "64 entries, then 6")
+    }
+
+    func testTheServerRefusesOffsetsOutsideTheDataRegionAndTheGuestRAMWindow() throws {
+        let rig = try BlockRig(connected: false, zeroCopy: true)
+        var requests = QueueProducer<BlockRequestLayout>(region: rig.shared.region(0, 0x1000), capacity: 64)
+        var responses = QueueConsumer<BlockResponseLayout>(region: rig.shared.region(0x1000, 0x1000), capacity: 64)
+        let window = BlockRig.ramWindowOffset, ramEnd = window + UInt64(BlockRig.zeroCopyRAMSize)
+        let offsets: [UInt64] = [8 * 4096 - 4096 + 512,     // straddles the data region's end
+                                 window - 4096,             // between the two
+                                 ramEnd - 4096 + 1,         // runs past the end of guest RAM
+                                 UInt64.max - 4095,         // wraps
+                                 ramEnd - 4096]             // the last block of guest RAM: fine
+        for (n, offset) in offsets.enumerated() {
+            XCTAssertTrue(requests.enqueue(BlockRequest(.read, offset: offset, blockNumber: 0, count: 1, id: UInt32(n))))
+        }
+        XCTAssertTrue(rig.server.value.serve())
+        var statuses: [UInt32] = []
+        while let response = responses.dequeue() { statuses.append(response.status) }
+        let invalid = BlockResponseStatus.invalidParameter.rawValue, ok = BlockResponseStatus.ok.rawValue
+        XCTAssertEqual(statuses, [invalid, invalid, invalid, invalid, ok])
+        XCTAssertEqual(rig.server.value.rejectedRequests, 4)
+        XCTAssertEqual(rig.ram.read(at: GuestPhysicalAddress(0x4000_0000 + UInt64(BlockRig.zeroCopyRAMSize) - 4096), count: 4096),
+                       Array(rig.disk.bytes[0..<4096]))
     }
 
     // MARK: Block, against a driver that breaks the protocol

@@ -23,14 +23,25 @@ final class TestGuestRAM {
     private let host: UnsafeMutableRawPointer
     private var next: UInt64
 
+    private let owned: Bool
+
     init(base: UInt64 = 0x4000_0000, size: Int = 0x10_0000) {
         host = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
         host.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         memory = GuestMemory(base: GuestPhysicalAddress(base), size: UInt64(size), host: host)
         next = base
+        owned = true
     }
 
-    deinit { host.deallocate() }
+    /// Guest RAM over memory someone else owns (and keeps alive), e.g. where a fake device reaches it.
+    init(base: UInt64, host: UnsafeMutableRawPointer, size: Int) {
+        self.host = host
+        memory = GuestMemory(base: GuestPhysicalAddress(base), size: UInt64(size), host: host)
+        next = base
+        owned = false
+    }
+
+    deinit { if owned { host.deallocate() } }
 
     /// `length` fresh bytes of guest RAM, aligned to `alignment` (a power of 2); traps when RAM runs out.
     func allocate(_ length: Int, alignment: UInt64 = 16) -> GuestPhysicalAddress {

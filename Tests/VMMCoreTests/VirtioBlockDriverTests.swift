@@ -121,7 +121,7 @@ final class VirtioBlockDriverTests: XCTestCase {
         XCTAssertTrue(driver.read(sector: 0, into: [guest(0, 512)]), "the next request is unaffected")
     }
 
-    func testRequestsOutsideTheDiskOrOfPartialSectorsOrTooManySegmentsAreRefused() throws {
+    func testRequestsOutsideTheDiskOrOfPartialSectorsAreRefused() throws {
         var dma = memory.dma
         let fake = blockDevice(features: VirtioBlockDriverConstant.featureSegmentMaximum, segmentMaximum: 2)
         var driver = try VirtioBlockDriver(registers: fake, dma: &dma)
@@ -129,9 +129,25 @@ final class VirtioBlockDriverTests: XCTestCase {
         XCTAssertFalse(driver.read(sector: UInt64.max, into: [guest(0, 512)]))
         XCTAssertFalse(driver.read(sector: 0, into: [guest(0, 500)]), "not whole sectors")
         XCTAssertFalse(driver.read(sector: 0, into: []))
-        XCTAssertFalse(driver.read(sector: 0, into: [guest(0, 512), guest(512, 512), guest(1024, 512)]))
+        XCTAssertFalse(driver.read(sector: 0, into: [guest(0, 256), guest(256, 128), guest(384, 128)]),
+                       "no whole sector within the first seg_max segments")
         XCTAssertEqual(fake.notifications, [])
         XCTAssertTrue(driver.read(sector: 63, into: [guest(0, 256), guest(256, 256)]), "the last sector, two segments")
+    }
+
+    func testMoreSegmentsThanTheDeviceTakesGoAsSeveralRequestsCutOnSectors() throws {
+        var dma = memory.dma
+        let fake = blockDevice(features: VirtioBlockDriverConstant.featureSegmentMaximum, segmentMaximum: 2)
+        var driver = try VirtioBlockDriver(registers: fake, dma: &dma)
+        // Sectors 4-7: three segments, then a sector split 256 + 256 across the first cut's reach.
+        XCTAssertTrue(driver.read(sector: 4, into: [guest(0, 512), guest(512, 512), guest(1024, 768), guest(1792, 256)]))
+        XCTAssertEqual(memory.guestBytes(0, 2048), Array(disk.bytes[2048..<4096]))
+        XCTAssertEqual(disk.headers.map { $0.sector }, [4, 6], "two segments, then the remaining 1024 bytes")
+        let pattern = (0..<1536).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        memory.setGuestBytes(4096, pattern)
+        XCTAssertTrue(driver.write(sector: 10, from: [guest(4096, 512), guest(4608, 512), guest(5120, 512)]))
+        XCTAssertEqual(Array(disk.bytes[5120..<6656]), pattern)
+        XCTAssertEqual(disk.headers.map { $0.sector }, [4, 6, 10, 12])
     }
 
     func testCompletionOnAnotherThreadIsAwaitedByPolling() throws {

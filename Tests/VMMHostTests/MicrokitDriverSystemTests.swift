@@ -123,6 +123,17 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
         }
     }
 
+    func testTheBlockGuestRAMWindowIsTheIdentityMappedGuestRAMAfterTheDataRegion() {
+        let window = MicrokitDriverLayout.blockGuestRAMWindow
+        let data = DriverSharedRegion.block[3]
+        XCTAssertEqual(String(describing: data.name), "data")
+        XCTAssertEqual(window.offset, data.size, "guest RAM offsets start where the data region ends")
+        let ram = MicrokitSystem.GuestRAM.qemuVirt
+        XCTAssertEqual(ram.region.physAddr, window.physical, "the driver's device reaches guest RAM at its fixed address")
+        XCTAssertEqual(ram.guestAddress, window.physical, "identity-mapped: offsets computed from guest addresses")
+        XCTAssertEqual(ram.region.size, window.size)
+    }
+
     func testDataRegionsReachTheirDriversOnlyAsPhysicalAddresses() throws {
         let document = try parse(SystemBuilder.microkitSystem(vm(blocks: 1, networks: 1, consoles: 1)))
         for (pd, region) in [("disk0_driver", "disk0_data"), ("net0_driver", "net0_tx_data")] {

@@ -1,7 +1,8 @@
 // A driver protection domain: drives one of the board's virtio devices with the core's virtio driver
 // and serves the VMM through the shared queues of its kind (VMMCore's DriverServers). It maps only
 // the page of the board's virtio-mmio window that holds its transport, its own DMA memory and the
-// shared regions MicrokitDriverLayout gives a driver of its kind; it never sees guest RAM.
+// shared regions MicrokitDriverLayout gives a driver of its kind; it never maps guest RAM (a block
+// driver's device reaches the guest's buffers by DMA, MicrokitDriverLayout.blockGuestRAMWindow).
 //
 // Channels: MicrokitDriverLayout.driverVMMChannel (the VMM put work in a queue) and
 // driverDeviceChannel (the board device's interrupt; network and console drivers only: a block
@@ -52,7 +53,8 @@ func driverStart(kind rawKind: UInt, slot: UInt, dmaPhysical: UInt64, dataPhysic
         }
         let data = kind.sharedRegions[3]
         block = BlockDriverServer(driver: driver, requests: sharedRegion(kind, 0), responses: sharedRegion(kind, 1),
-                                  info: sharedRegion(kind, 2), dataPhysical: dataPhysical, dataSize: data.size)
+                                  info: sharedRegion(kind, 2), dataPhysical: dataPhysical, dataSize: data.size,
+                                  guestRAM: MicrokitDriverLayout.blockGuestRAMWindow)
     case .network:
         let transmitData = kind.sharedRegions[5]
         guard let driver = try? VirtioNetDriver(registers: registers, dma: &dma),
