@@ -193,18 +193,18 @@ public struct BlockClient<Link: DriverLink> {
             var offset = ramOffset + inRAM
             var blocks = UInt64(segment.length) / Self.blockSize
             while blocks > 0 {
+                // Grow the last entry while it ends where this segment goes on, else start one.
+                let taken: UInt64
                 if let last = entries.last, last.offset + UInt64(last.count) * Self.blockSize == offset,
                    UInt64(last.count) < Self.entryBlocks {
-                    let more = min(blocks, Self.entryBlocks - UInt64(last.count))
-                    entries[entries.count - 1].count += UInt16(more)
-                    offset += more * Self.blockSize
-                    blocks -= more
-                    continue
+                    taken = min(blocks, Self.entryBlocks - UInt64(last.count))
+                    entries[entries.count - 1].count += UInt16(taken)
+                } else {
+                    taken = min(blocks, Self.entryBlocks)
+                    entries.append(BlockEntry(offset: offset, count: UInt16(taken)))
                 }
-                let count = min(blocks, Self.entryBlocks)
-                entries.append(BlockEntry(offset: offset, count: UInt16(count)))
-                offset += count * Self.blockSize
-                blocks -= count
+                offset += taken * Self.blockSize
+                blocks -= taken
             }
         }
         var block = sector / (Self.blockSize / Self.sectorSize)

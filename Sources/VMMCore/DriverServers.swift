@@ -19,8 +19,8 @@ public struct BlockDriverServer<Registers: DeviceRegisterWindow> {
     public private(set) var driver: VirtioBlockDriver<Registers>
     var requests: QueueConsumer<BlockRequestLayout>
     var responses: QueueProducer<BlockResponseLayout>
-    let dataPhysical: UInt64
-    let dataSize: UInt64
+    /// The data region (request offsets from 0) and, for zero copy, guest RAM.
+    let data: DMAWindow
     let guestRAM: DMAWindow?
     /// The disk in 4096-byte blocks (a partial last block is not offered).
     public let capacityBlocks: UInt64
@@ -37,9 +37,9 @@ public struct BlockDriverServer<Registers: DeviceRegisterWindow> {
         self.driver = driver
         self.requests = QueueConsumer(region: requests, capacity: MicrokitDriverLayout.blockQueueCapacity)
         self.responses = QueueProducer(region: responses, capacity: MicrokitDriverLayout.blockQueueCapacity)
-        self.dataPhysical = dataPhysical
         // A region that would wrap the physical address space holds nothing usable.
-        self.dataSize = dataPhysical.addingReportingOverflow(dataSize).overflow ? 0 : dataSize
+        let data = DMAWindow(offset: 0, physical: dataPhysical, size: dataSize)
+        self.data = data.isUsable ? data : DMAWindow(offset: 0, physical: dataPhysical, size: 0)
         self.guestRAM = guestRAM?.isUsable == true ? guestRAM : nil
         capacityBlocks = driver.capacity / Self.sectorsPerBlock
         // Cannot truncate: the queue capacity is a small constant.
@@ -108,15 +108,8 @@ public struct BlockDriverServer<Registers: DeviceRegisterWindow> {
         let bytes = count * Self.blockSize
         guard count > 0, request.blockNumber <= capacityBlocks, count <= capacityBlocks - request.blockNumber,
               !(code == .write && driver.readOnly) else { return nil }
-        let physical: UInt64
-        if request.offset <= dataSize, bytes <= dataSize - request.offset {
-            // Cannot overflow: dataPhysical + dataSize was checked at init.
-            physical = dataPhysical + request.offset
-        } else if let window = guestRAM, let address = window.physical(offset: request.offset, length: bytes) {
-            physical = address
-        } else {
-            return nil
-        }
+        guard let physical = data.physical(offset: request.offset, length: bytes)
+                ?? guestRAM?.physical(offset: request.offset, length: bytes) else { return nil }
         // Cannot truncate: bytes < 2^28.
         return DeviceBuffer(physical: physical, length: UInt32(bytes), deviceWritable: code == .read)
     }
@@ -156,6 +149,7 @@ public struct DMAWindow: Equatable, Sendable {
     }
 
     /// The physical address of `length` bytes at request offset `at`, or nil unless all of them are inside.
+    /// Cannot overflow in a usable window: physical + size does not wrap.
     func physical(offset at: UInt64, length: UInt64) -> UInt64? {
         guard at >= offset, length <= size, at - offset <= size - length else { return nil }
         return physical + (at - offset)
