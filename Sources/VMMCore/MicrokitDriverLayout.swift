@@ -71,9 +71,9 @@ public struct DriverSharedRegion: Equatable, Sendable {
     /// Block (sDDF's blk queues): requests and responses, the storage information the driver
     /// publishes, and the data the board device reads and writes by DMA (the driver never touches it).
     public static let block: [DriverSharedRegion] = [
-        DriverSharedRegion("requests", offset: 0x0, size: 0x1000, vmm: .readWrite, driver: .readWrite),
-        DriverSharedRegion("responses", offset: 0x1000, size: 0x1000, vmm: .readWrite, driver: .readWrite),
-        DriverSharedRegion("info", offset: 0x2000, size: 0x1000, vmm: .read, driver: .readWrite),
+        DriverSharedRegion("requests", offset: 0x0, size: 0x5000, vmm: .readWrite, driver: .readWrite),
+        DriverSharedRegion("responses", offset: 0x5000, size: 0x2000, vmm: .readWrite, driver: .readWrite),
+        DriverSharedRegion("info", offset: 0x7000, size: 0x1000, vmm: .read, driver: .readWrite),
         DriverSharedRegion("data", offset: 0x20_0000, size: 0x20_0000, vmm: .readWrite, driver: .none,
                            driverPhysicalSymbol: MicrokitDriverLayout.dataPhysicalSymbol),
     ]
@@ -155,8 +155,10 @@ public enum MicrokitDriverLayout {
 
     // MARK: Queue geometry, fixed for both sides
 
-    /// Entries of each block request and response queue.
-    public static let blockQueueCapacity: UInt32 = 64
+    /// Entries of each block request and response queue: enough for the largest guest request in one
+    /// batch (virtio-blk's seg_max of 510 segments, each at least one entry), so a request costs one
+    /// round trip to the driver (16 KiB of requests, 6 KiB of responses).
+    public static let blockQueueCapacity: UInt32 = 512
     /// Zero copy: block request offsets from the end of the `data` region on name guest RAM, which is
     /// identity-mapped (the generator fixes the guest_ram region's physical address at the guest's RAM
     /// base), so a block driver hands the guest's own buffers to its device without mapping them.

@@ -7,6 +7,12 @@
 import XCTest
 @testable import VMMCore
 
+/// Block shared region `index` (requests, responses, info) where the Microkit layout puts it.
+func blockRegion(_ shared: SharedTestMemory, _ index: Int) -> SharedRegion {
+    let region = DriverSharedRegion.block[index]
+    return shared.region(Int(region.offset), Int(region.size))
+}
+
 /// A block client and server over real memory: queues in `shared`, the data region in the fake board's
 /// "guest" area (where the fake device reaches it by physical address), the guest's RAM in `ram`.
 final class BlockRig {
@@ -14,7 +20,7 @@ final class BlockRig {
     /// With `zeroCopy`, guest RAM sits in the fake board's memory right after the data region, and
     /// request offsets from `ramWindowOffset` on name it.
     static let ramWindowOffset: UInt64 = 0x10_0000
-    static let zeroCopyRAMSize = 1 << 20
+    static let zeroCopyRAMSize = 8 << 20
     let board: BoardTestMemory
     let shared = SharedTestMemory()
     let ram: TestGuestRAM
@@ -49,12 +55,12 @@ final class BlockRig {
         fake.behaviour = { fake, _, chain in disk.serve(fake, chain) }
         var dma = board.dma
         let driver = try VirtioBlockDriver(registers: fake, dma: &dma)
-        server = Box(BlockDriverServer(driver: driver, requests: shared.region(0, 0x1000),
-                                       responses: shared.region(0x1000, 0x1000), info: shared.region(0x2000, 0x1000),
+        server = Box(BlockDriverServer(driver: driver, requests: blockRegion(shared, 0),
+                                       responses: blockRegion(shared, 1), info: blockRegion(shared, 2),
                                        dataPhysical: Self.dataPhysical, dataSize: UInt64(dataSize),
                                        guestRAM: zeroCopy ? window : nil))
-        client = BlockClient(requests: shared.region(0, 0x1000), responses: shared.region(0x1000, 0x1000),
-                             info: shared.region(0x2000, 0x1000),
+        client = BlockClient(requests: blockRegion(shared, 0), responses: blockRegion(shared, 1),
+                             info: blockRegion(shared, 2),
                              data: SharedRegion(base: board.guestHost, size: dataSize),
                              link: TestLink(channel: channel, clock: clock),
                              guestRAMOffset: zeroCopy ? Self.ramWindowOffset : nil)
@@ -269,17 +275,18 @@ final class DriverClientTests: XCTestCase {
     }
 
     func testMoreBuffersThanQueueEntriesGoInSeveralBatches() throws {
-        let rig = try BlockRig(diskSectors: 1024, zeroCopy: true)
-        let segments = pages(rig, [Int](repeating: 4096, count: 70), writable: true)
+        let capacity = Int(MicrokitDriverLayout.blockQueueCapacity), count = capacity + 6
+        let rig = try BlockRig(diskSectors: count * 8, zeroCopy: true)
+        let segments = pages(rig, [Int](repeating: 4096, count: count), writable: true)
         XCTAssertTrue(rig.client.read(sector: 0, into: segments, memory: rig.ram.memory))
-        XCTAssertEqual(rig.bytes(of: segments), Array(rig.disk.bytes[0..<70 * 4096]))
-        XCTAssertEqual(rig.channel.notifications, 2, "64 entries, then 6")
+        XCTAssertEqual(rig.bytes(of: segments), Array(rig.disk.bytes[0..<count * 4096]))
+        XCTAssertEqual(rig.channel.notifications, 2, "a queue's worth of entries, then 6")
     }
 
     func testTheServerRefusesOffsetsOutsideTheDataRegionAndTheGuestRAMWindow() throws {
         let rig = try BlockRig(connected: false, zeroCopy: true)
-        var requests = QueueProducer<BlockRequestLayout>(region: rig.shared.region(0, 0x1000), capacity: 64)
-        var responses = QueueConsumer<BlockResponseLayout>(region: rig.shared.region(0x1000, 0x1000), capacity: 64)
+        var requests = QueueProducer<BlockRequestLayout>(region: blockRegion(rig.shared, 0), capacity: MicrokitDriverLayout.blockQueueCapacity)
+        var responses = QueueConsumer<BlockResponseLayout>(region: blockRegion(rig.shared, 1), capacity: MicrokitDriverLayout.blockQueueCapacity)
         let window = BlockRig.ramWindowOffset, ramEnd = window + UInt64(BlockRig.zeroCopyRAMSize)
         let offsets: [UInt64] = [8 * 4096 - 4096 + 512,     // straddles the data region's end
                                  window - 4096,             // between the two
@@ -307,11 +314,11 @@ final class DriverClientTests: XCTestCase {
         -> (BlockClient<TestLink>, TestChannel) {
         if ready {
             BlockStorageInfo(readOnly: false, sectorSize: 512, blockSize: 1, queueDepth: 64, capacity: 16)
-                .publish(to: shared.region(0x2000, 0x1000))
+                .publish(to: blockRegion(shared, 2))
         }
         let channel = TestChannel()
-        let requests = Box(QueueConsumer<BlockRequestLayout>(region: shared.region(0, 0x1000), capacity: 64))
-        let responses = Box(QueueProducer<BlockResponseLayout>(region: shared.region(0x1000, 0x1000), capacity: 64))
+        let requests = Box(QueueConsumer<BlockRequestLayout>(region: blockRegion(shared, 0), capacity: MicrokitDriverLayout.blockQueueCapacity))
+        let responses = Box(QueueProducer<BlockResponseLayout>(region: blockRegion(shared, 1), capacity: MicrokitDriverLayout.blockQueueCapacity))
         // The closure keeps `shared` alive as long as the client's link: callers pass a temporary.
         channel.onNotify = {
             withExtendedLifetime(shared) {
@@ -320,8 +327,8 @@ final class DriverClientTests: XCTestCase {
         }
         let clock = TestClock()
         clock.step = 1_000_000
-        let client = BlockClient(requests: shared.region(0, 0x1000), responses: shared.region(0x1000, 0x1000),
-                                 info: shared.region(0x2000, 0x1000), data: shared.region(0x8000, 0x8000),
+        let client = BlockClient(requests: blockRegion(shared, 0), responses: blockRegion(shared, 1),
+                                 info: blockRegion(shared, 2), data: shared.region(0x8000, 0x8000),
                                  link: TestLink(channel: channel, clock: clock))
         return (client, channel)
     }

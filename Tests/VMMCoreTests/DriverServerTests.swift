@@ -13,20 +13,23 @@ final class DriverServerTests: XCTestCase {
 
     /// The VMM's ends of the block queues of `rig`.
     func vmmQueues(_ rig: BlockRig) -> (QueueProducer<BlockRequestLayout>, QueueConsumer<BlockResponseLayout>) {
-        (QueueProducer(region: rig.shared.region(0, 0x1000), capacity: 64),
-         QueueConsumer(region: rig.shared.region(0x1000, 0x1000), capacity: 64))
+        (QueueProducer(region: blockRegion(rig.shared, 0), capacity: MicrokitDriverLayout.blockQueueCapacity),
+         QueueConsumer(region: blockRegion(rig.shared, 1), capacity: MicrokitDriverLayout.blockQueueCapacity))
     }
+
+    /// Where the block responses and the storage information sit in the rig's shared memory.
+    let responsesAt = Int(DriverSharedRegion.block[1].offset), infoAt = Int(DriverSharedRegion.block[2].offset)
 
     func testTheServerPublishesTheDisksStorageInfo() throws {
         let rig = try BlockRig(diskSectors: 260, connected: false)
-        XCTAssertEqual(rig.shared.bytes(0x2040, 2), [0, 1], "read_only 0, ready 1")
-        XCTAssertEqual(rig.shared.u16(0x2042), 512, "sector_size")
-        XCTAssertEqual(rig.shared.u16(0x2044), 1, "block_size: one 4096-byte unit")
-        XCTAssertEqual(rig.shared.u16(0x2046), 64, "queue_depth")
-        XCTAssertEqual(rig.shared.u64(0x2050), 32, "260 sectors hold 32 whole blocks")
+        XCTAssertEqual(rig.shared.bytes(infoAt + 0x40, 2), [0, 1], "read_only 0, ready 1")
+        XCTAssertEqual(rig.shared.u16(infoAt + 0x42), 512, "sector_size")
+        XCTAssertEqual(rig.shared.u16(infoAt + 0x44), 1, "block_size: one 4096-byte unit")
+        XCTAssertEqual(rig.shared.u16(infoAt + 0x46), UInt16(MicrokitDriverLayout.blockQueueCapacity), "queue_depth")
+        XCTAssertEqual(rig.shared.u64(infoAt + 0x50), 32, "260 sectors hold 32 whole blocks")
         XCTAssertEqual(rig.server.value.capacityBlocks, 32)
         let readOnly = try BlockRig(features: VirtioBlockDriverConstant.featureReadOnly, connected: false)
-        XCTAssertEqual(readOnly.shared.bytes(0x2040, 2), [1, 1])
+        XCTAssertEqual(readOnly.shared.bytes(infoAt + 0x40, 2), [1, 1])
     }
 
     func testBadRequestsGetInvalidParamAndNeverReachTheDevice() throws {
@@ -101,11 +104,12 @@ final class DriverServerTests: XCTestCase {
         XCTAssertFalse(rig.server.value.serve())
         XCTAssertEqual(requests.length(), 1)
         requests.setPlugged(false)
-        rig.shared.set(UInt32(64), at: 0x1004)                          // 64 responses nobody took
+        let capacity = MicrokitDriverLayout.blockQueueCapacity
+        rig.shared.set(capacity, at: responsesAt + 4)                   // a queue of responses nobody took
         XCTAssertFalse(rig.server.value.serve())
         XCTAssertEqual(requests.length(), 1, "not taken: there is nowhere to answer")
         XCTAssertEqual(rig.deviceRequests, [])
-        rig.shared.set(UInt32(64), at: 0x1000)                          // the VMM took them
+        rig.shared.set(capacity, at: responsesAt)                       // the VMM took them
         XCTAssertTrue(rig.server.value.serve())
         XCTAssertEqual(responses.dequeue(), BlockResponse(.ok, successCount: 1, id: 1))
     }

@@ -50,16 +50,16 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
                 <memory_region name="gic_vcpu" size="0x2000" page_size="0x1000" phys_addr="0x8040000" />
                 <memory_region name="virtio_mmio_3" size="0x1000" page_size="0x1000" phys_addr="0xa003000" />
                 <memory_region name="disk0_driver_dma" size="0x80000" page_size="0x1000" />
-                <memory_region name="disk0_requests" size="0x1000" page_size="0x1000" />
-                <memory_region name="disk0_responses" size="0x1000" page_size="0x1000" />
+                <memory_region name="disk0_requests" size="0x5000" page_size="0x1000" />
+                <memory_region name="disk0_responses" size="0x2000" page_size="0x1000" />
                 <memory_region name="disk0_info" size="0x1000" page_size="0x1000" />
                 <memory_region name="disk0_data" size="0x200000" page_size="0x200000" />
                 <protection_domain name="vmm" priority="253" stack_size="0x10000">
                     <program_image path="vmm.elf" />
                     <map mr="guest_ram" vaddr="0x20000000" perms="rw" setvar_vaddr="guest_ram_vaddr" setvar_size="guest_ram_size" />
                     <map mr="disk0_requests" vaddr="0x60000000" perms="rw" />
-                    <map mr="disk0_responses" vaddr="0x60001000" perms="rw" />
-                    <map mr="disk0_info" vaddr="0x60002000" perms="r" />
+                    <map mr="disk0_responses" vaddr="0x60005000" perms="rw" />
+                    <map mr="disk0_info" vaddr="0x60007000" perms="r" />
                     <map mr="disk0_data" vaddr="0x60200000" perms="rw" />
                     <irq irq="33" id="1" />
                     <irq irq="30" id="10" />
@@ -75,8 +75,8 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
                     <map mr="virtio_mmio_3" vaddr="0x10000000" perms="rw" cached="false" />
                     <map mr="disk0_driver_dma" vaddr="0x11000000" perms="rw" />
                     <map mr="disk0_requests" vaddr="0x20000000" perms="rw" />
-                    <map mr="disk0_responses" vaddr="0x20001000" perms="rw" />
-                    <map mr="disk0_info" vaddr="0x20002000" perms="rw" />
+                    <map mr="disk0_responses" vaddr="0x20005000" perms="rw" />
+                    <map mr="disk0_info" vaddr="0x20007000" perms="rw" />
                     <setvar symbol="driver_dma_paddr" region_paddr="disk0_driver_dma" />
                     <setvar symbol="driver_data_paddr" region_paddr="disk0_data" />
                 </protection_domain>
