@@ -72,6 +72,16 @@ size_t strlen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 static uintptr_t heap_next, heap_end;
 static void *free_lists[SIZE_CLASSES];
 
+// Several CPUs allocate on the native platform (one per vCPU): the free lists and the bump pointer
+// are guarded by one spinlock, held only inside posix_memalign and free.
+static uint32_t heap_lock;
+static void lock_heap(void) {
+    while (__atomic_exchange_n(&heap_lock, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&heap_lock, __ATOMIC_RELAXED)) {}
+    }
+}
+static void unlock_heap(void) { __atomic_store_n(&heap_lock, 0, __ATOMIC_RELEASE); }
+
 static uintptr_t bump(size_t size, size_t alignment) {
     if (heap_next == 0) platform_heap(&heap_next, &heap_end);
     uintptr_t p = (heap_next + HEADER + alignment - 1) & ~(uintptr_t)(alignment - 1);
@@ -86,6 +96,7 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
     unsigned size_class = 0;
     while (size_class < SIZE_CLASSES && ((size_t)16 << size_class) < size) size_class++;
     uintptr_t p;
+    lock_heap();
     if (alignment == HEADER && size_class < SIZE_CLASSES) {
         if (free_lists[size_class]) {
             p = (uintptr_t)free_lists[size_class];
@@ -97,6 +108,7 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
         size_class = NOT_RECYCLED;
         p = bump(size, alignment);
     }
+    unlock_heap();
     *(uint32_t *)(p - HEADER) = size_class;
     *out = (void *)p;
     return 0;
@@ -106,8 +118,10 @@ void free(void *block) {
     if (block == 0) return;
     uint32_t size_class = *(uint32_t *)((uintptr_t)block - HEADER);
     if (size_class >= SIZE_CLASSES) return;
+    lock_heap();
     *(void **)block = free_lists[size_class];
     free_lists[size_class] = block;
+    unlock_heap();
 }
 
 void arc4random_buf(void *buf, size_t n) {

@@ -15,14 +15,28 @@ struct NativeGIC {
 
     static func distributorWrite(_ offset: UInt, _ value: UInt32) { mmio_write32(distributor + offset, value) }
 
-    /// Enables the distributor and this CPU's interface; every interrupt that reaches EL2 is
-    /// acknowledged, and its deactivation happens at the EOI write (GICC_CTLR.EOImode 0).
+    /// Enables the distributor, then CPU 0's interfaces (`initializeThisCPU`).
     static func initialize() {
         distributorWrite(0x000, 1)                           // GICD_CTLR.Enable
+        initializeThisCPU()
+    }
+
+    /// This CPU's banked parts: its CPU interface, where every interrupt that reaches EL2 is
+    /// acknowledged and deactivated at the EOI write (GICC_CTLR.EOImode 0), its virtual CPU interface,
+    /// and its maintenance PPI and the kick SGI (NativeCPUs.kickInterrupt).
+    static func initializeThisCPU() {
         mmio_write32(cpuInterface + 0x004, 0xff)             // GICC_PMR: let every priority through
         mmio_write32(cpuInterface + 0x000, 1)                // GICC_CTLR.Enable
         mmio_write32(hypervisorInterface + 0x000, 1)         // GICH_HCR.En: virtual CPU interface on
         enable(maintenanceInterrupt)
+        enable(NativeCPUs.kickInterrupt)
+        enable(QEMUVirtBoard.virtualTimerInterrupt)
+    }
+
+    /// GICD_SGIR (§4.3.11): SGI `interrupt` to the one CPU `cpu` (TargetListFilter 0, CPUTargetList).
+    static func sendSoftwareInterrupt(_ interrupt: UInt32, toCPU cpu: Int) {
+        dsb_sy()   // what the kicked CPU will read is visible before the SGI reaches it
+        distributorWrite(0xf00, (UInt32(1) << (16 + UInt32(cpu & 7))) | (interrupt & 0xf))
     }
 
     /// The number of list registers (GICH_VTR.ListRegs + 1).

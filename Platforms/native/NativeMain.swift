@@ -16,6 +16,8 @@ enum NativeBoard {
     static let gicCPUInterface = QEMUVirtBoard.gicCPUInterface
     static let virtualTimer = QEMUVirtBoard.virtualTimerInterrupt
     static let uartInterrupt = QEMUVirtBoard.uartInterrupt
+    /// CPUs the VMM can run vCPUs on: GICv2's eight, and linker.ld's EL2 stacks.
+    static let maximumCPUs = 8
 }
 
 /// The effects the core asks for, done on the physical GIC, and the guest's device I/O, done by
@@ -25,7 +27,7 @@ struct NativePlatform: VMMPlatform {
     let guestRAMBase: UInt64
 
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        NativeGIC.writeListRegister(index, entry.gichValue)
+        NativeCPUs.writeListRegister(vcpu: vcpu, index: index, value: entry.gichValue)
     }
 
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
@@ -84,7 +86,7 @@ struct NativePlatform: VMMPlatform {
 /// Only the list registers: for delivering received data while the board's drivers are busy.
 struct NativeInterruptSink: VMMPlatform {
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        NativeGIC.writeListRegister(index, entry.gichValue)
+        NativeCPUs.writeListRegister(vcpu: vcpu, index: index, value: entry.gichValue)
     }
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt) }
 }
@@ -96,8 +98,11 @@ struct NativeVCPU {
 
     init() {
         frame = UnsafeMutablePointer<UInt64>.allocate(capacity: NativeVCPU.frameWords)
-        frame.initialize(repeating: 0, count: NativeVCPU.frameWords)
+        clear()
     }
+
+    /// Every register zero (general purpose, FP/SIMD, PC, PSTATE).
+    func clear() { frame.update(repeating: 0, count: NativeVCPU.frameWords) }
 
     var registers: RegisterFile {
         get {
@@ -115,6 +120,12 @@ struct NativeVCPU {
     }
 }
 
+/// The guest's VM and its devices: shared by every CPU, only under the VM lock (NativeCPUs.swift).
+nonisolated(unsafe) var machine: VirtualMachine? = nil
+nonisolated(unsafe) var platform: NativePlatform? = nil
+/// VTTBR_EL2 of the guest's stage 2, set by CPU 0 before any secondary CPU starts.
+nonisolated(unsafe) var guestVTTBR: UInt64 = 0
+
 @_cdecl("native_main")
 func nativeMain() {
     NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
@@ -126,8 +137,8 @@ func nativeMain() {
         NativeConsole.write("vmm: the guest configuration in this image is unreadable; rebuild it with `vmm build`\n")
         return
     }
-    guard configuration.ramSize <= NativeBoard.hostRAMForGuest, configuration.vcpuCount == 1 else {
-        NativeConsole.write("vmm: this board gives the guest at most 512 MiB and 1 vCPU; rebuild with `vmm build`\n")
+    guard configuration.ramSize <= NativeBoard.hostRAMForGuest, configuration.vcpuCount <= NativeBoard.maximumCPUs else {
+        NativeConsole.write("vmm: this board gives the guest at most 512 MiB and 8 vCPUs; rebuild with `vmm build`\n")
         return
     }
     let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize,
@@ -137,7 +148,6 @@ func nativeMain() {
 
     NativeGIC.initialize()
     let (board, virtioDevices) = BoardDevices.bringUp(configuration.devices)
-    let vcpu = NativeVCPU()
     let guest: LoadedGuest
     do throws(GuestBootError) {
         guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd.count > 0 ? initrd : nil,
@@ -148,7 +158,6 @@ func nativeMain() {
         NativeConsole.write("\n")
         return
     }
-    vcpu.registers = guest.registers
     // The kernel starts with its MMU and caches off: what the VMM wrote must be in memory.
     cleanToPointOfCoherency(memory, guest.layout.kernel, guest.layout.kernelSize)
     cleanToPointOfCoherency(memory, guest.layout.dtb, guest.deviceTreeSize)
@@ -160,17 +169,35 @@ func nativeMain() {
     for device in configuration.passthrough {
         if let interrupt = device.interrupt { routes.append(InterruptRoute(physical: interrupt, virtual: interrupt)) }
     }
-    var vm = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: NativeGIC.listRegisterCount,
-                            routes: routes, devices: virtioDevices)
-    configureVirtualization(memory, passthrough: configuration.passthrough)
+    machine = VirtualMachine(memory: memory, vcpuCount: configuration.vcpuCount,
+                             listRegisterCount: NativeGIC.listRegisterCount, routes: routes, devices: virtioDevices)
+    platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase)
+    guestVTTBR = buildStage2(memory, passthrough: configuration.passthrough)
+    configureEL2(vttbr: guestVTTBR, cpu: 0)
+    guard NativeCPUs.startSecondaries(count: configuration.vcpuCount, listRegisters: NativeGIC.listRegisterCount) else {
+        return
+    }
+    cpuSlots[0].vcpu.registers = guest.registers
     NativeConsole.write("vmm: guest loaded; entering the kernel at ")
     NativeConsole.hex(guest.registers.pc)
     NativeConsole.write(" with its device tree at ")
     NativeConsole.hex(guest.registers.read(0))
+    if configuration.vcpuCount > 1 {
+        NativeConsole.write("; ")
+        NativeConsole.decimal(UInt64(configuration.vcpuCount))
+        NativeConsole.write(" vCPUs, one per CPU")
+    }
     NativeConsole.write("\n")
     for route in routes { NativeGIC.enable(route.physical) }
-    var platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase)
-    run(&vm, vcpu, &platform)
+    while true {
+        NativeCPUs.run(cpu: 0)
+        NativeCPUs.waitForStart(cpu: 0)
+    }
+}
+
+@_cdecl("native_secondary_main")
+func nativeSecondaryMain(_ cpu: UInt64) {
+    NativeCPUs.secondaryMain(cpu: Int(cpu), vttbr: guestVTTBR)
 }
 
 func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddress, _ length: UInt64) {
@@ -179,27 +206,33 @@ func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddr
     }
 }
 
-/// Stage 2 and the EL2 controls that make EL1 a guest (Arm ARM D13.2.48 HCR_EL2 and friends).
-func configureVirtualization(_ memory: GuestMemory, passthrough: [PassthroughDevice]) {
+/// The guest's stage-2 tables (Arm ARM D8): its RAM, its passthrough devices, the GIC's virtual CPU
+/// interface and the PL011; returns VTTBR_EL2 (VMID 1).
+func buildStage2(_ memory: GuestMemory, passthrough: [PassthroughDevice]) -> UInt64 {
     let stage2 = Stage2Translation()
     // Passthrough: the board's device where the board has it (GuestConfiguration checked the region
     // is page aligned and clear of RAM, the GIC, the UART and the virtio window).
     for device in passthrough { stage2.map(ipa: device.address, pa: device.address, size: device.size, .device) }
     stage2.map(ipa: memory.base.raw, pa: NativeBoard.guestRAMHost, size: memory.size, .normal)
-    // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV).
+    // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV, banked per CPU).
     stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,
                size: QEMUVirtBoard.gicCPUInterfaceSize, .device)
     // The PL011 is passed through: the guest drives it, its interrupt is routed as SPI 1.
     stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: QEMUVirtBoard.uartSize, .device)
+    return stage2.vttbr(vmid: 1)
+}
 
+/// The EL2 controls that make this CPU's EL1 the guest's vCPU `cpu` (Arm ARM D13.2.48 HCR_EL2 and
+/// friends); every CPU of the VM runs this for itself.
+func configureEL2(vttbr: UInt64, cpu: Int) {
     write_vtcr_el2(Stage2Translation.vtcr)
-    write_vttbr_el2(stage2.vttbr(vmid: 1))
+    write_vttbr_el2(vttbr)
     write_vpidr_el2(read_midr_el1())
-    write_vmpidr_el2(0x8000_0000)                 // vCPU 0: Aff0 = 0, RES1 bit 31
+    write_vmpidr_el2(PSCI.mpidr(ofVCPU: cpu))     // Aff0 = the vCPU's index, RES1 bit 31
     write_cptr_el2(0x33ff)                        // RES1 bits; FP/SIMD not trapped (TFP = 0)
     write_hstr_el2(0)
     write_cnthctl_el2(3)                          // EL1 may read the physical counter and timer
-    write_cntvoff_el2(0)
+    write_cntvoff_el2(0)                          // one virtual counter for every vCPU
     write_sctlr_el1(0x30d0_0800)                  // architectural reset value: MMU and caches off
     // VM | SWIO | FMO | IMO | AMO | FB | BSU inner | TSC | RW: stage 2 on, physical interrupts
     // to EL2 and virtual ones to the guest, SMC trapped, EL1 is AArch64. WFI/WFE are not trapped:
@@ -209,69 +242,29 @@ func configureVirtualization(_ memory: GuestMemory, passthrough: [PassthroughDev
     tlbi_vmalls12e1()
 }
 
-func run(_ vm: inout VirtualMachine, _ vcpu: NativeVCPU, _ platform: inout NativePlatform) {
-    while true {
-        let kind = enter_guest(vcpu.frame)
-        switch kind {
-        case 0:
-            let syndrome = ExceptionSyndrome(read_esr_el2())
-            let address = faultingIPA(hpfar: read_hpfar_el2(), far: read_far_el2())
-            var registers = vcpu.registers
-            let action = vm.fault(vcpu: 0, syndrome: syndrome, address: address,
-                                  registers: &registers, platform: &platform)
-            vcpu.registers = registers
-            switch action {
-            case .resume, .waitForInterrupt:
-                continue
-            case .powerOff:
-                NativeConsole.write("vmm: guest powered off\n")
-                _ = firmware_call(0x8400_0008, 0, 0, 0)   // PSCI SYSTEM_OFF to the board
-                idle()
-            case .reset:
-                NativeConsole.write("vmm: guest asked for a reset\n")
-                _ = firmware_call(0x8400_0009, 0, 0, 0)   // PSCI SYSTEM_RESET
-                idle()
-            case .stopVCPU:
-                NativeConsole.write("vmm: guest vCPU 0 turned itself off\n")
-                idle()
-            case .startVCPU:
-                NativeConsole.write("vmm: CPU_ON for a vCPU this platform does not run\n")
-                idle()
-            case .stop(let report):
-                reportStop(report)
-                idle()
-            }
-        case 1:
-            handleInterrupts(&vm, &platform)
-        default:
-            NativeConsole.write("vmm: unexpected FIQ or SError from the guest, ESR ")
-            NativeConsole.hex(read_esr_el2())
-            NativeConsole.write(" PC ")
-            NativeConsole.hex(vcpu.frame[31])
-            NativeConsole.write("\nvmm: guest stopped\n")
-            idle()
-        }
-    }
-}
-
-func handleInterrupts(_ vm: inout VirtualMachine, _ platform: inout NativePlatform) {
+/// Interrupts that reached EL2 on `cpu` while its guest ran (under the VM lock). Board devices'
+/// and passthrough lines are SPIs that the physical GIC sends to CPU 0; the timer and maintenance
+/// PPIs and the kick SGI are each CPU's own.
+func handleInterrupts(cpu: Int) {
     while true {
         let iar = NativeGIC.acknowledge()
         let interrupt = iar & 0x3ff
         if interrupt >= 1020 { return }
-        if let n = platform.board.networks.firstIndex(where: { $0.interrupt == interrupt }) {
-            _ = platform.board.networks[n].driver.device.acknowledgeInterrupt()
+        if interrupt == NativeCPUs.kickInterrupt {
+            NativeGIC.endOfInterrupt(iar)   // the loop applies this CPU's pending list registers
+        } else if let n = platform!.board.networks.firstIndex(where: { $0.interrupt == interrupt }) {
+            _ = platform!.board.networks[n].driver.device.acknowledgeInterrupt()
             var sink = NativeInterruptSink()
-            _ = platform.board.networks[n].driver.receive { frame in
-                vm.networkReceived(device: n, frame: frame, platform: &sink)
+            _ = platform!.board.networks[n].driver.receive { frame in
+                machine!.networkReceived(device: n, frame: frame, platform: &sink)
             }
-            _ = platform.board.networks[n].driver.reclaimTransmitted()
+            _ = platform!.board.networks[n].driver.reclaimTransmitted()
             NativeGIC.endOfInterrupt(iar)
-        } else if let n = platform.board.consoles.firstIndex(where: { $0.interrupt == interrupt }) {
-            _ = platform.board.consoles[n].driver.device.acknowledgeInterrupt()
+        } else if let n = platform!.board.consoles.firstIndex(where: { $0.interrupt == interrupt }) {
+            _ = platform!.board.consoles[n].driver.device.acknowledgeInterrupt()
             var sink = NativeInterruptSink()
-            _ = platform.board.consoles[n].driver.receive { input in
-                vm.consoleReceived(device: n, input: input, platform: &sink)
+            _ = platform!.board.consoles[n].driver.receive { input in
+                machine!.consoleReceived(device: n, input: input, platform: &sink)
             }
             NativeGIC.endOfInterrupt(iar)
         } else if interrupt == NativeGIC.maintenanceInterrupt {
@@ -279,14 +272,14 @@ func handleInterrupts(_ vm: inout VirtualMachine, _ platform: inout NativePlatfo
             while finished != 0 {
                 let index = finished.trailingZeroBitCount
                 NativeGIC.writeListRegister(index, 0)
-                vm.maintenance(vcpu: 0, listRegister: index, platform: &platform)
+                machine!.maintenance(vcpu: cpu, listRegister: index, platform: &platform!)
                 finished &= finished - 1
             }
             NativeGIC.endOfInterrupt(iar)
         } else {
             NativeGIC.disable(interrupt)
             NativeGIC.endOfInterrupt(iar)
-            vm.notified(interrupt: interrupt, vcpu: 0, platform: &platform)
+            machine!.notified(interrupt: interrupt, vcpu: cpu, platform: &platform!)
         }
     }
 }

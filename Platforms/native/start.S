@@ -20,6 +20,7 @@
 #define FRAME_FPCR  (99 * 8)
 #define HOST_SAVE   112          // x19..x30 (96 bytes) + frame pointer + pad
 #define HOST_FRAME  96
+#define STACK_SIZE  0x10000      // each CPU's EL2 stack (linker.ld reserves MAX_CPUS of them)
 
     .section .text.boot, "ax"
     .global _start
@@ -29,6 +30,7 @@ _start:
     b.ne    not_el2
     ldr     x0, =stack_top
     mov     sp, x0
+    msr     tpidr_el2, xzr               // this is CPU 0
     ldr     x0, =__bss_start
     ldr     x1, =__bss_end
 1:  cmp     x0, x1
@@ -37,9 +39,28 @@ _start:
     b       1b
 2:  adr     x0, el2_vectors
     msr     vbar_el2, x0
+    bl      build_el2_page_table
     bl      enable_el2_mmu
     bl      native_main
 3:  wfi
+    b       3b
+
+// A secondary CPU, started by native_main through the board's PSCI CPU_ON with its index as the
+// context id in x0: its own stack (STACK_SIZE below CPU 0's for each index), the vectors, the
+// page table CPU 0 built, then native_secondary_main(index).
+    .global secondary_entry
+secondary_entry:
+    ldr     x1, =stack_top
+    mov     x2, #STACK_SIZE
+    msub    x1, x0, x2, x1
+    mov     sp, x1
+    msr     tpidr_el2, x0
+    adr     x1, el2_vectors
+    msr     vbar_el2, x1
+    mov     x19, x0
+    bl      enable_el2_mmu
+    mov     x0, x19
+    bl      native_secondary_main
     b       3b
 
 not_el2:                         // print "vmm: not started at EL2" on the PL011 and stop
@@ -54,8 +75,9 @@ not_el2_message:
     .balign 4
 
 // Identity map of the low 4 GiB with 1 GiB blocks: [0, 1 GiB) Device-nGnRnE and execute-never
-// (the board's MMIO), [1 GiB, 4 GiB) Normal write-back (RAM). 4 KiB granule, T0SZ = 32.
-enable_el2_mmu:
+// (the board's MMIO), [1 GiB, 4 GiB) Normal write-back (RAM). 4 KiB granule, T0SZ = 32. Built once
+// by CPU 0; every CPU turns its MMU on with it.
+build_el2_page_table:
     ldr     x0, =el2_page_table
     ldr     x1, =0x0040000000000441      // XN | AF | AP[1] (RES1 at EL2) | AttrIndx 0 | block
     str     x1, [x0]
@@ -67,6 +89,10 @@ enable_el2_mmu:
     add     x3, x3, #1
     cmp     x3, #4
     b.lo    5b
+    ret
+
+enable_el2_mmu:
+    ldr     x0, =el2_page_table
     ldr     x1, =0xff00                  // Attr0 Device-nGnRnE, Attr1 Normal WB RA/WA
     msr     mair_el2, x1
     ldr     x1, =0x80803520              // RES1 bits 31, 23 | PS 4 GiB | TG0 4K | SH0 inner | WB/WB | T0SZ 32

@@ -199,6 +199,31 @@ extension VGIC {
         return freed.interrupt
     }
 
+    /// `vcpu` went off (PSCI CPU_OFF; the platform empties its hardware LRs): its list registers and
+    /// queue are emptied and its pending private interrupts dropped, as a powered-down CPU interface
+    /// loses them. An SPI it held or had queued becomes pending again and goes to another target the
+    /// guest gave it (or waits for one). Returns the interrupts its LRs held, so the VMM can re-enable
+    /// their physical sources.
+    public mutating func vcpuStopped<S: VirtualInterruptSink>(vcpu: Int, sink: inout S) -> [UInt32] {
+        guard vcpu >= 0 && vcpu < vcpuCount else { return [] }
+        var held: [UInt32] = []
+        var shared: [Int] = []
+        for index in 0..<lists.count {
+            guard let entry = lists.release(vcpu: vcpu, index: index) else { continue }
+            held.append(entry.interrupt)
+            if entry.interrupt >= 32 { shared.append(Int(entry.interrupt)) }
+        }
+        for queued in lists.overflow[vcpu] where queued.interrupt >= 32 { shared.append(Int(queued.interrupt)) }
+        lists.removeAllQueued(vcpu: vcpu)
+        privateLatched[vcpu] = 0
+        for sgi in 0..<16 { sgiSources[vcpu * 16 + sgi] = 0 }
+        for irq in shared {
+            setLatched(vcpu: 0, irq: irq, true)
+            deliverShared(irq: irq, drain: true, sink: &sink, avoiding: vcpu)
+        }
+        return held
+    }
+
     /// The shadow of LR `index` of `vcpu`: what the guest is being shown there, or nil if free.
     public func listRegister(vcpu: Int, index: Int) -> ListRegisterEntry? {
         lists.entry(vcpu: vcpu, index: index)
@@ -222,12 +247,12 @@ extension VGIC {
 
     /// An SPI is forwarded to one CPU: the lowest-numbered vCPU its ITARGETSR byte names (GICv2 §3.1.1
     /// allows any one of them). With no target it stays pending (§4.3.12).
-    mutating func deliverShared<S: VirtualInterruptSink>(irq: Int, drain: Bool, sink: inout S) {
+    mutating func deliverShared<S: VirtualInterruptSink>(irq: Int, drain: Bool, sink: inout S, avoiding: Int = -1) {
         for vcpu in 0..<vcpuCount where lists.isDelivering(vcpu: vcpu, interrupt: UInt32(irq), sourceCPU: 0) {
             return
         }
         let targets = spiTargets[irq - 32]
-        for vcpu in 0..<vcpuCount where targets & (1 << UInt8(vcpu)) != 0 {
+        for vcpu in 0..<vcpuCount where targets & (1 << UInt8(vcpu)) != 0 && vcpu != avoiding {
             offer(vcpu: vcpu, irq: irq, sourceCPU: 0, drain: drain, sink: &sink)
             return
         }

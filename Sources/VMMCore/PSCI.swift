@@ -94,6 +94,9 @@ public struct PSCI {
     /// `online[i]`: vCPU i is running (or has been started). vCPU 0 is the boot vCPU and starts on.
     /// The exit loop may clear an entry when it fails to start a vCPU that `.startCPU` named.
     public var online: [Bool]
+    /// Where CPU_ON may start a vCPU (the VM's RAM; nil: anywhere). An entry point outside it gets
+    /// INVALID_ADDRESS (DEN0022 "CPU_ON") and the vCPU stays off.
+    public var entryPoints: ClosedRange<UInt64>? = nil
 
     public init(vcpuCount: Int) {
         precondition(vcpuCount >= 1 && vcpuCount <= PSCI.maximumVCPUs, "PSCI: vCPU count out of range")
@@ -151,6 +154,7 @@ public struct PSCI {
         case .cpuOn32, .cpuOn64:
             guard let target = vcpu(forAffinity: a1) else { return .status(.invalidParameters) }
             guard !online[target] else { return .status(.alreadyOn) }
+            if let range = entryPoints, !range.contains(a2) { return .status(.invalidAddress) }
             online[target] = true
             return .startCPU(target: target, entry: a2, context: a3)
         case .affinityInfo32, .affinityInfo64:

@@ -91,6 +91,7 @@ public struct VirtualMachine {
         self.memory = memory
         self.vgic = VGIC(vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
         self.psci = PSCI(vcpuCount: vcpuCount)
+        if memory.size > 0 { psci.entryPoints = memory.base.raw...(memory.base.raw &+ (memory.size - 1)) }
         self.devices = VirtioDevices(devices)
         self.bus = bus
         self.bus.add(self.devices.regions)
@@ -152,6 +153,14 @@ public struct VirtualMachine {
         guard let freed = vgic.listRegisterFreed(vcpu: vcpu, index: index, sink: &platform) else { return }
         for route in routes where route.virtual == freed {
             platform.acknowledgeInterrupt(route.physical)
+        }
+    }
+
+    /// vCPU `vcpu` turned itself off (PSCI CPU_OFF, `.stopVCPU`): the interrupts it held are let go
+    /// (see `VGIC.vcpuStopped`) and their physical sources re-enabled.
+    public mutating func vcpuStopped<P: VMMPlatform>(vcpu: Int, platform: inout P) {
+        for freed in vgic.vcpuStopped(vcpu: vcpu, sink: &platform) {
+            for route in routes where route.virtual == freed { platform.acknowledgeInterrupt(route.physical) }
         }
     }
 

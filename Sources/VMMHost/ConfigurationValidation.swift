@@ -35,8 +35,10 @@ struct ConfigurationValidator {
 
     private func validate(_ vm: VMConfiguration, at path: String) {
         let platform = system.platform.rawValue
-        if system.platform == .native, vm.vcpus != 1, !diagnostics.hasError(at: "\(path).vcpus") {
-            diagnostics.report("\(path).vcpus", "the native platform runs 1 vCPU, found \(vm.vcpus)")
+        // Native: each vCPU owns one board CPU (QEMU gets `-smp vcpus`), so the parser's 1...8 is the
+        // rule. Microkit: the VMM protection domain starts and runs vCPU 0 only.
+        if system.platform == .microkit, vm.vcpus != 1, !diagnostics.hasError(at: "\(path).vcpus") {
+            diagnostics.report("\(path).vcpus", "the microkit platform runs 1 vCPU per VM, found \(vm.vcpus)")
         }
         if !diagnostics.hasError(at: "\(path).ram"), vm.ramSize > Self.maxGuestRAM {
             diagnostics.report("\(path).ram", "\(sizeText(vm.ramSize)) is more than the \(platform) platform gives a guest "

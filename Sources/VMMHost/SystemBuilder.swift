@@ -266,12 +266,14 @@ public enum SystemBuilder {
     }
 
     /// QEMU's command line for the built system: the board, then one board device for each of
-    /// the guest's devices, in the order the VMM pairs them (blocks, networks, consoles).
+    /// the guest's devices, in the order the VMM pairs them (blocks, networks, consoles). On the
+    /// native platform each vCPU owns one board CPU, so the board has as many as the VM has vCPUs
+    /// (the VMM brings the others up through PSCI).
     public static func qemuArguments(_ system: SystemConfiguration, image: URL) -> [String] {
         var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic"]
         switch system.platform {
         case .native:
-            arguments += ["-m", "1G"]
+            arguments += ["-m", "1G", "-smp", String(system.vms.first?.vcpus ?? 1)]
         case .microkit:
             arguments += ["-m", "size=2G", "-serial", "mon:stdio"]
         }

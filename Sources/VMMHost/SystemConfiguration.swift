@@ -22,7 +22,7 @@
 //     cmdline = "console=ttyAMA0 rdinit=/init"   QEMUVirtBoard.bootargs; no NUL, at most 2047 bytes
 //     ram = "512M"                     bytes, or a string with a K/M/G suffix; 16M..512M, a multiple of 2M
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside qemu-virt's [0x40000000, 0x100000000)
-//     vcpus = 1                        1–8 (GICv2); the native platform runs exactly 1
+//     vcpus = 1                        1–8 (GICv2); native: one board CPU each (QEMU -smp); microkit: exactly 1
 //
 //     [[vm.block]]                     virtio-blk, up to 8
 //     file = "disk.img"                REQUIRED: must exist unless `size` is given

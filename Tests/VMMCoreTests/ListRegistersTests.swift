@@ -152,6 +152,31 @@ final class ListRegistersTests: XCTestCase {
         XCTAssertEqual(sink.writes, [.init(vcpu: 1, index: 0, entry: ListRegisterEntry(interrupt: 27, priority: 0))])
     }
 
+    func testAStoppedVCPULetsGoOfItsInterruptsAndItsSPIMovesToAnotherTarget() {
+        var sink = RecordingInterruptSink()
+        var gic = VGIC.enabled(vcpus: 2, spis: [40], &sink)
+        gic.write(vcpu: 1, 0x100, 1 << 27, &sink)
+        gic.distributorWrite(vcpu: 0, offset: 0x800 + 40, width: 1, value: 0b11, sink: &sink)  // SPI 40 to vCPUs 0 and 1
+        gic.distributorWrite(vcpu: 0, offset: 0x800 + 40, width: 1, value: 0b10, sink: &sink)  // then to vCPU 1 only
+        gic.inject(vcpu: 1, interrupt: 27, sink: &sink)
+        gic.inject(vcpu: 0, interrupt: 40, sink: &sink)
+        gic.write(vcpu: 0, 0xF00, (0b10 << 16) | 3, &sink)                                    // SGI 3 from 0 to 1
+        XCTAssertEqual(gic.listRegister(vcpu: 1, index: 0)?.interrupt, 27)
+        XCTAssertEqual(gic.listRegister(vcpu: 1, index: 1)?.interrupt, 40)
+        XCTAssertEqual(gic.listRegister(vcpu: 1, index: 2)?.interrupt, 3)
+        gic.distributorWrite(vcpu: 0, offset: 0x800 + 40, width: 1, value: 0b11, sink: &sink)  // the guest moves it back
+        sink.writes = []
+        XCTAssertEqual(gic.vcpuStopped(vcpu: 1, sink: &sink), [27, 40, 3])
+        for index in 0..<4 { XCTAssertNil(gic.listRegister(vcpu: 1, index: index)) }
+        XCTAssertEqual(sink.writes, [.init(vcpu: 0, index: 0, entry: ListRegisterEntry(interrupt: 40, priority: 0xA0))],
+                       "the SPI it held goes to its other target, never back to the stopped vCPU")
+        XCTAssertEqual(gic.vcpuStopped(vcpu: 2, sink: &sink), [], "no such vCPU")
+        // Started again, the vCPU takes interrupts as before.
+        sink.writes = []
+        gic.inject(vcpu: 1, interrupt: 27, sink: &sink)
+        XCTAssertEqual(sink.writes, [.init(vcpu: 1, index: 0, entry: ListRegisterEntry(interrupt: 27, priority: 0))])
+    }
+
     func testDisablingAQueuedInterruptWithdrawsItUntilReenabled() {
         var sink = RecordingInterruptSink()
         var gic = VGIC.enabled(spis: [33, 34, 35, 36, 37], &sink)

@@ -76,6 +76,17 @@ final class PSCITests: XCTestCase {
         XCTAssertEqual(psci.online, [true, false, false, false])
     }
 
+    func testCPUOnOutsideTheEntryPointsIsAnInvalidAddressAndLeavesTheVCPUOff() {
+        var psci = PSCI(vcpuCount: 2)
+        psci.entryPoints = 0x4000_0000...0x5FFF_FFFF
+        let invalidAddress = PSCIReturn.invalidAddress.registerValue
+        XCTAssertEqual(call(&psci, 0xC400_0003, 1, 0x3FFF_FFFC, 0), .reply(invalidAddress))
+        XCTAssertEqual(call(&psci, 0xC400_0003, 1, 0x6000_0000, 0), .reply(invalidAddress))
+        XCTAssertEqual(call(&psci, 0xC400_0003, 1, UInt64.max, 0), .reply(invalidAddress))
+        XCTAssertEqual(psci.online, [true, false])
+        XCTAssertEqual(call(&psci, 0xC400_0003, 1, 0x5FFF_FFFC, 9), .startCPU(target: 1, entry: 0x5FFF_FFFC, context: 9))
+    }
+
     func testCPUOn32UsesOnlyTheLowHalfOfEachArgument() {
         var psci = PSCI(vcpuCount: 4)
         XCTAssertEqual(call(&psci, 0x8400_0003, 0xFFFF_FFFF_0000_0002, 0xDEAD_0000_4008_0000, 0x1_0000_0005),

@@ -107,6 +107,32 @@ final class VirtualMachineTests: XCTestCase {
         XCTAssertEqual(registers.pc, 0xffff_8000_1000_0004)
     }
 
+    func testCPUOnStartsAVCPUOnlyInsideGuestRAMAndCPUOffLetsGoOfItsInterrupts() {
+        let memory = GuestMemory(base: GuestPhysicalAddress(0x4000_0000), size: 0x10000, host: ram)
+        vm = VirtualMachine(memory: memory, vcpuCount: 2, listRegisterCount: 4,
+                            routes: [InterruptRoute(physical: 27, virtual: 27)])
+        let hvc = ExceptionSyndrome((0x16 << 26) | (1 << 25))
+        registers.write(0, 0xC400_0003); registers.write(1, 1); registers.write(2, 0x4001_0000); registers.write(3, 5)
+        XCTAssertEqual(fault(hvc, at: GuestPhysicalAddress(0)), .resume, "the entry is one past guest RAM")
+        XCTAssertEqual(registers.read(0), PSCIReturn.invalidAddress.registerValue)
+        registers.write(0, 0xC400_0003); registers.write(2, 0x4000_fffc)
+        XCTAssertEqual(fault(hvc, at: GuestPhysicalAddress(0)), .startVCPU(target: 1, entry: 0x4000_fffc, context: 5))
+        XCTAssertEqual(registers.read(0), 0)
+        // vCPU 1's timer is in one of its list registers when it turns itself off.
+        vm.vgic.distributorWrite(vcpu: 0, offset: 0, width: 4, value: 1, sink: &platform)
+        vm.vgic.distributorWrite(vcpu: 1, offset: 0x100, width: 4, value: 1 << 27, sink: &platform)
+        vm.notified(interrupt: 27, vcpu: 1, platform: &platform)
+        XCTAssertEqual(vm.vgic.listRegister(vcpu: 1, index: 0)?.interrupt, 27)
+        var off = RegisterFile()
+        off.write(0, 0x8400_0002)
+        XCTAssertEqual(vm.fault(vcpu: 1, syndrome: hvc, address: GuestPhysicalAddress(0), registers: &off,
+                                platform: &platform), .stopVCPU)
+        vm.vcpuStopped(vcpu: 1, platform: &platform)
+        XCTAssertNil(vm.vgic.listRegister(vcpu: 1, index: 0))
+        XCTAssertEqual(platform.acknowledged, [27], "its physical timer line is let through again")
+        XCTAssertEqual(vm.psci.affinityState(ofVCPU: 1), .off)
+    }
+
     func testSystemOffAndResetBecomeActions() {
         registers.write(0, 0x8400_0008)
         XCTAssertEqual(fault(ExceptionSyndrome((0x16 << 26) | (1 << 25)), at: GuestPhysicalAddress(0)), .powerOff)

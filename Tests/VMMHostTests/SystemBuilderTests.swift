@@ -73,12 +73,22 @@ final class SystemBuilderTests: XCTestCase {
         let system = SystemConfiguration(vms: [fullVM()])
         let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"))
         let line = arguments.joined(separator: " ")
-        XCTAssertTrue(line.hasPrefix("-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1G"))
+        XCTAssertTrue(line.hasPrefix("-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1G -smp 1 "))
         XCTAssertTrue(line.contains("-global virtio-mmio.force-legacy=false"))
         XCTAssertTrue(line.contains("-drive file=\(directory.appendingPathComponent("disk.img").path),if=none,format=raw,id=disk0,readonly=on -device virtio-blk-device,drive=disk0"))
         XCTAssertTrue(line.contains("-netdev user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-device,netdev=net0,mac=52:54:00:01:02:03"))
         XCTAssertTrue(line.contains("-device virtio-serial-device,id=serial0 -chardev socket,id=console0,path=/tmp/hvc0.sock,server=on,wait=off -device virtconsole,chardev=console0,bus=serial0.0"))
         XCTAssertTrue(line.hasSuffix("-kernel /b/vmm.elf"))
+    }
+
+    func testNativeBoardHasOneCPUForEachVCPU() {
+        var vm = VMConfiguration(name: "linux", kernel: "/k")
+        vm.vcpus = 4
+        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        XCTAssertEqual(zip(arguments, arguments.dropFirst()).filter { $0.0 == "-smp" }.map(\.1), ["4"])
+        vm.vcpus = 8
+        XCTAssertTrue(SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+            .joined(separator: " ").contains(" -m 1G -smp 8 "))
     }
 
     /// The `-device` values of a command line, in order.
@@ -150,6 +160,7 @@ final class SystemBuilderTests: XCTestCase {
         XCTAssertEqual(Array(arguments.suffix(2)), ["-device", "loader,file=/b/loader.img,addr=0x70000000,cpu-num=0"])
         XCTAssertTrue(arguments.contains("size=2G"))
         XCTAssertFalse(arguments.contains("-global"), "no devices, no virtio transport settings")
+        XCTAssertFalse(arguments.contains("-smp"), "the microkit board keeps QEMU's default of one CPU")
     }
 
     func testDisksWithASizeAreCreatedAndOthersMustExist() throws {

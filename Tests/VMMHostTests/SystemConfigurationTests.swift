@@ -30,7 +30,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             [system]
             board = "qemu-virt"
             gic = 2
-            platform = "microkit"
+            platform = "native"
 
             [[vm]]
             name = "guest-1"
@@ -64,7 +64,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             size = "4K"
             irq = 34
             """)
-        XCTAssertEqual(system, SystemConfiguration(board: .qemuVirt, gic: .v2, platform: .microkit, vms: [VMConfiguration(
+        XCTAssertEqual(system, SystemConfiguration(board: .qemuVirt, gic: .v2, platform: .native, vms: [VMConfiguration(
             name: "guest-1", kernel: directory + "/Image", initrd: directory + "/initrd.img", cmdline: "console=hvc0 quiet",
             ramBase: 0x6000_0000, ramSize: 0x1000_0000, vcpus: 4,
             blocks: [.init(file: directory + "/disk.img", size: nil, readOnly: true),
@@ -283,13 +283,29 @@ final class SystemConfigurationTests: ConfigurationTestCase {
 
     func testVCPUCountIsWhatTheGICAndThePlatformCanGive() throws {
         try writeGuest()
-        XCTAssertEqual(errors(minimal + "vcpus = 2\n"), ["system.toml: vm[0].vcpus: the native platform runs 1 vCPU, found 2"])
+        // Native: one board CPU per vCPU, as many as GICv2 serves.
+        XCTAssertEqual(try parse(minimal + "vcpus = 4\n").vms[0].vcpus, 4)
+        XCTAssertEqual(try parse(minimal + "vcpus = 8\n").vms[0].vcpus, 8)
+        XCTAssertEqual(errors(minimal + "vcpus = 9\n"),
+                       ["system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9"])
+        XCTAssertEqual(errors(minimal + "vcpus = 0\n"),
+                       ["system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 0"])
+        // Microkit: the VMM protection domain runs vCPU 0 only; a count the GIC cannot serve is
+        // reported once, by the parser.
         let microkit = "[system]\nplatform = \"microkit\"\n" + minimal
+        XCTAssertEqual(try parse(microkit + "vcpus = 1\n").platform, .microkit)
+        XCTAssertEqual(errors(microkit + "vcpus = 2\n"),
+                       ["system.toml: vm[0].vcpus: the microkit platform runs 1 vCPU per VM, found 2"])
         XCTAssertEqual(errors(microkit + "vcpus = 9\n"),
                        ["system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9"])
-        XCTAssertEqual(errors(microkit + "vcpus = 0\n"),
-                       ["system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 0"])
-        XCTAssertEqual(try parse(microkit + "vcpus = 8\n").vms[0].vcpus, 8)
+    }
+
+    func testANativeSystemWithFourVCPUsGetsAFourCPUBoard() throws {
+        try writeGuest()
+        let system = try parse(minimal + "vcpus = 4\n")
+        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"))
+        XCTAssertEqual(zip(arguments, arguments.dropFirst()).filter { $0.0 == "-smp" }.map(\.1), ["4"])
+        XCTAssertEqual(SystemBuilder.guestConfiguration(system.vms[0]).vcpuCount, 4)
     }
 
     // MARK: Files and the RAM fit
@@ -516,7 +532,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         try writeFile("initrd.img", size: 0x1000)
         XCTAssertEqual(errors("""
             [[vm]]
-            vcpus = 2
+            vcpus = 9
             kernel = "vmlinuz"
             ram = "1G"
             [[vm.net]]
@@ -529,7 +545,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             "system.toml: system.gic: GICv3 is not supported yet (expected 2)",
             "system.toml: vm[0].kernel: no such file '\(directory)/vmlinuz'",
             "system.toml: vm[0].ram: 1G is more than the native platform gives a guest (expected at most 512M)",
-            "system.toml: vm[0].vcpus: the native platform runs 1 vCPU, found 2",
+            "system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9",
             "system.toml: vm[0].net[1].mac: 52:54:00:12:34:56 is already the MAC of vm[0].net[0]",
         ])
     }

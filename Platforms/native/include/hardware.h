@@ -36,11 +36,36 @@ SYSREG_RW(mpidr_el1)
 SYSREG_RW(currentel)
 SYSREG_RW(cntfrq_el0)
 SYSREG_RW(cntpct_el0)
+SYSREG_RW(tpidr_el2)
+SYSREG_RW(cntv_ctl_el0)
 
 static inline void dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
 static inline void dsb_ish(void) { __asm__ volatile("dsb ish" ::: "memory"); }
 static inline void isb(void) { __asm__ volatile("isb" ::: "memory"); }
 static inline void wfi(void) { __asm__ volatile("wfi" ::: "memory"); }
+static inline void wfe(void) { __asm__ volatile("wfe" ::: "memory"); }
+static inline void sev(void) { __asm__ volatile("dsb ish\n sev" ::: "memory"); }
+
+/// The index of the CPU running this code (start.S keeps it in TPIDR_EL2).
+static inline unsigned current_cpu(void) { return (unsigned)read_tpidr_el2(); }
+
+/// A spinlock over one word (0 free, 1 held), acquire on lock and release on unlock: the order the
+/// VMM's shared state needs between the CPUs of a VM. The MMU is on (Normal, inner shareable), so
+/// the exclusives work.
+static inline void spin_lock(uint32_t *lock) {
+    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {}
+    }
+}
+static inline void spin_unlock(uint32_t *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELEASE); }
+
+/// Where secondary CPUs start (start.S): their PSCI CPU_ON entry point.
+void secondary_entry(void);
+static inline uint64_t secondary_entry_address(void) { return (uint64_t)(uintptr_t)&secondary_entry; }
+
+/// The VM lock (board.c): everything the CPUs of a VM share is touched only while holding it.
+void vm_lock_acquire(void);
+void vm_lock_release(void);
 static inline void tlbi_alle2(void) { __asm__ volatile("tlbi alle2\n dsb ish\n isb" ::: "memory"); }
 static inline void tlbi_vmalls12e1(void) { __asm__ volatile("tlbi vmalls12e1\n dsb ish\n isb" ::: "memory"); }
 static inline void ic_iallu(void) { __asm__ volatile("ic iallu\n dsb ish\n isb" ::: "memory"); }
