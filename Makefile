@@ -5,7 +5,7 @@
 #   make test    everything the tests need, then host unit tests, integration tests and a short run
 #                of each fuzz target; the last line counts them: tests: N passed, N failed, N skipped
 #   make install put `vmm` on PATH (PREFIX=/usr/local)
-#   make bench   benchmarks: boot time, disk and network throughput, each against plain QEMU
+#   make bench   benchmarks: boot time, disk and network throughput, SMP scaling, each against plain QEMU
 #
 # With MICROKIT_SDK=/path/to/microkit-sdk the same targets build and run the Microkit platform
 # (examples/microkit.toml). Everything comes from Debian's packages and this repository, except the
@@ -138,7 +138,8 @@ fuzz:
 # With MICROKIT_SDK also the guest on seL4 (config MICROKIT_CONFIG): its boot to the prompt (the image
 # of examples/microkit.toml, as the SDK runs it) in the same table, target <= 1.30 of plain QEMU; its
 # disk and network throughput (an image bench-io.py builds with `vmm build`) against the same guest on
-# the native platform, targets >= 0.50.
+# the native platform, targets >= 0.50. Last, SMP scaling: a CPU-bound job in 1, 2 and 4 pinned copies
+# on a 4-vCPU guest, under the VMM against plain QEMU with -smp 4, target >= 0.90 at each width.
 BENCH_RUNS ?= 7
 BENCH_SEL4 = --name sel4 -- $(QEMU) $(subst -m 1G,-m size=2G,$(QEMU_BOARD)) -serial mon:stdio \
              -device loader,file=$(VMM_MICROKIT_IMAGE),addr=0x70000000,cpu-num=0
@@ -148,6 +149,7 @@ bench: vmm $(if $(MICROKIT_SDK),microkit-system-image)
 		--name qemu-el1 -- $(QEMU) $(subst virtualization=on,virtualization=off,$(QEMU_BOARD)) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
 		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(BUILD)/minimal/vmm.elf $(if $(MICROKIT_SDK),$(BENCH_SEL4))
 	python3 scripts/bench-io.py $(if $(MICROKIT_SDK),--sel4 --microkit-config $(MICROKIT_CONFIG))
+	python3 scripts/bench-smp.py
 
 clean:
 	rm -rf $(BUILD)

@@ -1,104 +1,171 @@
-// The board's CPUs, one per vCPU (static partitioning in the style of Bao: vCPU i runs on physical
-// CPU i, always; the VMM schedules nothing).
+// The board's CPUs and the VMs on them: static partitioning in the style of Bao. VM k's vCPU i runs
+// on one physical CPU for good (VMs take consecutive CPUs in the system file's order); the VMM
+// schedules nothing.
 //
-// Each CPU runs the same loop: enter its guest, take the VM lock, let the core handle the exit, put
-// into its own list registers what other CPUs left for it, drop the lock, enter again. The lock
-// (`vm_lock_acquire`, board.c) guards everything a VM's CPUs share: the core's `VirtualMachine`
-// (vGIC, PSCI, virtio models), the board's devices behind them and this file's per-CPU requests. It
-// is never held across a guest entry. What stays per CPU without a lock: the vCPU's trap frame and
-// every EL1/EL2 system register (each vCPU owns its CPU's, so nothing is switched).
+// Each CPU runs the same loop: enter its guest, take its VM's lock, let the core handle the exit,
+// put into its own list registers what sibling CPUs left for it, drop the lock, enter again. A VM's
+// lock guards everything its CPUs share: the core's `VirtualMachine` (vGIC, PSCI, virtio models),
+// the board devices behind it, and the per-CPU requests below. It is never held across a guest
+// entry, and a CPU only ever takes its own VM's lock (then, briefly, the system lock), so one VM
+// can stop, spin or flood without holding up another. What stays per CPU without a lock: the
+// vCPU's trap frame and every EL1/EL2 system register (each vCPU owns its CPU's, so nothing is
+// switched).
 //
 // A list register belongs to one CPU's GIC hypervisor interface (GICH is banked per CPU). When the
-// core fills an LR of another vCPU (an SGI from GICD_SGIR, an SPI the guest routed elsewhere, a
-// device completion), the value waits in that CPU's pending slot and the CPU is kicked with a
-// physical SGI; the kick makes it exit (or stay out) and copy its pending slots into its LRs before
-// it enters its guest again. Secondary CPUs start at boot and wait (WFE) until their vCPU gets a
-// PSCI CPU_ON; CPU_OFF sends them back to waiting.
+// core fills an LR of a sibling vCPU (an SGI from GICD_SGIR, an SPI the guest routed there, a device
+// completion), the value waits in that CPU's pending slots and the CPU is kicked with a physical
+// SGI; the kick makes it exit (or stay out) and copy its pending slots into its LRs before it enters
+// its guest again. Secondary vCPUs wait (WFE) until their VM's PSCI CPU_ON; CPU_OFF sends them back.
 import NativeHardware
 import VMMCore
 
-/// What one CPU shares with the others, under the VM lock.
-struct CPUSlot {
+/// One VM: the core's model of it, the board devices behind it and where it lives.
+final class NativeVM {
+    let index: Int
+    /// The VM lock (a word for `spin_lock`).
+    let lock: UnsafeMutablePointer<UInt32>
+    var machine: VirtualMachine
+    var platform: NativePlatform
+    let vttbr: UInt64
+    /// Its vCPU i runs on board CPU `firstCPU + i`.
+    let firstCPU: Int
+    let vcpuCount: Int
+    /// The core stopped it, or it powered off: its CPUs leave their loops at their next exit.
+    var stopped = false
+    /// Frames wait on its switch ports that its guest had no buffers for: look again at each exit.
+    var switchBacklog = false
+    /// Its vCPU 0's registers at the kernel's entry (from the guest loader).
+    var bootRegisters: RegisterFile
+    /// What a reset of this VM alone starts again from: its images and the core's first state.
+    let guest: GuestImages
+    /// A reset (PSCI SYSTEM_RESET) is under way: each running vCPU parks at its next exit, and the
+    /// last one to park reloads the guest and starts vCPU 0.
+    var resetting = false
+    var parked = 0
+    var parkTarget = 0
+
+    init(index: Int, machine: VirtualMachine, platform: NativePlatform, vttbr: UInt64, firstCPU: Int, vcpuCount: Int,
+         bootRegisters: RegisterFile, guest: GuestImages) {
+        self.bootRegisters = bootRegisters
+        self.guest = guest
+        self.index = index
+        lock = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        lock.initialize(to: 0)
+        self.machine = machine
+        self.platform = platform
+        self.vttbr = vttbr
+        self.firstCPU = firstCPU
+        self.vcpuCount = vcpuCount
+    }
+
+    func acquire() { spin_lock(lock) }
+    func release() { spin_unlock(lock) }
+}
+
+/// One board CPU and the vCPU it runs; the mutable parts only under its VM's lock.
+final class CPUSlot {
+    let cpu: Int
+    let vm: NativeVM
+    /// The vCPU's index in its VM.
+    let vcpu: Int
     /// The vCPU's registers while the VMM runs (start.S's frame); touched only by its own CPU.
-    let vcpu: NativeVCPU
-    /// CPU_ON's request for this vCPU, taken by its CPU when it starts the vCPU.
-    var start: (entry: UInt64, context: UInt64)? = nil
-    /// List register values written for this vCPU by another CPU (bit n of `pendingMask`: LR n).
+    let frame = NativeVCPU()
+    /// How the vCPU is to start: the boot vCPU's registers from the guest loader, or CPU_ON's.
+    var start: RegisterFile? = nil
+    /// List register values written for this vCPU by a sibling CPU (bit n of `pendingMask`: LR n).
     var pendingMask: UInt32 = 0
     var pending: [UInt32]
     /// The CPU has its GIC interface and EL2 registers set up.
     var ready = false
+
+    init(cpu: Int, vm: NativeVM, vcpu: Int, listRegisters: Int) {
+        self.cpu = cpu
+        self.vm = vm
+        self.vcpu = vcpu
+        pending = [UInt32](repeating: 0, count: listRegisters)
+    }
 }
 
-/// The VM's CPUs. Only under the VM lock, except `count` (fixed before any secondary starts).
+/// Every VM and every CPU in use, fixed by CPU 0 before any secondary CPU starts.
+nonisolated(unsafe) var vms: [NativeVM] = []
 nonisolated(unsafe) var cpuSlots: [CPUSlot] = []
-/// Set when the core stopped the guest: every CPU leaves its loop at its next exit.
-nonisolated(unsafe) var guestStopped = false
+/// VMs still running; under `systemLock`. The board powers off when the last one does.
+nonisolated(unsafe) var runningVMs = 0
+nonisolated(unsafe) let systemLock: UnsafeMutablePointer<UInt32> = {
+    let lock = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    lock.initialize(to: 0)
+    return lock
+}()
 
 enum NativeCPUs {
-    /// SGI 0 of the physical GIC: "look at your pending list registers" (the guest's SGIs are virtual).
+    /// SGI 0 of the physical GIC: "look at your pending list registers" (the guests' SGIs are virtual).
     static let kickInterrupt: UInt32 = 0
 
-    /// Makes `slots` vCPU slots; then starts CPUs 1..<count through the board's PSCI (QEMU's, over
-    /// SMC). False (with a message) when the board has fewer CPUs than the system's vCPUs.
-    static func startSecondaries(count: Int, listRegisters: Int) -> Bool {
-        cpuSlots = (0..<count).map { _ in CPUSlot(vcpu: NativeVCPU(), pending: [UInt32](repeating: 0, count: listRegisters)) }
+    /// Starts CPUs 1..<cpuSlots.count through the board's PSCI (QEMU's, over SMC) and waits until each
+    /// has set itself up. False (with a message) when the board has fewer CPUs than the VMs' vCPUs.
+    static func startSecondaries() -> Bool {
+        runningVMs = vms.count
         cpuSlots[0].ready = true
-        for cpu in 1..<max(count, 1) {
+        for cpu in 1..<max(cpuSlots.count, 1) {
             // PSCI CPU_ON (SMC64): target MPIDR (QEMU virt: Aff0 = CPU index up to 8), entry, context id.
-            let result = firmware_call(0xC400_0003, PSCI.mpidr(ofVCPU: cpu) & PSCI.affinityMask,
-                                       secondary_entry_address(), UInt64(cpu))
+            let result = firmware_call(0xC400_0003, UInt64(cpu), secondary_entry_address(), UInt64(cpu))
             guard result == 0 else {
                 NativeConsole.write("vmm: the board did not start CPU ")
                 NativeConsole.decimal(UInt64(cpu))
                 NativeConsole.write(" (PSCI CPU_ON returned ")
                 NativeConsole.hex(result)
-                NativeConsole.write("); the system has a vCPU for it: run QEMU with -smp at least the vCPU count\n")
+                NativeConsole.write("); the system's VMs have a vCPU for it: run QEMU with -smp at least their vCPU count\n")
                 return false
             }
         }
-        // Wait (bounded) until every CPU has set itself up, so the guest never starts a vCPU whose
-        // CPU is still configuring its EL2 registers.
-        var spins = 0
-        while spins < 100_000_000 {
-            vm_lock_acquire()
-            let all = cpuSlots.allSatisfy { $0.ready }
-            vm_lock_release()
-            if all { return true }
-            spins += 1
+        // Bounded: a CPU that never comes up is reported rather than waited for.
+        for slot in cpuSlots {
+            var spins = 0
+            while spins < 100_000_000 {
+                slot.vm.acquire()
+                let ready = slot.ready
+                slot.vm.release()
+                if ready { break }
+                spins += 1
+            }
+            if spins == 100_000_000 {
+                NativeConsole.write("vmm: a secondary CPU did not come up\n")
+                return false
+            }
         }
-        NativeConsole.write("vmm: a secondary CPU did not come up\n")
-        return false
+        return true
     }
 
-    /// A secondary CPU's life: set up, then run its vCPU whenever the guest turns it on.
-    static func secondaryMain(cpu: Int, vttbr: UInt64) -> Never {
+    /// A secondary CPU's life: set up, then run its vCPU whenever its VM turns it on.
+    static func secondaryMain(cpu: Int) -> Never {
+        let slot = cpuSlots[cpu]
         NativeGIC.initializeThisCPU()
-        configureEL2(vttbr: vttbr, cpu: cpu)
-        vm_lock_acquire()
-        cpuSlots[cpu].ready = true
-        vm_lock_release()
+        configureEL2(vttbr: slot.vm.vttbr, vcpu: slot.vcpu)
+        slot.vm.acquire()
+        slot.ready = true
+        slot.vm.release()
+        cpuLoop(slot)
+    }
+
+    /// Runs `slot`'s vCPU each time it is started, until its VM stops.
+    static func cpuLoop(_ slot: CPUSlot) -> Never {
         while true {
-            waitForStart(cpu: cpu)
-            run(cpu: cpu)
+            waitForStart(slot)
+            run(slot)
         }
     }
 
-    /// Sleeps until CPU_ON names this CPU's vCPU, then sets its registers as PSCI says: x0 = the
-    /// context id, PC = the entry point, EL1h with every exception masked, MMU and caches off.
-    static func waitForStart(cpu: Int) {
+    /// Sleeps until the vCPU has a start request, then loads it. A vCPU started by CPU_ON begins as
+    /// PSCI says: MMU and caches off (SCTLR_EL1's reset value), its virtual timer off.
+    static func waitForStart(_ slot: CPUSlot) {
         while true {
-            vm_lock_acquire()
-            let request = cpuSlots[cpu].start
-            cpuSlots[cpu].start = nil
-            vm_lock_release()
-            if let (entry, context) = request {
-                var registers = RegisterFile()
-                registers.write(0, context)
-                registers.pc = entry
-                registers.pstate = 0x3c5
-                cpuSlots[cpu].vcpu.clear()
-                cpuSlots[cpu].vcpu.registers = registers
+            slot.vm.acquire()
+            let request = slot.vm.stopped || slot.vm.resetting ? nil : slot.start
+            if request != nil { slot.start = nil }
+            slot.vm.release()
+            if let registers = request {
+                slot.frame.clear()
+                slot.frame.registers = registers
                 write_sctlr_el1(0x30d0_0800)
                 write_cntv_ctl_el0(0)
                 isb()
@@ -108,111 +175,201 @@ enum NativeCPUs {
         }
     }
 
-    /// Enters this CPU's vCPU until the core turns it off (returns) or stops the guest (never returns).
-    static func run(cpu: Int) {
-        let vcpu = cpuSlots[cpu].vcpu
+    /// "CPU 2" or "CPUs 2-3".
+    static func writeCPUs(_ first: Int, _ count: Int) {
+        NativeConsole.write(count == 1 ? "CPU " : "CPUs ")
+        NativeConsole.decimal(UInt64(first))
+        if count > 1 {
+            NativeConsole.write("-")
+            NativeConsole.decimal(UInt64(first + count - 1))
+        }
+    }
+
+    /// The registers CPU_ON gives a vCPU: x0 = the context id, PC = the entry point, EL1h with every
+    /// exception masked (DEN0022 "CPU_ON").
+    static func cpuOnRegisters(entry: UInt64, context: UInt64) -> RegisterFile {
+        var registers = RegisterFile()
+        registers.write(0, context)
+        registers.pc = entry
+        registers.pstate = 0x3c5
+        return registers
+    }
+
+    /// Enters the vCPU until the core turns it off (returns) or its VM stops (never returns).
+    static func run(_ slot: CPUSlot) {
+        let vm = slot.vm
         while true {
-            let kind = enter_guest(vcpu.frame)
-            vm_lock_acquire()
-            let next = guestStopped ? .halt : handleExit(kind: kind, cpu: cpu, vcpu: vcpu)
-            let stopped = guestStopped
-            if next == .resume { applyPending(cpu: cpu) }
-            vm_lock_release()
+            let kind = enter_guest(slot.frame.frame)
+            vm.acquire()
+            var next = vm.stopped ? .halt : vm.resetting ? park(slot) : handleExit(kind: kind, slot)
+            if vm.switchBacklog && kind == 0 { NativeSwitches.deliver(to: vm) }
+            if vm.stopped { next = .halt }
+            if next == .resume { applyPending(slot) }
+            vm.release()
             switch next {
-            case .resume where !stopped: continue
+            case .resume: continue
             case .offline: return
-            default: idle()
+            case .halt: idle()
             }
         }
     }
 
     enum Next { case resume, offline, halt }
 
-    /// One exit of `cpu`'s vCPU, under the VM lock.
-    static func handleExit(kind: UInt64, cpu: Int, vcpu: NativeVCPU) -> Next {
+    /// One exit of `slot`'s vCPU, under its VM's lock.
+    static func handleExit(kind: UInt64, _ slot: CPUSlot) -> Next {
+        let vm = slot.vm
         switch kind {
         case 0:
             let syndrome = ExceptionSyndrome(read_esr_el2())
             let address = faultingIPA(hpfar: read_hpfar_el2(), far: read_far_el2())
-            var registers = vcpu.registers
-            let action = machine!.fault(vcpu: cpu, syndrome: syndrome, address: address,
-                                        registers: &registers, platform: &platform!)
-            vcpu.registers = registers
-            return carryOut(action, cpu: cpu)
+            var registers = slot.frame.registers
+            let action = vm.machine.fault(vcpu: slot.vcpu, syndrome: syndrome, address: address,
+                                          registers: &registers, platform: &vm.platform)
+            slot.frame.registers = registers
+            return carryOut(action, slot)
         case 1:
-            handleInterrupts(cpu: cpu)
+            if handleInterrupts(slot) || vm.switchBacklog { NativeSwitches.deliver(to: vm) }
             return .resume
         default:
             NativeConsole.write("vmm: unexpected FIQ or SError from the guest, ESR ")
             NativeConsole.hex(read_esr_el2())
             NativeConsole.write(" PC ")
-            NativeConsole.hex(vcpu.frame[31])
-            NativeConsole.write("\nvmm: guest stopped\n")
-            stopGuest()
+            NativeConsole.hex(slot.frame.frame[31])
+            NativeConsole.write("\n")
+            stop(vm, .stopped)
             return .halt
         }
     }
 
-    static func carryOut(_ action: VCPUAction, cpu: Int) -> Next {
+    static func carryOut(_ action: VCPUAction, _ slot: CPUSlot) -> Next {
+        let vm = slot.vm
         switch action {
         case .resume, .waitForInterrupt:
             return .resume
         case .startVCPU(let target, let entry, let context):
             // The core turned `target` on (PSCI SUCCESS to the caller); its CPU is waiting in WFE.
-            guard target >= 0 && target < cpuSlots.count else { return .resume }
-            cpuSlots[target].start = (entry, context)
+            guard target >= 0 && target < vm.vcpuCount else { return .resume }
+            cpuSlots[vm.firstCPU + target].start = cpuOnRegisters(entry: entry, context: context)
             sev()
             return .resume
         case .stopVCPU:
             // PSCI CPU_OFF: what this vCPU's LRs held goes with it; its timer stops.
-            for index in 0..<cpuSlots[cpu].pending.count { NativeGIC.writeListRegister(index, 0) }
-            cpuSlots[cpu].pendingMask = 0
+            for index in 0..<slot.pending.count { NativeGIC.writeListRegister(index, 0) }
+            slot.pendingMask = 0
             write_cntv_ctl_el0(0)
-            machine!.vcpuStopped(vcpu: cpu, platform: &platform!)
+            vm.machine.vcpuStopped(vcpu: slot.vcpu, platform: &vm.platform)
             return .offline
         case .powerOff:
-            NativeConsole.write("vmm: guest powered off\n")
-            _ = firmware_call(0x8400_0008, 0, 0, 0)   // PSCI SYSTEM_OFF to the board
+            stop(vm, .poweredOff)
             return .halt
         case .reset:
-            NativeConsole.write("vmm: guest asked for a reset\n")
-            _ = firmware_call(0x8400_0009, 0, 0, 0)   // PSCI SYSTEM_RESET
-            return .halt
+            if vms.count == 1 {
+                NativeConsole.write("vmm: guest asked for a reset\n")
+                _ = firmware_call(0x8400_0009, 0, 0, 0)   // PSCI SYSTEM_RESET of the board
+                return .halt
+            }
+            // Several VMs: this VM alone starts again; the others never notice.
+            vm.resetting = true
+            vm.parked = 0
+            vm.parkTarget = vm.machine.psci.online.filter { $0 }.count
+            for cpu in vm.firstCPU..<vm.firstCPU + vm.vcpuCount {
+                // A vCPU turned on but not started yet never runs, so it will not park either.
+                if cpuSlots[cpu].start != nil { cpuSlots[cpu].start = nil; vm.parkTarget -= 1 }
+                if cpu != slot.cpu { NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu) }
+            }
+            return park(slot)
         case .stop(let report):
-            reportStop(report)
-            stopGuest()
+            reportStop(report, vm: vms.count > 1 ? vm.index : nil)
+            stop(vm, .stopped)
             return .halt
         }
     }
 
-    /// Every CPU of the guest stops at its next exit; the kick makes that exit come now.
-    static func stopGuest() {
-        guestStopped = true
-        let me = Int(current_cpu())
-        for cpu in 0..<cpuSlots.count where cpu != me { NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu) }
+    /// A running vCPU of a VM being reset stops here (under the VM lock): its list registers and timer
+    /// are emptied, and the last one to park loads the guest again and starts vCPU 0.
+    static func park(_ slot: CPUSlot) -> Next {
+        let vm = slot.vm
+        for index in 0..<slot.pending.count { NativeGIC.writeListRegister(index, 0) }
+        slot.pendingMask = 0
+        write_cntv_ctl_el0(0)
+        vm.parked += 1
+        if vm.parked >= vm.parkTarget {
+            guard let registers = reloadGuest(vm) else {
+                stop(vm, .stopped)
+                return .halt
+            }
+            vm.resetting = false
+            for cpu in vm.firstCPU..<vm.firstCPU + vm.vcpuCount { cpuSlots[cpu].pendingMask = 0 }
+            cpuSlots[vm.firstCPU].start = registers
+            sev()
+            NativeConsole.write("vmm: VM ")
+            NativeConsole.decimal(UInt64(vm.index))
+            NativeConsole.write(" reset; the other VMs go on\n")
+        }
+        return .offline
     }
 
-    /// The core wants `value` in LR `index` of `vcpu`: now if that is this CPU's, else at its next
-    /// entry, kicking it out of its guest.
-    static func writeListRegister(vcpu: Int, index: Int, value: UInt32) {
-        if vcpu == Int(current_cpu()) {
+    enum Ending {
+        case poweredOff, stopped, resetRefused
+        var text: StaticString {
+            switch self {
+            case .poweredOff: return "powered off"
+            case .stopped: return "stopped"
+            case .resetRefused: return "asked for a reset (of the whole board: refused while other VMs run); stopped"
+            }
+        }
+    }
+
+    /// Ends `vm` (under its lock): its CPUs leave their loops at their next exit, which the kick makes
+    /// come now. When it was the last VM running and it powered off, the board powers off.
+    static func stop(_ vm: NativeVM, _ ending: Ending) {
+        guard !vm.stopped else { return }
+        vm.stopped = true
+        let me = Int(current_cpu())
+        for cpu in vm.firstCPU..<vm.firstCPU + vm.vcpuCount where cpu != me {
+            NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu)
+        }
+        spin_lock(systemLock)
+        runningVMs -= 1
+        let last = runningVMs == 0
+        spin_unlock(systemLock)
+        if vms.count == 1 {
+            if ending == .poweredOff { NativeConsole.write("vmm: guest powered off\n") }
+        } else {
+            NativeConsole.write("vmm: VM ")
+            NativeConsole.decimal(UInt64(vm.index))
+            NativeConsole.write(" ")
+            NativeConsole.write(ending.text)
+            NativeConsole.write(last ? "; it was the last VM\n" : "; the other VMs go on\n")
+        }
+        if last && ending == .poweredOff {
+            _ = firmware_call(0x8400_0008, 0, 0, 0)   // PSCI SYSTEM_OFF to the board
+        }
+    }
+
+    /// The core wants `value` in LR `index` of board CPU `cpu`'s vCPU: now if that is this CPU, else at
+    /// its next entry, kicking it out of its guest. (Under the VM's lock: `cpu` is one of its CPUs.)
+    static func writeListRegister(cpu: Int, index: Int, value: UInt32) {
+        if cpu == Int(current_cpu()) {
             NativeGIC.writeListRegister(index, value)
             return
         }
-        guard vcpu >= 0 && vcpu < cpuSlots.count && index >= 0 && index < cpuSlots[vcpu].pending.count else { return }
-        cpuSlots[vcpu].pending[index] = value
-        cpuSlots[vcpu].pendingMask |= 1 << UInt32(index)
-        NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: vcpu)
+        guard cpu >= 0 && cpu < cpuSlots.count && index >= 0 && index < cpuSlots[cpu].pending.count else { return }
+        let slot = cpuSlots[cpu]
+        slot.pending[index] = value
+        slot.pendingMask |= 1 << UInt32(index)
+        NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu)
     }
 
-    /// Copies what other CPUs left for this CPU's vCPU into its list registers (under the VM lock).
-    static func applyPending(cpu: Int) {
-        var mask = cpuSlots[cpu].pendingMask
+    /// Copies what sibling CPUs left for this CPU's vCPU into its list registers (under the VM lock).
+    static func applyPending(_ slot: CPUSlot) {
+        var mask = slot.pendingMask
         guard mask != 0 else { return }
-        cpuSlots[cpu].pendingMask = 0
+        slot.pendingMask = 0
         while mask != 0 {
             let index = mask.trailingZeroBitCount
-            NativeGIC.writeListRegister(index, cpuSlots[cpu].pending[index])
+            NativeGIC.writeListRegister(index, slot.pending[index])
             mask &= mask - 1
         }
     }

@@ -29,6 +29,15 @@ struct BoardRegisterWindow: DeviceRegisterWindow {
 struct BoardDevice<Driver> {
     var driver: Driver
     let interrupt: UInt32
+    /// The guest's device of that type it backs (for networks: the guest's network index).
+    var guestDevice = 0
+}
+
+/// A guest network card on one of the VMM's networks: its switch and its port there.
+struct SwitchAttachment {
+    let guestDevice: Int
+    let network: Int
+    var port = 0
 }
 
 /// The board's devices that back the guest's, indexed like the guest's devices of each type.
@@ -40,6 +49,15 @@ struct BoardDevices {
     var blocks: [BoardDevice<VirtioBlockDriver<BoardRegisterWindow>>] = []
     var networks: [BoardDevice<VirtioNetDriver<BoardRegisterWindow>>] = []
     var consoles: [BoardDevice<VirtioConsoleDriver<BoardRegisterWindow>>] = []
+    /// The board console behind the VM's emulated PL011 (every VM but the first).
+    var serial: BoardDevice<VirtioConsoleDriver<BoardRegisterWindow>>? = nil
+    /// The guest's network cards on the VMM's networks (ports numbered when every VM is up).
+    var switched: [SwitchAttachment] = []
+
+    /// How many board devices of each type earlier VMs took (VMs take them in the system file's order).
+    struct Taken {
+        var blocks = 0, networks = 0, consoles = 0
+    }
 
     /// The board's transports holding a device of `type`, in QEMU command-line order.
     static func slots(of type: VirtioDeviceType) -> [Int] {
@@ -56,17 +74,21 @@ struct BoardDevices {
         BoardRegisterWindow(base: window + UInt(slot) * slotSize)
     }
 
-    /// Brings up one board device for each device the guest is configured with; a guest device
-    /// without a board device to back it is left out of the guest (and said so on the console).
-    static func bringUp(_ configured: [ConfiguredDevice]) -> (BoardDevices, [VirtioDeviceDescription]) {
+    /// Brings up one board device for each device the VM is configured with, after those `taken` by
+    /// earlier VMs, and with `serial` one more console for its emulated PL011; their interrupts go to
+    /// `interruptCPU`. A guest device without a board device to back it is left out of the guest
+    /// (and said so on the console).
+    static func bringUp(_ configured: [ConfiguredDevice], taken: inout Taken, serial: Bool,
+                        interruptCPU: Int) -> (BoardDevices, [VirtioDeviceDescription]) {
         var board = BoardDevices()
         var dma = DMARegion.allocate(size: BoardDriverMemory.size)
         var guest: [VirtioDeviceDescription] = []
+        var guestNetworks = 0
         let blockSlots = slots(of: .block), networkSlots = slots(of: .network), consoleSlots = slots(of: .console)
         for device in configured {
             switch device {
             case .block(let readOnly):
-                let n = board.blocks.count
+                let n = taken.blocks + board.blocks.count
                 guard n < blockSlots.count,
                       let driver = try? VirtioBlockDriver(registers: registers(blockSlots[n]), dma: &dma) else {
                     NativeConsole.write("vmm: no board virtio-blk device for a configured disk; left out\n")
@@ -75,19 +97,24 @@ struct BoardDevices {
                 board.blocks.append(BoardDevice(driver: driver, interrupt: 48 + UInt32(blockSlots[n])))
                 guest.append(.qemuVirtSlot(guest.count, .block(capacitySectors: driver.capacity,
                                                                readOnly: readOnly || driver.readOnly)))
+            case .switchedNetwork(let mac, let network):
+                board.switched.append(SwitchAttachment(guestDevice: guestNetworks, network: network))
+                guestNetworks += 1
+                guest.append(.qemuVirtSlot(guest.count, .network(mac: mac)))
             case .network(let mac):
-                let n = board.networks.count
+                let n = taken.networks + board.networks.count
                 guard n < networkSlots.count,
                       let driver = try? VirtioNetDriver(registers: registers(networkSlots[n]), dma: &dma) else {
                     NativeConsole.write("vmm: no board virtio-net device for a configured network; left out\n")
                     continue
                 }
                 let interrupt = 48 + UInt32(networkSlots[n])
-                board.networks.append(BoardDevice(driver: driver, interrupt: interrupt))
+                board.networks.append(BoardDevice(driver: driver, interrupt: interrupt, guestDevice: guestNetworks))
+                guestNetworks += 1
                 guest.append(.qemuVirtSlot(guest.count, .network(mac: mac)))
-                NativeGIC.enable(interrupt)
+                NativeGIC.enable(interrupt, toCPU: interruptCPU)
             case .console:
-                let n = board.consoles.count
+                let n = taken.consoles + board.consoles.count
                 guard n < consoleSlots.count,
                       let driver = try? VirtioConsoleDriver(registers: registers(consoleSlots[n]), dma: &dma) else {
                     NativeConsole.write("vmm: no board virtio-console device for a configured console; left out\n")
@@ -96,7 +123,21 @@ struct BoardDevices {
                 let interrupt = 48 + UInt32(consoleSlots[n])
                 board.consoles.append(BoardDevice(driver: driver, interrupt: interrupt))
                 guest.append(.qemuVirtSlot(guest.count, .console))
-                NativeGIC.enable(interrupt)
+                NativeGIC.enable(interrupt, toCPU: interruptCPU)
+            }
+        }
+        taken.blocks += board.blocks.count
+        taken.networks += board.networks.count
+        taken.consoles += board.consoles.count
+        if serial {
+            if taken.consoles < consoleSlots.count,
+               let driver = try? VirtioConsoleDriver(registers: registers(consoleSlots[taken.consoles]), dma: &dma) {
+                let interrupt = 48 + UInt32(consoleSlots[taken.consoles])
+                board.serial = BoardDevice(driver: driver, interrupt: interrupt)
+                NativeGIC.enable(interrupt, toCPU: interruptCPU)
+                taken.consoles += 1
+            } else {
+                NativeConsole.write("vmm: no board virtio-console device for a VM's serial line; its output is lost\n")
             }
         }
         NativeConsole.write("vmm: devices: ")
@@ -116,11 +157,11 @@ struct BoardDevices {
     }
 
     /// A guest buffer as the board's device sees it: guest RAM sits at a fixed offset in host RAM.
-    static func deviceBuffers(_ segments: [VirtqueueBuffer], guestRAMBase: UInt64) -> [DeviceBuffer] {
+    static func deviceBuffers(_ segments: [VirtqueueBuffer], guestRAMBase: UInt64, guestRAMHost: UInt64) -> [DeviceBuffer] {
         var buffers: [DeviceBuffer] = []
         buffers.reserveCapacity(segments.count)
         for segment in segments {
-            let physical = segment.address.raw - guestRAMBase + NativeBoard.guestRAMHost
+            let physical = segment.address.raw - guestRAMBase + guestRAMHost
             buffers.append(DeviceBuffer(physical: physical, length: segment.length, deviceWritable: segment.deviceWritable))
         }
         return buffers

@@ -44,10 +44,11 @@ struct NativeGIC {
         Int(mmio_read32(hypervisorInterface + 0x004) & 0x3f) + 1
     }
 
-    static func enable(_ interrupt: UInt32) {
+    /// Enables `interrupt`; an SPI goes to CPU `cpu` (its VM's first CPU), a PPI or SGI is this CPU's.
+    static func enable(_ interrupt: UInt32, toCPU cpu: Int = 0) {
         let word = UInt(interrupt / 32) * 4, bit = UInt32(1) << (interrupt % 32)
         if interrupt >= 32 {
-            mmio_write8(distributor + 0x800 + UInt(interrupt), 1)   // GICD_ITARGETSR: CPU 0
+            mmio_write8(distributor + 0x800 + UInt(interrupt), UInt8(1) << UInt8(cpu & 7))   // GICD_ITARGETSR
             mmio_write8(distributor + 0x400 + UInt(interrupt), 0xa0) // GICD_IPRIORITYR
         }
         distributorWrite(0x100 + word, bit)                  // GICD_ISENABLER

@@ -11,7 +11,18 @@ import VMMCore
 /// (addresses, interrupts, command line) is VMMCore's `QEMUVirtBoard`, shared with the Microkit port.
 enum NativeBoard {
     static let guestRAMHost: UInt64 = 0x4800_0000        // where guest RAM lives in host RAM (see linker.ld)
-    static let hostRAMForGuest: UInt64 = 0x2000_0000     // 512 MiB of the board's 1 GiB
+    /// Where QEMU leaves its device tree for a bare-metal ELF: the start of RAM (linker.ld keeps it free).
+    static let firmwareDeviceTree: UInt64 = 0x4000_0000
+    /// The end of the board's RAM as its device tree says (QEMU's -m), within the EL2 identity map's
+    /// 4 GiB; 1 GiB of RAM when there is no readable device tree.
+    static let ramEnd: UInt64 = {
+        let blob = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(firmwareDeviceTree)), count: 0x10_0000)
+        guard let ranges = BoardMemory.ranges(inDeviceTree: blob),
+              let ram = ranges.first(where: { $0.base == firmwareDeviceTree }) else { return 0x8000_0000 }
+        return min(ram.base &+ ram.size, 0x1_0000_0000)
+    }()
+    /// Host RAM for the guests: from guestRAMHost to the end of the board's RAM.
+    static var hostRAMForGuest: UInt64 { ramEnd > guestRAMHost ? ramEnd - guestRAMHost : 0 }
     static let uart = QEMUVirtBoard.uart
     static let gicCPUInterface = QEMUVirtBoard.gicCPUInterface
     static let virtualTimer = QEMUVirtBoard.virtualTimerInterrupt
@@ -25,17 +36,28 @@ enum NativeBoard {
 struct NativePlatform: VMMPlatform {
     var board: BoardDevices
     let guestRAMBase: UInt64
+    /// Where the VM's RAM is in host RAM, and the board CPU of its vCPU 0.
+    let guestRAMHost: UInt64
+    let firstCPU: Int
 
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        NativeCPUs.writeListRegister(vcpu: vcpu, index: index, value: entry.gichValue)
+        NativeCPUs.writeListRegister(cpu: firstCPU + vcpu, index: index, value: entry.gichValue)
     }
 
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
-        NativeGIC.enable(interrupt)
+        NativeGIC.enable(interrupt, toCPU: firstCPU)
     }
 
     func deviceBuffers(_ segments: [VirtqueueBuffer]) -> [DeviceBuffer] {
-        BoardDevices.deviceBuffers(segments, guestRAMBase: guestRAMBase)
+        BoardDevices.deviceBuffers(segments, guestRAMBase: guestRAMBase, guestRAMHost: guestRAMHost)
+    }
+
+    mutating func uartWrite(_ byte: UInt8) {
+        guard board.serial != nil else { return }
+        withUnsafeBytes(of: byte) { bytes in
+            var attempts = 0
+            while attempts < 1_000_000 && board.serial!.driver.write(bytes) == 0 { attempts += 1 }
+        }
     }
 
     func blockCapacity(device: Int) -> UInt64? {
@@ -58,7 +80,10 @@ struct NativePlatform: VMMPlatform {
     }
 
     mutating func networkTransmit(device: Int, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
-        guard device >= 0 && device < board.networks.count else { return false }
+        if let attachment = board.switched.first(where: { $0.guestDevice == device }) {
+            return NativeSwitches.send(from: attachment, segments, memory: memory)
+        }
+        guard let device = board.networks.firstIndex(where: { $0.guestDevice == device }) else { return false }
         let buffers = deviceBuffers(segments)
         guard board.networks[device].driver.transmit(buffers) else { return false }
         // The board's device reads the guest's buffers on its own time; the guest may reuse them as
@@ -85,10 +110,11 @@ struct NativePlatform: VMMPlatform {
 
 /// Only the list registers: for delivering received data while the board's drivers are busy.
 struct NativeInterruptSink: VMMPlatform {
+    let firstCPU: Int
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        NativeCPUs.writeListRegister(vcpu: vcpu, index: index, value: entry.gichValue)
+        NativeCPUs.writeListRegister(cpu: firstCPU + vcpu, index: index, value: entry.gichValue)
     }
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt) }
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt, toCPU: firstCPU) }
 }
 
 /// Guest vCPU state while the VMM runs: the trap frame that start.S fills and reloads.
@@ -120,84 +146,143 @@ struct NativeVCPU {
     }
 }
 
-/// The guest's VM and its devices: shared by every CPU, only under the VM lock (NativeCPUs.swift).
-nonisolated(unsafe) var machine: VirtualMachine? = nil
-nonisolated(unsafe) var platform: NativePlatform? = nil
-/// VTTBR_EL2 of the guest's stage 2, set by CPU 0 before any secondary CPU starts.
-nonisolated(unsafe) var guestVTTBR: UInt64 = 0
-
 @_cdecl("native_main")
 func nativeMain() {
     NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
-    let configuration: GuestConfiguration
-    do throws(GuestConfigurationError) {
-        configuration = try GuestConfiguration(decoding: UnsafeRawBufferPointer(start: guest_config(),
-                                                                                count: guest_config_size()))
-    } catch {
-        NativeConsole.write("vmm: the guest configuration in this image is unreadable; rebuild it with `vmm build`\n")
+    let count = Int(truncatingIfNeeded: guest_count())
+    guard count >= 1 && count <= NativeBoard.maximumCPUs else {
+        NativeConsole.write("vmm: this image carries no guest, or more VMs than the board has CPUs; rebuild it with `vmm build`\n")
         return
     }
-    guard configuration.ramSize <= NativeBoard.hostRAMForGuest, configuration.vcpuCount <= NativeBoard.maximumCPUs else {
-        NativeConsole.write("vmm: this board gives the guest at most 512 MiB and 8 vCPUs; rebuild with `vmm build`\n")
-        return
-    }
-    let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize,
-                             host: UnsafeMutableRawPointer(bitPattern: UInt(NativeBoard.guestRAMHost))!)
-    let kernel = UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size())
-    let initrd = UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size())
-
     NativeGIC.initialize()
-    let (board, virtioDevices) = BoardDevices.bringUp(configuration.devices)
+    NativeConsole.write("vmm: board RAM ends at ")
+    NativeConsole.hex(NativeBoard.ramEnd)
+    NativeConsole.write("\n")
+    var nextCPU = 0
+    var nextHostRAM = NativeBoard.guestRAMHost
+    var taken = BoardDevices.Taken()
+    for index in 0..<count {
+        guard let vm = bootVM(index, firstCPU: nextCPU, hostRAM: nextHostRAM, taken: &taken) else { return }
+        vms.append(vm)
+        for vcpu in 0..<vm.vcpuCount {
+            cpuSlots.append(CPUSlot(cpu: nextCPU + vcpu, vm: vm, vcpu: vcpu, listRegisters: NativeGIC.listRegisterCount))
+        }
+        nextCPU += vm.vcpuCount
+        nextHostRAM += (vm.machine.memory.size + 0x1F_FFFF) & ~0x1F_FFFF
+    }
+    NativeSwitches.connect()
+    for vm in vms { cpuSlots[vm.firstCPU].start = vm.bootRegisters }
+    configureEL2(vttbr: vms[0].vttbr, vcpu: 0)
+    guard NativeCPUs.startSecondaries() else { return }
+    NativeCPUs.cpuLoop(cpuSlots[0])
+}
+
+/// A VM's parts in the VMM's image (guest_table) and what the core was first given for it.
+struct GuestImages {
+    let kernel: UnsafeRawBufferPointer
+    let initrd: UnsafeRawBufferPointer
+    let configuration: GuestConfiguration
+    let devices: [VirtioDeviceDescription]
+    let routes: [InterruptRoute]
+    let emulatedUART: Bool
+}
+
+/// Copies the guest into its RAM (kernel, device tree, initrd) and cleans it to the point of
+/// coherency; its vCPU 0's first registers, or nil after saying why it cannot boot.
+func loadGuest(_ images: GuestImages, into memory: GuestMemory) -> RegisterFile? {
     let guest: LoadedGuest
     do throws(GuestBootError) {
-        guest = try GuestBoot.load(into: memory, kernel: kernel, initrd: initrd.count > 0 ? initrd : nil,
-                                   configuration: configuration, devices: virtioDevices)
+        guest = try GuestBoot.load(into: memory, kernel: images.kernel,
+                                   initrd: images.initrd.count > 0 ? images.initrd : nil,
+                                   configuration: images.configuration, devices: images.devices)
     } catch {
         NativeConsole.write("vmm: cannot boot the guest: ")
         NativeConsole.write(error.message)
         NativeConsole.write("\n")
-        return
+        return nil
     }
     // The kernel starts with its MMU and caches off: what the VMM wrote must be in memory.
     cleanToPointOfCoherency(memory, guest.layout.kernel, guest.layout.kernelSize)
     cleanToPointOfCoherency(memory, guest.layout.dtb, guest.deviceTreeSize)
     if let initrd = guest.layout.initrd { cleanToPointOfCoherency(memory, initrd, guest.layout.initrdSize) }
     ic_iallu()
+    return guest.registers
+}
 
-    var routes = [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer),
-                  InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)]
+/// The core's model of a VM as it is at power-on.
+func freshMachine(_ images: GuestImages, memory: GuestMemory) -> VirtualMachine {
+    VirtualMachine(memory: memory, vcpuCount: images.configuration.vcpuCount,
+                   listRegisterCount: NativeGIC.listRegisterCount, routes: images.routes, devices: images.devices,
+                   emulatedUART: images.emulatedUART)
+}
+
+/// PSCI SYSTEM_RESET of one VM among several (under its lock, every vCPU parked): its guest is
+/// loaded again and the core's state is as at power-on; the board devices behind it stay as they are.
+func reloadGuest(_ vm: NativeVM) -> RegisterFile? {
+    let memory = vm.machine.memory
+    guard let registers = loadGuest(vm.guest, into: memory) else { return nil }
+    vm.machine = freshMachine(vm.guest, memory: memory)
+    return registers
+}
+
+/// Loads VM `index` of the image into its RAM (host RAM from `hostRAM`), brings up the board devices
+/// behind its devices and builds its stage 2; nil after saying why it cannot run.
+func bootVM(_ index: Int, firstCPU: Int, hostRAM: UInt64, taken: inout BoardDevices.Taken) -> NativeVM? {
+    let configuration: GuestConfiguration
+    do throws(GuestConfigurationError) {
+        configuration = try GuestConfiguration(decoding: UnsafeRawBufferPointer(start: guest_part(UInt64(index), 2),
+                                                                                count: guest_part_size(UInt64(index), 2)))
+    } catch {
+        NativeConsole.write("vmm: a guest configuration in this image is unreadable; rebuild it with `vmm build`\n")
+        return nil
+    }
+    let ramEnd = NativeBoard.guestRAMHost + NativeBoard.hostRAMForGuest
+    guard configuration.ramSize <= ramEnd - hostRAM, firstCPU + configuration.vcpuCount <= NativeBoard.maximumCPUs else {
+        NativeConsole.write("vmm: the VMs need more RAM than the board has for guests (")
+        NativeConsole.decimal(NativeBoard.hostRAMForGuest >> 20)
+        NativeConsole.write(" MiB above 0x48000000: QEMU's -m) or more than its 8 CPUs; rebuild with `vmm build`\n")
+        return nil
+    }
+    let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize,
+                             host: UnsafeMutableRawPointer(bitPattern: UInt(hostRAM))!)
+    let kernel = UnsafeRawBufferPointer(start: guest_part(UInt64(index), 0), count: guest_part_size(UInt64(index), 0))
+    let initrd = UnsafeRawBufferPointer(start: guest_part(UInt64(index), 1), count: guest_part_size(UInt64(index), 1))
+    // VM 0 owns the board's PL011 (passed through); every later VM gets an emulated one whose bytes
+    // travel through one more board console, after its own.
+    let ownsUART = index == 0
+    let (board, virtioDevices) = BoardDevices.bringUp(configuration.devices, taken: &taken, serial: !ownsUART,
+                                                      interruptCPU: firstCPU)
+    var routes = [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer)]
+    if ownsUART { routes.append(InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)) }
     for device in configuration.passthrough {
         if let interrupt = device.interrupt { routes.append(InterruptRoute(physical: interrupt, virtual: interrupt)) }
     }
-    machine = VirtualMachine(memory: memory, vcpuCount: configuration.vcpuCount,
-                             listRegisterCount: NativeGIC.listRegisterCount, routes: routes, devices: virtioDevices)
-    platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase)
-    guestVTTBR = buildStage2(memory, passthrough: configuration.passthrough)
-    configureEL2(vttbr: guestVTTBR, cpu: 0)
-    guard NativeCPUs.startSecondaries(count: configuration.vcpuCount, listRegisters: NativeGIC.listRegisterCount) else {
-        return
-    }
-    cpuSlots[0].vcpu.registers = guest.registers
-    NativeConsole.write("vmm: guest loaded; entering the kernel at ")
-    NativeConsole.hex(guest.registers.pc)
+    let images = GuestImages(kernel: kernel, initrd: initrd, configuration: configuration, devices: virtioDevices,
+                             routes: routes, emulatedUART: !ownsUART)
+    guard let registers = loadGuest(images, into: memory) else { return nil }
+    let machine = freshMachine(images, memory: memory)
+    let platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase, guestRAMHost: hostRAM,
+                                  firstCPU: firstCPU)
+    let vttbr = buildStage2(memory, hostRAM: hostRAM, passthrough: configuration.passthrough, uart: ownsUART,
+                            vmid: UInt16(index + 1))
+    let vm = NativeVM(index: index, machine: machine, platform: platform, vttbr: vttbr, firstCPU: firstCPU,
+                      vcpuCount: configuration.vcpuCount, bootRegisters: registers, guest: images)
+    NativeConsole.write("vmm: VM ")
+    NativeConsole.decimal(UInt64(index))
+    NativeConsole.write(" loaded; entering the kernel at ")
+    NativeConsole.hex(registers.pc)
     NativeConsole.write(" with its device tree at ")
-    NativeConsole.hex(guest.registers.read(0))
-    if configuration.vcpuCount > 1 {
-        NativeConsole.write("; ")
-        NativeConsole.decimal(UInt64(configuration.vcpuCount))
-        NativeConsole.write(" vCPUs, one per CPU")
-    }
+    NativeConsole.hex(registers.read(0))
+    NativeConsole.write("; ")
+    NativeCPUs.writeCPUs(firstCPU, configuration.vcpuCount)
     NativeConsole.write("\n")
-    for route in routes { NativeGIC.enable(route.physical) }
-    while true {
-        NativeCPUs.run(cpu: 0)
-        NativeCPUs.waitForStart(cpu: 0)
-    }
+    for route in routes where route.physical >= 32 { NativeGIC.enable(route.physical, toCPU: firstCPU) }
+    return vm
 }
 
 @_cdecl("native_secondary_main")
 func nativeSecondaryMain(_ cpu: UInt64) {
-    NativeCPUs.secondaryMain(cpu: Int(cpu), vttbr: guestVTTBR)
+    NativeCPUs.secondaryMain(cpu: Int(cpu))
 }
 
 func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddress, _ length: UInt64) {
@@ -206,29 +291,32 @@ func cleanToPointOfCoherency(_ memory: GuestMemory, _ address: GuestPhysicalAddr
     }
 }
 
-/// The guest's stage-2 tables (Arm ARM D8): its RAM, its passthrough devices, the GIC's virtual CPU
-/// interface and the PL011; returns VTTBR_EL2 (VMID 1).
-func buildStage2(_ memory: GuestMemory, passthrough: [PassthroughDevice]) -> UInt64 {
+/// A VM's stage-2 tables (Arm ARM D8): its RAM (at `hostRAM`), its passthrough devices, the GIC's
+/// virtual CPU interface and, for the VM that owns it, the PL011; returns its VTTBR_EL2.
+func buildStage2(_ memory: GuestMemory, hostRAM: UInt64, passthrough: [PassthroughDevice], uart: Bool,
+                 vmid: UInt16) -> UInt64 {
     let stage2 = Stage2Translation()
     // Passthrough: the board's device where the board has it (GuestConfiguration checked the region
-    // is page aligned and clear of RAM, the GIC, the UART and the virtio window).
+    // is page aligned and clear of RAM, the GIC, the UART and the virtio window; `vmm check` that no
+    // two VMs are given the same one).
     for device in passthrough { stage2.map(ipa: device.address, pa: device.address, size: device.size, .device) }
-    stage2.map(ipa: memory.base.raw, pa: NativeBoard.guestRAMHost, size: memory.size, .normal)
+    stage2.map(ipa: memory.base.raw, pa: hostRAM, size: memory.size, .normal)
     // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV, banked per CPU).
     stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,
                size: QEMUVirtBoard.gicCPUInterfaceSize, .device)
-    // The PL011 is passed through: the guest drives it, its interrupt is routed as SPI 1.
-    stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: QEMUVirtBoard.uartSize, .device)
-    return stage2.vttbr(vmid: 1)
+    // The PL011 is passed through to VM 0: the guest drives it, its interrupt is routed as SPI 1.
+    // Other VMs' accesses there trap to their emulated PL011.
+    if uart { stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: QEMUVirtBoard.uartSize, .device) }
+    return stage2.vttbr(vmid: vmid)
 }
 
-/// The EL2 controls that make this CPU's EL1 the guest's vCPU `cpu` (Arm ARM D13.2.48 HCR_EL2 and
-/// friends); every CPU of the VM runs this for itself.
-func configureEL2(vttbr: UInt64, cpu: Int) {
+/// The EL2 controls that make this CPU's EL1 the vCPU `vcpu` of the VM whose stage 2 is `vttbr`
+/// (Arm ARM D13.2.48 HCR_EL2 and friends); every CPU runs this for itself.
+func configureEL2(vttbr: UInt64, vcpu: Int) {
     write_vtcr_el2(Stage2Translation.vtcr)
     write_vttbr_el2(vttbr)
     write_vpidr_el2(read_midr_el1())
-    write_vmpidr_el2(PSCI.mpidr(ofVCPU: cpu))     // Aff0 = the vCPU's index, RES1 bit 31
+    write_vmpidr_el2(PSCI.mpidr(ofVCPU: vcpu))    // Aff0 = the vCPU's index in its VM, RES1 bit 31
     write_cptr_el2(0x33ff)                        // RES1 bits; FP/SIMD not trapped (TFP = 0)
     write_hstr_el2(0)
     write_cnthctl_el2(3)                          // EL1 may read the physical counter and timer
@@ -242,29 +330,42 @@ func configureEL2(vttbr: UInt64, cpu: Int) {
     tlbi_vmalls12e1()
 }
 
-/// Interrupts that reached EL2 on `cpu` while its guest ran (under the VM lock). Board devices'
-/// and passthrough lines are SPIs that the physical GIC sends to CPU 0; the timer and maintenance
-/// PPIs and the kick SGI are each CPU's own.
-func handleInterrupts(cpu: Int) {
+/// Interrupts that reached EL2 on `slot`'s CPU while its guest ran (under its VM's lock). A VM's
+/// board devices and passthrough lines are SPIs the physical GIC sends to the VM's first CPU; the
+/// timer and maintenance PPIs and the kick SGI are each CPU's own.
+@discardableResult
+func handleInterrupts(_ slot: CPUSlot) -> Bool {
+    let vm = slot.vm
+    let sinkCPUs = NativeInterruptSink(firstCPU: vm.firstCPU)
+    var kicked = false
     while true {
         let iar = NativeGIC.acknowledge()
         let interrupt = iar & 0x3ff
-        if interrupt >= 1020 { return }
+        if interrupt >= 1020 { return kicked }
         if interrupt == NativeCPUs.kickInterrupt {
-            NativeGIC.endOfInterrupt(iar)   // the loop applies this CPU's pending list registers
-        } else if let n = platform!.board.networks.firstIndex(where: { $0.interrupt == interrupt }) {
-            _ = platform!.board.networks[n].driver.device.acknowledgeInterrupt()
-            var sink = NativeInterruptSink()
-            _ = platform!.board.networks[n].driver.receive { frame in
-                machine!.networkReceived(device: n, frame: frame, platform: &sink)
-            }
-            _ = platform!.board.networks[n].driver.reclaimTransmitted()
+            kicked = true                   // pending list registers, or frames on the VM's switch ports
             NativeGIC.endOfInterrupt(iar)
-        } else if let n = platform!.board.consoles.firstIndex(where: { $0.interrupt == interrupt }) {
-            _ = platform!.board.consoles[n].driver.device.acknowledgeInterrupt()
-            var sink = NativeInterruptSink()
-            _ = platform!.board.consoles[n].driver.receive { input in
-                machine!.consoleReceived(device: n, input: input, platform: &sink)
+        } else if let n = vm.platform.board.networks.firstIndex(where: { $0.interrupt == interrupt }) {
+            _ = vm.platform.board.networks[n].driver.device.acknowledgeInterrupt()
+            var sink = sinkCPUs
+            let guestDevice = vm.platform.board.networks[n].guestDevice
+            _ = vm.platform.board.networks[n].driver.receive { frame in
+                vm.machine.networkReceived(device: guestDevice, frame: frame, platform: &sink)
+            }
+            _ = vm.platform.board.networks[n].driver.reclaimTransmitted()
+            NativeGIC.endOfInterrupt(iar)
+        } else if let n = vm.platform.board.consoles.firstIndex(where: { $0.interrupt == interrupt }) {
+            _ = vm.platform.board.consoles[n].driver.device.acknowledgeInterrupt()
+            var sink = sinkCPUs
+            _ = vm.platform.board.consoles[n].driver.receive { input in
+                vm.machine.consoleReceived(device: n, input: input, platform: &sink)
+            }
+            NativeGIC.endOfInterrupt(iar)
+        } else if vm.platform.board.serial?.interrupt == interrupt {
+            _ = vm.platform.board.serial!.driver.device.acknowledgeInterrupt()
+            var sink = sinkCPUs
+            _ = vm.platform.board.serial!.driver.receive { input in
+                vm.machine.uartReceived(input: input, platform: &sink)
             }
             NativeGIC.endOfInterrupt(iar)
         } else if interrupt == NativeGIC.maintenanceInterrupt {
@@ -272,22 +373,29 @@ func handleInterrupts(cpu: Int) {
             while finished != 0 {
                 let index = finished.trailingZeroBitCount
                 NativeGIC.writeListRegister(index, 0)
-                machine!.maintenance(vcpu: cpu, listRegister: index, platform: &platform!)
+                vm.machine.maintenance(vcpu: slot.vcpu, listRegister: index, platform: &vm.platform)
                 finished &= finished - 1
             }
             NativeGIC.endOfInterrupt(iar)
         } else {
             NativeGIC.disable(interrupt)
             NativeGIC.endOfInterrupt(iar)
-            machine!.notified(interrupt: interrupt, vcpu: cpu, platform: &platform!)
+            vm.machine.notified(interrupt: interrupt, vcpu: slot.vcpu, platform: &vm.platform)
         }
     }
 }
 
-func reportStop(_ report: GuestStopReport) {
+/// The core's report of a guest it stopped; `vm` names the VM when there are several.
+func reportStop(_ report: GuestStopReport, vm: Int?) {
     NativeConsole.write("\nvmm: guest stopped: ")
     NativeConsole.write(report.reasonText)
-    NativeConsole.write("\nvmm:   vCPU ")
+    NativeConsole.write("\nvmm:   ")
+    if let vm {
+        NativeConsole.write("VM ")
+        NativeConsole.decimal(UInt64(vm))
+        NativeConsole.write(" ")
+    }
+    NativeConsole.write("vCPU ")
     NativeConsole.decimal(UInt64(report.vcpu))
     NativeConsole.write(" PC ")
     NativeConsole.hex(report.pc)

@@ -17,7 +17,3 @@ _Noreturn void platform_fatal(const char *message) {
 }
 
 uint64_t platform_entropy(void) { return read_cntpct_el0(); }
-
-static uint32_t vm_lock;
-void vm_lock_acquire(void) { spin_lock(&vm_lock); }
-void vm_lock_release(void) { spin_unlock(&vm_lock); }

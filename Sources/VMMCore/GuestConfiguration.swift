@@ -13,7 +13,18 @@ public enum ConfiguredDevice: Equatable {
     case block(readOnly: Bool)
     /// Six bytes, unicast and not all zero (a MAC Linux accepts: is_valid_ether_addr).
     case network(mac: [UInt8])
+    /// A network card on one of the VMM's own networks (a virtual switch joining VMs), not the board's:
+    /// `network` is the switch's number in the system (0...15), the MAC as for `network`.
+    case switchedNetwork(mac: [UInt8], network: Int)
     case console
+
+    /// The MAC of a network card of either kind.
+    public var mac: [UInt8]? {
+        switch self {
+        case .network(let mac), .switchedNetwork(let mac, _): return mac
+        case .block, .console: return nil
+        }
+    }
 }
 
 /// A board device region given to the guest 1:1 (guest-physical = physical), with its interrupt:
@@ -120,7 +131,8 @@ public enum GuestConfigurationError: Error, Equatable {
 ///     u32 passthrough_length @44  bytes of all passthrough records together
 ///     device[device_count] @48, 8 bytes each, in slot order:
 ///         u8 kind        +0    the virtio device ID (virtio v1.2 §5): 1 network, 2 block, 3 console
-///         u8 flags       +1    block: bit 0 read-only; other kinds: 0
+///         u8 flags       +1    block: bit 0 read-only; network: bit 0 on a VMM network, whose number
+///                              is bits [7:4]; console: 0
 ///         u8 mac[6]      +2    network: the MAC; other kinds: zeros
 ///     passthrough[passthrough_count] @48 + 8·device_count, back to back, 24 + n + c bytes each:
 ///         u64 address    +0    4 KiB aligned
@@ -168,6 +180,9 @@ public struct GuestConfiguration: Equatable {
     static let kindBlock: UInt8 = 2
     static let kindConsole: UInt8 = 3
     static let flagReadOnly: UInt8 = 1
+    static let flagSwitched: UInt8 = 1
+    /// The VMM's networks a system may have (a nibble of the flags).
+    public static let maxSwitchedNetworks = 16
 
     /// The guest's MMIO, from the GIC distributor up to the end of the last virtio-mmio transport:
     /// guest RAM must stay clear of it, or RAM would shadow the devices in stage 2.
@@ -207,12 +222,14 @@ public struct GuestConfiguration: Equatable {
         guard !bootargs.contains(0) else { throw .bootargsContainNul }
         guard devices.count <= Self.maxDevices else { throw .tooManyDevices(count: devices.count) }
         for (index, device) in devices.enumerated() {
-            if case .network(let mac) = device {
+            if let mac = device.mac {
                 // Bit 0 of the first octet is the group (multicast) bit (IEEE 802-2014 §8.2).
                 guard mac.count == 6, mac[0] & 1 == 0, mac.contains(where: { $0 != 0 }) else {
                     throw .badMAC(index: index)
                 }
             }
+            if case .switchedNetwork(_, let network) = device,
+               !(network >= 0 && network < Self.maxSwitchedNetworks) { throw .badDevice(index: index) }
         }
         guard passthrough.count <= Self.maxPassthrough else { throw .tooManyPassthrough(count: passthrough.count) }
         for index in passthrough.indices {
@@ -290,6 +307,9 @@ public struct GuestConfiguration: Equatable {
             case .network(let mac):
                 bytes += [Self.kindNetwork, 0]
                 for i in 0..<6 { bytes.append(i < mac.count ? mac[i] : 0) }
+            case .switchedNetwork(let mac, let network):
+                bytes += [Self.kindNetwork, Self.flagSwitched | UInt8(truncatingIfNeeded: network << 4)]
+                for i in 0..<6 { bytes.append(i < mac.count ? mac[i] : 0) }
             case .console:
                 bytes += [Self.kindConsole, 0, 0, 0, 0, 0, 0, 0]
             }
@@ -357,8 +377,12 @@ public struct GuestConfiguration: Equatable {
                 guard flags & ~Self.flagReadOnly == 0, macIsZero else { throw .badDevice(index: index) }
                 devices.append(.block(readOnly: flags & Self.flagReadOnly != 0))
             case Self.kindNetwork:
-                guard flags == 0 else { throw .badDevice(index: index) }
-                devices.append(.network(mac: mac))
+                if flags == 0 {
+                    devices.append(.network(mac: mac))
+                } else {
+                    guard flags & 0x0F == Self.flagSwitched else { throw .badDevice(index: index) }
+                    devices.append(.switchedNetwork(mac: mac, network: Int(flags >> 4)))
+                }
             case Self.kindConsole:
                 guard flags == 0, macIsZero else { throw .badDevice(index: index) }
                 devices.append(.console)
@@ -416,7 +440,7 @@ public struct GuestConfiguration: Equatable {
                 let capacity = blockCapacity(blocks) ?? 0
                 blocks += 1
                 placed.append(.qemuVirtSlot(slot, .block(capacitySectors: capacity, readOnly: readOnly)))
-            case .network(let mac):
+            case .network(let mac), .switchedNetwork(let mac, _):
                 placed.append(.qemuVirtSlot(slot, .network(mac: mac)))
             case .console:
                 placed.append(.qemuVirtSlot(slot, .console))

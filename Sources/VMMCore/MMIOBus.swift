@@ -9,6 +9,8 @@ public enum EmulatedDevice: Equatable {
     case virtioBlock(Int)
     case virtioNetwork(Int)
     case virtioConsole(Int)
+    /// The VM's emulated PL011 (`VirtualMachine.uart`), for a VM that does not own the board's.
+    case uart
 }
 
 public struct MMIORegion: Equatable {

@@ -13,6 +13,8 @@ public protocol VMMPlatform: VirtualInterruptSink, BlockBackend, NetworkBackend,
     /// because the guest has now handled its virtual copy (seL4: `microkit_irq_ack` or
     /// `microkit_vcpu_arm_ack_vppi`; native: GICD_ISENABLER).
     mutating func acknowledgeInterrupt(_ interrupt: UInt32)
+    /// A byte the guest transmitted on its emulated PL011 (a VM that does not own the board's UART).
+    mutating func uartWrite(_ byte: UInt8)
 }
 
 /// A platform without real devices behind a kind of virtio device: every request fails, so the
@@ -24,6 +26,7 @@ extension VMMPlatform {
     public mutating func blockFlush(device: Int) -> Bool { false }
     public mutating func networkTransmit(device: Int, from segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool { false }
     public mutating func consoleWrite(device: Int, _ bytes: UnsafeRawBufferPointer) {}
+    public mutating func uartWrite(_ byte: UInt8) {}
 }
 
 /// Why the core stopped a guest. Each names what the guest did.
@@ -84,16 +87,33 @@ public struct VirtualMachine {
     public var bus: MMIOBus
     public var devices: VirtioDevices
     public private(set) var routes: [InterruptRoute]
+    /// The VM's own PL011 at the board's UART address (its interrupt the board's, SPI 1), when it does
+    /// not own the board's: emulated, its bytes handed to the platform (`uartWrite`, `uartReceived`).
+    public private(set) var uart: EmulatedPL011?
+    /// The emulated PL011's interrupt line as last seen: a rising level raises the virtual SPI.
+    private var uartLevel = false
+    /// Input its receive FIFO had no room for yet, fed in as the guest reads (bounded: the rest of a
+    /// paste longer than this is dropped, as a UART with no flow control would).
+    private var uartBacklog: [UInt8] = []
+    public static let uartBacklogLimit = 4096
 
     public init(memory: GuestMemory, vcpuCount: Int, listRegisterCount: Int,
                 routes: [InterruptRoute], devices: [VirtioDeviceDescription] = [],
-                bus: MMIOBus = MMIOBus.standard) {
+                bus: MMIOBus = MMIOBus.standard, emulatedUART: Bool = false) {
         self.memory = memory
         self.vgic = VGIC(vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
         self.psci = PSCI(vcpuCount: vcpuCount)
+        if emulatedUART {
+            uart = EmulatedPL011()
+            var withUART = bus
+            withUART.add([MMIORegion(base: GuestPhysicalAddress(QEMUVirtBoard.uart), size: EmulatedPL011.frameSize,
+                                     device: .uart)])
+            self.bus = withUART
+        } else {
+            self.bus = bus
+        }
         if memory.size > 0 { psci.entryPoints = memory.base.raw...(memory.base.raw &+ (memory.size - 1)) }
         self.devices = VirtioDevices(devices)
-        self.bus = bus
         self.bus.add(self.devices.regions)
         self.routes = routes
     }
@@ -154,6 +174,35 @@ public struct VirtualMachine {
         for route in routes where route.virtual == freed {
             platform.acknowledgeInterrupt(route.physical)
         }
+        // A level-sensitive line still high after the guest's handler ran is taken again.
+        if freed == QEMUVirtBoard.uartInterrupt, uart?.interruptAsserted == true {
+            vgic.inject(vcpu: vcpu, interrupt: QEMUVirtBoard.uartInterrupt, sink: &platform)
+        }
+    }
+
+    /// Bytes for the emulated PL011's receiver; returns how many it kept (in its FIFO or waiting for room).
+    @discardableResult
+    public mutating func uartReceived<P: VMMPlatform>(input: UnsafeRawBufferPointer, platform: inout P) -> Int {
+        guard uart != nil else { return 0 }
+        let kept = min(input.count, Self.uartBacklogLimit - uartBacklog.count)
+        uartBacklog.append(contentsOf: input.prefix(kept))
+        feedUART()
+        updateUARTLine(&platform)
+        return kept
+    }
+
+    /// Moves waiting input into the PL011's receive FIFO, as much as it has room for.
+    private mutating func feedUART() {
+        guard !uartBacklog.isEmpty else { return }
+        let taken = uartBacklog.withUnsafeBytes { uart!.receive($0) }
+        uartBacklog.removeFirst(taken)
+    }
+
+    /// Raises the PL011's virtual SPI when its line has just gone high.
+    private mutating func updateUARTLine<P: VirtualInterruptSink>(_ sink: inout P) {
+        let level = uart?.interruptAsserted ?? false
+        if level && !uartLevel { vgic.inject(vcpu: 0, interrupt: QEMUVirtBoard.uartInterrupt, sink: &sink) }
+        uartLevel = level
     }
 
     /// vCPU `vcpu` turned itself off (PSCI CPU_OFF, `.stopVCPU`): the interrupts it held are let go
@@ -218,6 +267,19 @@ public struct VirtualMachine {
                 }
             }
             raiseIfPending(devices.networks[n], effect, &platform)
+            return true
+        case .uart:
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                if let byte = uart!.write(offset: offset, width: access.accessSize, value: UInt32(truncatingIfNeeded: value)) {
+                    platform.uartWrite(byte)
+                }
+            } else {
+                let value = uart!.read(offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: UInt64(value)))
+                feedUART()
+            }
+            updateUARTLine(&platform)
             return true
         case .virtioConsole(let n):
             let effect = Self.access(&devices.consoles[n], access, offset, &registers, memory)

@@ -15,9 +15,9 @@ enum ConfigurationSchema {
     static let tables: [String: [String]] = [
         "": ["system", "vm"],
         "system": ["board", "gic", "platform"],
-        "vm": ["name", "kernel", "initrd", "cmdline", "ram", "ram_base", "vcpus", "block", "net", "console", "passthrough"],
+        "vm": ["name", "kernel", "initrd", "cmdline", "ram", "ram_base", "vcpus", "serial", "block", "net", "console", "passthrough"],
         "block": ["file", "size", "readonly"],
-        "net": ["mac", "forward"],
+        "net": ["mac", "network", "forward"],
         "console": ["socket"],
         "passthrough": ["name", "address", "size", "irq", "compatible"],
     ]
@@ -117,7 +117,13 @@ struct ConfigurationParser {
         if vms.isEmpty, !diagnostics.hasError(at: "vm") {
             diagnostics.report("vm", "no virtual machine (expected a [[vm]] table with at least kernel = \"PATH\")")
         }
-        system.vms = vms.map { parseVM($0) }
+        // Default MACs count the interfaces of the whole system, so that two VMs' defaults differ.
+        var interfaces = 0
+        system.vms = vms.map { table in
+            let vm = parseVM(table, firstInterface: interfaces)
+            interfaces += vm.networks.count
+            return vm
+        }
         return system
     }
 
@@ -142,7 +148,8 @@ struct ConfigurationParser {
     }
 
     /// `table` is nil for an entry that is not a table (already reported): a placeholder keeps the indices.
-    private func parseVM(_ table: TableReader?) -> VMConfiguration {
+    /// `firstInterface` is the number of network interfaces of the VMs before this one.
+    private func parseVM(_ table: TableReader?, firstInterface: Int) -> VMConfiguration {
         guard let table else { return VMConfiguration(kernel: "") }
         var vm = VMConfiguration(kernel: "")
         if let name = table.string("name").value, checkName(name, at: table.keyPath("name")) { vm.name = name }
@@ -181,10 +188,12 @@ struct ConfigurationParser {
                 diagnostics.report(table.keyPath("vcpus"), "expected 1 to 8 (GICv2 serves at most 8 CPUs), found \(vcpus)")
             }
         }
+        // Whether this VM may have one (not the first) is the validator's: it knows the VM's place.
+        vm.serial = table.path("serial", relativeTo: baseDirectory, required: nil)
         vm.blocks = entries(table, "block", header: "[[vm.block]]", limit: ConfigurationSchema.maxBlocks,
                             kind: "virtio-blk devices").map { parseBlock($0) }
         vm.networks = entries(table, "net", header: "[[vm.net]]", limit: ConfigurationSchema.maxNetworks,
-                              kind: "virtio-net devices").enumerated().map { parseNetwork($1, index: $0) }
+                              kind: "virtio-net devices").enumerated().map { parseNetwork($1, index: firstInterface + $0) }
         vm.consoles = entries(table, "console", header: "[[vm.console]]", limit: ConfigurationSchema.maxConsoles,
                               kind: "virtio-console devices").map { parseConsole($0) }
         vm.passthrough = entries(table, "passthrough", header: "[[vm.passthrough]]",
@@ -234,6 +243,10 @@ struct ConfigurationParser {
             } else {
                 diagnostics.report(keyPath, "expected \(Self.macExpectation), found '\(text)'")
             }
+        }
+        // Like a VM's name: the network's name is the same word in every VM that joins it.
+        if let name = table.string("network").value, checkName(name, at: table.keyPath("network")) {
+            network.network = name
         }
         if let forwards = table.stringArray("forward") {
             for (n, text) in forwards.enumerated() {

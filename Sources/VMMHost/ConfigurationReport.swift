@@ -1,6 +1,6 @@
 // What `vmm check` and `vmm run` say about a good system file, kept here (not in the command-line
 // tool) so that the exact lines are unit-tested: the one-line summary of each VM, and where the
-// host reaches the guest (console sockets, forwarded ports). Also the whole check of one file as
+// host reaches the guests (serial sockets of the VMs after the first, console sockets, forwarded ports). Also the whole check of one file as
 // the tool runs it: the schema and its rules, then what a platform cannot run yet.
 
 import Foundation
@@ -26,12 +26,19 @@ extension SystemConfiguration {
 
     /// One line per VM, as `vmm check` and `vmm run` print it:
     /// `FILE: ok — vm 'linux': 512 MiB at 0x40000000, 1 vCPU, 1 disk, 1 passthrough device (rtc), platform native`.
-    /// Device kinds the VM does not have are left out.
+    /// Device kinds the VM does not have are left out; the cards on a VMM network are named with it,
+    /// as in `2 networks (eth1 on network 'lan')`.
     public func summary(file: String) -> [String] {
         vms.map { vm in
             var parts = ["\(vm.ramSize >> 20) MiB at \(hex(vm.ramBase))", count(vm.vcpus, "vCPU")]
             if !vm.blocks.isEmpty { parts.append(count(vm.blocks.count, "disk")) }
-            if !vm.networks.isEmpty { parts.append(count(vm.networks.count, "network")) }
+            if !vm.networks.isEmpty {
+                let switched = vm.networks.enumerated().compactMap { n, card in
+                    card.network.map { "eth\(n) on network '\($0)'" }
+                }
+                parts.append(count(vm.networks.count, "network")
+                             + (switched.isEmpty ? "" : " (\(switched.joined(separator: ", ")))"))
+            }
             if !vm.consoles.isEmpty { parts.append(count(vm.consoles.count, "console")) }
             if !vm.passthrough.isEmpty {
                 parts.append(count(vm.passthrough.count, "passthrough device")
@@ -42,11 +49,15 @@ extension SystemConfiguration {
         }
     }
 
-    /// Where the host reaches each VM, as `vmm run` prints it before QEMU starts: each virtio
-    /// console's socket (with the command that connects to it) and each forwarded host port.
-    public func connections() -> [String] {
-        vms.flatMap { vm in
-            vm.consoles.enumerated().map { n, console in
+    /// Where the host reaches each VM, as `vmm run` prints it before QEMU starts: for each VM after
+    /// the first its serial console's socket (default sockets in `output`, the build's output
+    /// directory), then each virtio console's socket (with the command that connects to it) and each
+    /// forwarded host port.
+    public func connections(output: URL) -> [String] {
+        let serials = SystemBuilder.serialSockets(self, output: output)
+        return zip(vms, serials).flatMap { vm, serial in
+            (serial.map { ["vm '\(vm.name)': serial console on \($0) (connect with `socat - UNIX-CONNECT:\($0)`)"] } ?? [])
+            + vm.consoles.enumerated().map { n, console in
                 "vm '\(vm.name)': /dev/hvc\(n): socat - UNIX-CONNECT:\(console.socket)"
             } + vm.networks.enumerated().flatMap { n, network in
                 network.forwards.map {

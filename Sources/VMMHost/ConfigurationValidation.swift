@@ -1,9 +1,18 @@
 // The checks of a parsed configuration that need more than one key: what the platform can run
-// (VMs, vCPUs, RAM), where guest RAM may sit on the board, which guest-physical regions and
-// interrupts collide, whether the files exist, whether kernel + DTB + initrd fit in RAM (VMMCore's
-// BootLayout.check, the same code the VMM runs), and what must be unique across the system (names,
-// MACs, host ports, sockets, disks, interrupts). Each check skips keys that already have an error,
-// so a mistake is reported once, at the key that holds it.
+// (VMs, vCPUs, RAM, each VM's and all VMs' together), where guest RAM may sit on the board, which
+// guest-physical regions and interrupts collide, whether the files exist, whether kernel + DTB +
+// initrd fit in RAM (VMMCore's BootLayout.check, the same code the VMM runs), what must be unique
+// across the system (names, MACs, host ports, sockets, disks), and what of the board only one
+// owner may have (passthrough regions and interrupts, QEMU's 32 virtio-mmio transports). Each check
+// skips keys that already have an error, so a mistake is reported once, at the key that holds it.
+//
+// Several VMs (native): static partitioning, so the VMs share out the board in file order: VM 0's
+// vCPUs on board CPUs 0..<vcpus, the next VM's on the next ones (at most 8 in all, GICv2); each
+// VM's RAM from the host RAM the VMM has for guests (512 MiB in all); its virtio devices backed by
+// board devices of its own, except network cards on one of the VMM's networks (virtual switches
+// between VMs, checked in checkNetworks), which have no board device. Each VM has its own
+// guest-physical address space, so guest addresses (RAM, virtio windows) are checked per VM and may
+// repeat across VMs; physical things may not.
 
 import Foundation
 import VMMCore
@@ -19,21 +28,29 @@ struct ConfigurationValidator {
     /// The native platform runs under QEMU with 1 GiB and keeps half for itself (README: guest RAM is
     /// backed at 0x4800_0000); the Microkit platform leaves the same room for seL4 and the VMM's PD.
     static let maxGuestRAM: UInt64 = 512 << 20
+    /// GICv2 serves 8 CPU interfaces, so the board has at most 8 CPUs to share out between VMs.
+    static let maxBoardCPUs = 8
+    /// QEMU virt's virtio-mmio transports (hw/arm/virt.c NUM_VIRTIO_TRANSPORTS).
+    static let boardTransports = 32
     /// sockaddr_un.sun_path holds 108 bytes on Linux, NUL included.
     static let maxSocketPathBytes = 107
 
     func validate() {
         for (index, vm) in system.vms.enumerated() where !diagnostics.isPlaceholder("vm[\(index)]") {
-            validate(vm, at: "vm[\(index)]")
+            validate(vm, at: "vm[\(index)]", first: index == 0)
         }
+        checkNetworks()
         checkUniqueness()
+        if system.platform == .native { checkSharedOut() }
+        checkBoardDevices()
         // Last, so that the extra VMs are still checked like the first (isPlaceholder would skip them).
-        if system.vms.count > 1 {
+        // Native runs several VMs: at most 8 follows from the vCPUs (each VM has one at least).
+        if system.platform == .microkit, system.vms.count > 1 {
             diagnostics.report("vm[1]", "the \(system.platform.rawValue) platform runs one VM, found \(system.vms.count)")
         }
     }
 
-    private func validate(_ vm: VMConfiguration, at path: String) {
+    private func validate(_ vm: VMConfiguration, at path: String, first: Bool) {
         let platform = system.platform.rawValue
         // Native: each vCPU owns one board CPU (QEMU gets `-smp vcpus`), so the parser's 1...8 is the
         // rule. Microkit: the VMM protection domain starts and runs vCPU 0 only.
@@ -69,7 +86,15 @@ struct ConfigurationValidator {
             }
         }
         for (n, console) in vm.consoles.enumerated() {
-            checkSocket(console.socket, at: "\(path).console[\(n)]")
+            checkSocket(console.socket, entry: "\(path).console[\(n)]", keyPath: "\(path).console[\(n)].socket")
+        }
+        if let serial = vm.serial {
+            if first {
+                diagnostics.report("\(path).serial", "the first VM's console is the board's PL011 on the terminal "
+                                   + "(only the VMs after it have a serial socket)")
+            } else {
+                checkSocket(serial, entry: path, keyPath: "\(path).serial")
+            }
         }
         if ramRange != nil, let kernel, initrd.map({ $0 != nil }) ?? true {
             checkBootFit(vm, at: path, kernel: kernel, initrdSize: initrd??.size)
@@ -117,9 +142,8 @@ struct ConfigurationValidator {
     }
 
     /// The socket's directory need not exist yet: `vmm build` makes its output directories.
-    private func checkSocket(_ socket: String, at path: String) {
-        let keyPath = "\(path).socket"
-        guard !diagnostics.isPlaceholder(path), !diagnostics.hasError(at: keyPath) else { return }
+    private func checkSocket(_ socket: String, entry: String, keyPath: String) {
+        guard !diagnostics.isPlaceholder(entry), !diagnostics.hasError(at: keyPath) else { return }
         if socket.utf8.count > Self.maxSocketPathBytes {
             diagnostics.report(keyPath, "'\(socket)' is \(socket.utf8.count) bytes long; a unix socket path holds at most "
                                + "\(Self.maxSocketPathBytes)")
@@ -227,6 +251,8 @@ struct ConfigurationValidator {
                 let owner = "\(path).net[\(n)]"
                 let mac = ConfigurationParser.macText(network.mac)
                 claim(&macs, mac, owner: owner, keyPath: "\(owner).mac") { "\(mac) is already the MAC of \($0)" }
+                // A card on a VMM network has no forwards to claim (checkNetworks refused them).
+                guard network.network == nil else { continue }
                 // The model holds the forwards that parsed; the ones that failed are errors at their index.
                 let indices = Array((0...).lazy.filter { !diagnostics.isPlaceholder("\(owner).forward[\($0)]") }
                     .prefix(network.forwards.count))
@@ -235,6 +261,9 @@ struct ConfigurationValidator {
                     let keyPath = "\(owner).forward[\(f)]"
                     claim(&ports, port, owner: keyPath, keyPath: keyPath) { "host port \(port) is already forwarded by \($0)" }
                 }
+            }
+            if index > 0, let serial = vm.serial {
+                claim(&sockets, serial, owner: "\(path).serial", keyPath: "\(path).serial") { "'\(serial)' is already the socket of \($0)" }
             }
             for (n, console) in vm.consoles.enumerated() {
                 let owner = "\(path).console[\(n)]"
@@ -247,6 +276,154 @@ struct ConfigurationValidator {
                 let owner = "\(path).passthrough[\(n)]"
                 claim(&regionNames, region.name, owner: owner, keyPath: "\(owner).name") { "'\(region.name)' is already the name of \($0)" }
             }
+        }
+    }
+
+    /// The VMM's networks: a card that names one joins it instead of a QEMU user network, so it has
+    /// no board device and no host port to forward. The VMM runs them on the native platform only;
+    /// a network joins cards of two VMs at least and one card of each (the VMM switches frames
+    /// between VMs, never inside one), and the system has at most `maxSwitchedNetworks` of them,
+    /// numbered in order of first appearance (`SystemConfiguration.vmmNetworks`). A network's
+    /// errors go to the card that breaks the rule: a VM's later card on it, the first card of one
+    /// network too many, a lone card.
+    private func checkNetworks() {
+        var members: [String: [(vm: Int, card: Int)]] = [:], names: [String] = []
+        // A name that failed (`network = "LAN"`) may be the partner a lone card is waiting for.
+        let misnamed = system.vms.indices.contains { index in
+            system.vms[index].networks.indices.contains { diagnostics.hasError(at: "vm[\(index)].net[\($0)].network") }
+        }
+        for (index, vm) in system.vms.enumerated() where !diagnostics.isPlaceholder("vm[\(index)]") {
+            for (n, card) in vm.networks.enumerated() {
+                let entry = "vm[\(index)].net[\(n)]"
+                guard let name = card.network, !diagnostics.isPlaceholder(entry) else { continue }
+                if !card.forwards.isEmpty, !diagnostics.hasError(at: "\(entry).forward") {
+                    diagnostics.report("\(entry).forward", "a card on a VMM network has no host port forwarding; "
+                                       + "forwards belong to a card without `network`")
+                }
+                guard system.platform == .native else {
+                    diagnostics.report("\(entry).network", "networks between VMs need the native platform")
+                    continue
+                }
+                if let same = members[name]?.first(where: { $0.vm == index }) {
+                    diagnostics.report("\(entry).network", "this VM is already on network '\(name)' with "
+                                       + "vm[\(index)].net[\(same.card)] (a VM joins a network with one card)")
+                    continue
+                }
+                if members[name] == nil {
+                    names.append(name)
+                    if names.count == GuestConfiguration.maxSwitchedNetworks + 1 {
+                        diagnostics.report("\(entry).network", "network '\(name)' makes \(names.count) networks in the system; "
+                                           + "the VMM has at most \(GuestConfiguration.maxSwitchedNetworks)")
+                    }
+                }
+                members[name, default: []].append((index, n))
+            }
+        }
+        for name in names where !misnamed {
+            guard let cards = members[name], cards.count == 1, let card = cards.first else { continue }
+            diagnostics.report("vm[\(card.vm)].net[\(card.card)].network",
+                               "network '\(name)' joins only this card; a network needs cards of at least two VMs")
+        }
+    }
+
+    /// What the VMs share out (native): the board's CPUs, one per vCPU, and the host RAM the VMM
+    /// gives its guests. Each total is reported at the VM where it goes over, once.
+    private func checkSharedOut() {
+        let vms = system.vms.indices.filter { !diagnostics.isPlaceholder("vm[\($0)]") }
+        let counted = vms.filter { !diagnostics.hasError(at: "vm[\($0)].vcpus") }
+        let vcpus = counted.reduce(0) { $0 + system.vms[$1].vcpus }
+        var sum = 0
+        for index in counted {
+            sum += system.vms[index].vcpus
+            if sum > Self.maxBoardCPUs {
+                diagnostics.report("vm[\(index)].vcpus", "vCPUs of all VMs add up to \(vcpus); the board has at most "
+                                   + "\(Self.maxBoardCPUs) CPUs (GICv2)")
+                break
+            }
+        }
+        let sized = vms.filter { !diagnostics.hasError(at: "vm[\($0)].ram") }
+        let ram = sized.reduce(UInt64(0)) { $0 + system.vms[$1].ramSize }
+        var bytes: UInt64 = 0
+        for index in sized {
+            bytes += system.vms[index].ramSize
+            if bytes > Self.maxGuestRAM {
+                diagnostics.report("vm[\(index)].ram", "the RAM of all VMs adds up to \(sizeText(ram)); the native platform "
+                                   + "gives its guests at most \(sizeText(Self.maxGuestRAM)) in all")
+                break
+            }
+        }
+    }
+
+    /// What of the board one owner only may have. QEMU's virtio-mmio transports back the guests'
+    /// devices, taken from slot 31 down in the order of `boardDevices`; past the 32nd there is none.
+    /// A passthrough region or interrupt goes to one VM and never to a transport the VMM drives (a
+    /// VM's own passthrough regions and interrupts are checked against each other in checkRegions).
+    private func checkBoardDevices() {
+        var transports: [(range: Range<UInt64>, interrupt: UInt32, slot: Int, owner: String)] = []
+        for (k, owner) in boardDevices().enumerated() {
+            guard k < Self.boardTransports else {
+                diagnostics.report(owner.keyPath, "needs board virtio device \(k + 1), and QEMU virt has \(Self.boardTransports) "
+                                   + "virtio-mmio transports (one for each disk, network and console of every VM, and one "
+                                   + "for the serial console of each VM after the first)")
+                break
+            }
+            let slot = Self.boardTransports - 1 - k
+            let board = VirtioDeviceDescription.qemuVirtSlot(slot, .console)
+            transports.append((board.base.raw..<board.base.raw + VirtioMMIO.windowSize, board.interrupt, slot, owner.name))
+        }
+
+        var given: [(vm: Int, entry: String, name: String, range: Range<UInt64>?, irq: UInt32?)] = []
+        for (index, vm) in system.vms.enumerated() where !diagnostics.isPlaceholder("vm[\(index)]") {
+            for (n, region) in vm.passthrough.enumerated() {
+                let entry = "vm[\(index)].passthrough[\(n)]"
+                guard !diagnostics.isPlaceholder(entry) else { continue }
+                var irq: UInt32? = nil
+                if let wanted = region.irq, !diagnostics.hasError(at: "\(entry).irq") {
+                    if let transport = transports.first(where: { $0.interrupt == wanted }) {
+                        diagnostics.report("\(entry).irq", "INTID \(wanted) is already the interrupt of the board's virtio-mmio "
+                                           + "transport \(transport.slot) behind \(transport.owner) (expected another SPI)")
+                    } else if let other = given.first(where: { $0.vm != index && $0.irq == wanted }) {
+                        diagnostics.report("\(entry).irq", "INTID \(wanted) is already the interrupt of \(other.entry) "
+                                           + "(a board interrupt goes to one VM only)")
+                    } else {
+                        irq = wanted
+                    }
+                }
+                var range: Range<UInt64>? = nil
+                // checkRegions reported an address outside the device area, or overlapping this VM's own regions.
+                if !diagnostics.hasError(at: "\(entry).address"), !diagnostics.hasError(at: "\(entry).size"),
+                   let wanted = Self.range(region.address, region.size) {
+                    range = wanted
+                    for transport in transports where transport.range.overlaps(wanted) {
+                        diagnostics.report("\(entry).address", "\(Self.text(wanted)) overlaps the board's virtio-mmio transport "
+                                           + "\(transport.slot) behind \(transport.owner) \(Self.text(transport.range))")
+                        range = nil
+                    }
+                    for other in given where other.vm != index {
+                        guard let taken = other.range, taken.overlaps(wanted) else { continue }
+                        diagnostics.report("\(entry).address", "\(Self.text(wanted)) overlaps \(other.entry) '\(other.name)' "
+                                           + "\(Self.text(taken)) (a board device goes to one VM only)")
+                        range = nil
+                    }
+                }
+                given.append((index, entry, region.name, range, irq))
+            }
+        }
+    }
+
+    /// The board devices behind the guests' devices, in QEMU's order (SystemBuilder.qemuArguments):
+    /// VM by VM its disks, networks (not the cards on a VMM network, which have none) and consoles,
+    /// then for each VM after the first the board device behind its serial console. `name` says
+    /// which in messages; `keyPath` is where an error about it goes.
+    private func boardDevices() -> [(name: String, keyPath: String)] {
+        system.vms.enumerated().flatMap { index, vm -> [(name: String, keyPath: String)] in
+            let path = "vm[\(index)]"
+            var devices = vm.blocks.indices.map { ("\(path).block[\($0)]", "\(path).block[\($0)]") }
+                + vm.networks.indices.filter { vm.networks[$0].network == nil }
+                    .map { ("\(path).net[\($0)]", "\(path).net[\($0)]") }
+                + vm.consoles.indices.map { ("\(path).console[\($0)]", "\(path).console[\($0)]") }
+            if index > 0 { devices.append(("the serial console of \(path)", "\(path).serial")) }
+            return devices
         }
     }
 

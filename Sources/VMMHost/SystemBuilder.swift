@@ -3,11 +3,13 @@
 //
 // The VMM's platform objects (the Embedded Swift core and platform, start-up code, runtime) are
 // built once by the Makefile (`make native-objects`, `make microkit-objects`); a system's image is
-// those objects linked with its guest: kernel, initrd and the guest configuration blob
-// (VMMCore's `GuestConfiguration`), carried by Platforms/common/guest_images.S. For the Microkit
-// platform the builder also links one driver protection domain per guest device (the same objects,
-// told their device by the linker), writes the system description and runs the SDK's `microkit` tool.
-// The guest's device tree is written too, for inspection: the VMM builds the same one at boot.
+// those objects linked with its guests: for each VM its kernel, initrd and guest configuration blob
+// (VMMCore's `GuestConfiguration`), carried by the guest_images.S the builder writes into the
+// output directory (`guestImagesAssembly`: the table `guest_table` the VMM reads, and VM 0's images
+// under the names the one-VM Microkit platform uses). For the Microkit platform the builder also
+// links one driver protection domain per guest device (the same objects, told their device by the
+// linker), writes the system description and runs the SDK's `microkit` tool. Each guest's device
+// tree is written too, for inspection: the VMM builds the same one at boot.
 
 import Foundation
 import VMMCore
@@ -44,7 +46,7 @@ public struct BuildEnvironment {
 
     /// A directory is a vmm checkout if it has the sources a build needs besides the objects.
     public static func isCheckout(_ directory: URL) -> Bool {
-        ["Platforms/common/guest_images.S", "Platforms/native/linker.ld", "scripts/build-guest.sh"].allSatisfy {
+        ["Platforms/common/runtime.c", "Platforms/native/linker.ld", "scripts/build-guest.sh"].allSatisfy {
             FileManager.default.fileExists(atPath: directory.appendingPathComponent($0).path)
         }
     }
@@ -79,16 +81,26 @@ public struct BuildProducts {
 }
 
 public enum SystemBuilder {
-    /// The guest configuration the VMM reads at boot.
-    public static func guestConfiguration(_ vm: VMConfiguration) -> GuestConfiguration {
+    /// The guest configuration the VMM reads at boot. A card on one of the VMM's networks gets the
+    /// network's number: its index in `networks`, the system's networks (`SystemConfiguration.vmmNetworks`;
+    /// networks not in it are numbered after them, in order of first appearance in `vm`).
+    public static func guestConfiguration(_ vm: VMConfiguration, networks: [String] = []) -> GuestConfiguration {
         var configuration = GuestConfiguration()
         configuration.ramBase = vm.ramBase
         configuration.ramSize = vm.ramSize
         configuration.vcpuCount = vm.vcpus
         configuration.bootargs = Array(vm.cmdline.utf8)
+        var numbers = networks
         var devices: [ConfiguredDevice] = []
         for block in vm.blocks { devices.append(.block(readOnly: block.readOnly)) }
-        for network in vm.networks { devices.append(.network(mac: network.mac)) }
+        for network in vm.networks {
+            guard let name = network.network else {
+                devices.append(.network(mac: network.mac))
+                continue
+            }
+            if !numbers.contains(name) { numbers.append(name) }
+            devices.append(.switchedNetwork(mac: network.mac, network: numbers.firstIndex(of: name) ?? 0))
+        }
         for _ in vm.consoles { devices.append(.console) }
         configuration.devices = devices
         configuration.passthrough = vm.passthrough.map {
@@ -133,34 +145,46 @@ public enum SystemBuilder {
         guard let vm = system.vms.first else { throw BuildError("the system has no [[vm]]") }
         let fm = FileManager.default
         try fm.createDirectory(at: environment.output, withIntermediateDirectories: true)
-        var files = try createDisks(vm)
+        var files: [URL] = []
+        for vm in system.vms { files += try createDisks(vm) }
 
-        for console in vm.consoles {
-            try fm.createDirectory(at: URL(fileURLWithPath: console.socket).deletingLastPathComponent(),
+        let serials = try checkedSerialSockets(system, output: environment.output)
+        for socket in system.vms.flatMap({ $0.consoles.map(\.socket) }) + serials.compactMap({ $0 }) {
+            try fm.createDirectory(at: URL(fileURLWithPath: socket).deletingLastPathComponent(),
                                    withIntermediateDirectories: true)
         }
-        let configuration = guestConfiguration(vm)
-        do { try configuration.validate() } catch {
-            throw BuildError("the guest configuration is not one the VMM accepts: \(error.message)")
-        }
-        let configURL = environment.output.appendingPathComponent("guest.config")
-        try Data(configuration.encoded()).write(to: configURL)
-        files.append(configURL)
-
         // An empty initrd file stands for "none" (the VMM then passes no initrd to the kernel).
-        let initrd = vm.initrd ?? environment.output.appendingPathComponent("empty.initrd").path
-        if vm.initrd == nil { try Data().write(to: URL(fileURLWithPath: initrd)) }
+        let emptyInitrd = environment.output.appendingPathComponent("empty.initrd").path
+        if system.vms.contains(where: { $0.initrd == nil }) { try Data().write(to: URL(fileURLWithPath: emptyInitrd)) }
 
-        let dtbURL = environment.output.appendingPathComponent("guest.dtb")
-        try Data(deviceTree(vm, initrdRange: nil)).write(to: dtbURL)
-        files.append(dtbURL)
+        // Each VM's configuration and device tree as guest-N.*; VM 0's also under the names a one-VM
+        // system has always had (guest.config, guest.dtb).
+        var guests: [GuestImages] = []
+        let networks = system.vmmNetworks
+        for (index, vm) in system.vms.enumerated() {
+            let configuration = guestConfiguration(vm, networks: networks)
+            do { try configuration.validate() } catch {
+                throw BuildError("vm[\(index)] '\(vm.name)': the guest configuration is not one the VMM accepts: \(error.message)")
+            }
+            let config = Data(configuration.encoded()), dtb = Data(deviceTree(vm, initrdRange: nil))
+            let configURL = environment.output.appendingPathComponent("guest-\(index).config")
+            let dtbURL = environment.output.appendingPathComponent("guest-\(index).dtb")
+            var written = [(configURL, config), (dtbURL, dtb)]
+            if index == 0 {
+                written += [(environment.output.appendingPathComponent("guest.config"), config),
+                            (environment.output.appendingPathComponent("guest.dtb"), dtb)]
+            }
+            for (url, data) in written { try data.write(to: url) }
+            files += written.map(\.0)
+            guests.append(GuestImages(kernel: vm.kernel, initrd: vm.initrd ?? emptyInitrd, config: configURL.path))
+        }
 
+        let assembly = environment.output.appendingPathComponent("guest_images.S")
+        try guestImagesAssembly(guests).write(to: assembly, atomically: true, encoding: .utf8)
+        files.append(assembly)
         let images = environment.output.appendingPathComponent("guest_images.o")
         try run(environment.toolchain.appendingPathComponent("clang"), [
-            "--target=aarch64-none-elf", "-c",
-            environment.repository.appendingPathComponent("Platforms/common/guest_images.S").path,
-            "-DGUEST_KERNEL=\"\(vm.kernel)\"", "-DGUEST_INITRD=\"\(initrd)\"", "-DGUEST_CONFIG=\"\(configURL.path)\"",
-            "-o", images.path])
+            "--target=aarch64-none-elf", "-c", assembly.path, "-o", images.path])
 
         switch system.platform {
         case .native:
@@ -215,13 +239,114 @@ public enum SystemBuilder {
         }
     }
 
+    /// The files one VM's images come from, as `guestImagesAssembly` includes them.
+    public struct GuestImages: Equatable {
+        public var kernel: String
+        /// An empty file when the VM has no initrd.
+        public var initrd: String
+        public var config: String
+
+        public init(kernel: String, initrd: String, config: String) {
+            self.kernel = kernel
+            self.initrd = initrd
+            self.config = config
+        }
+    }
+
+    /// The guest_images.S `vmm build` assembles and links into the VMM: in section .guest_images,
+    /// `guest_table` (a u64 VM count, then for each VM six u64: kernel start and end, initrd start
+    /// and end, configuration start and end; the VMM reads it), then each VM's images (kernel and
+    /// initrd page aligned), and VM 0's images also as `guest_kernel_start` … `guest_config_end`,
+    /// the names of the one-VM Microkit platform.
+    public static func guestImagesAssembly(_ vms: [GuestImages]) throws(BuildError) -> String {
+        let parts = ["kernel", "initrd", "config"]
+        var lines = [
+            "// The guests linked into the VMM, written by `vmm build` (SystemBuilder.guestImagesAssembly).",
+            "    .section .guest_images, \"a\"",
+            "    .balign 8",
+            "    .global guest_table",
+            "guest_table:",
+            "    .quad \(vms.count)",
+        ]
+        for index in vms.indices {
+            lines.append("    .quad " + parts.flatMap { ["vm\(index)_\($0)_start", "vm\(index)_\($0)_end"] }.joined(separator: ", "))
+        }
+        for (index, vm) in vms.enumerated() {
+            for (part, (file, alignment)) in zip(parts, [(vm.kernel, 4096), (vm.initrd, 4096), (vm.config, 16)]) {
+                lines += ["    .balign \(alignment)",
+                          "vm\(index)_\(part)_start:",
+                          "    .incbin \(try assemblerString(file, for: "vm[\(index)] \(part)"))",
+                          "vm\(index)_\(part)_end:"]
+            }
+        }
+        if !vms.isEmpty {
+            let names = parts.flatMap { ["\($0)_start", "\($0)_end"] }
+            lines.append("// VM 0's images under the names the Microkit platform (one VM) uses.")
+            lines.append("    .global " + names.map { "guest_\($0)" }.joined(separator: ", "))
+            lines += names.map { "    .set guest_\($0), vm0_\($0)" }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `path` as an assembler string: in double quotes, with '"' and '\\' escaped by a backslash and
+    /// control characters as octal escapes (the file goes through the C preprocessor too, which
+    /// leaves string literals alone). Refused: a path that is not absolute (.incbin would look for
+    /// it relative to the assembler's directory).
+    static func assemblerString(_ path: String, for what: String) throws(BuildError) -> String {
+        guard path.hasPrefix("/") else { throw BuildError("\(what): '\(path)' is not an absolute path") }
+        var text: [UInt8] = [UInt8(ascii: "\"")]
+        for byte in path.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): text += [UInt8(ascii: "\\"), byte]
+            case 0..<0x20, 0x7f: text += [UInt8(ascii: "\\"), 0x30 + (byte >> 6), 0x30 + ((byte >> 3) & 7), 0x30 + (byte & 7)]
+            default: text.append(byte)      // the rest of UTF-8 as it is
+            }
+        }
+        return String(decoding: text + [UInt8(ascii: "\"")], as: UTF8.self)
+    }
+
+    /// Each VM's serial socket, index by index: nil for VM 0 (its PL011 is the board's, on the
+    /// terminal); for the others the VM's `serial`, or by default "<name>.serial.sock" in `output`,
+    /// the build's output directory.
+    public static func serialSockets(_ system: SystemConfiguration, output: URL) -> [String?] {
+        system.vms.enumerated().map { index, vm in
+            guard index > 0 else { return nil }
+            return vm.serial ?? ConfigurationPaths.resolve("\(vm.name).serial.sock", against: output.path)
+        }
+    }
+
+    /// `serialSockets`, after the checks the validator could not make without the output directory:
+    /// a default socket must fit a socket address and be no other console's socket.
+    public static func checkedSerialSockets(_ system: SystemConfiguration, output: URL) throws(BuildError) -> [String?] {
+        let sockets = serialSockets(system, output: output)
+        var taken: [String: String] = [:]
+        for (index, vm) in system.vms.enumerated() {
+            if let serial = vm.serial, index > 0 { taken[serial] = "vm[\(index)].serial" }
+            for (n, console) in vm.consoles.enumerated() { taken[console.socket] = "vm[\(index)].console[\(n)]" }
+        }
+        for (index, vm) in system.vms.enumerated() where vm.serial == nil {
+            guard let socket = sockets[index] else { continue }
+            let what = "vm[\(index)] '\(vm.name)': the default serial socket '\(socket)'"
+            if socket.utf8.count > ConfigurationValidator.maxSocketPathBytes {
+                throw BuildError("\(what) is \(socket.utf8.count) bytes long; a unix socket path holds at most "
+                                 + "\(ConfigurationValidator.maxSocketPathBytes) (choose a shorter --output directory, or "
+                                 + "give the VM serial = \"PATH\")")
+            }
+            if let owner = taken[socket] {
+                throw BuildError("\(what) is already the socket of \(owner) (give the VM serial = \"PATH\")")
+            }
+            taken[socket] = "vm[\(index)] '\(vm.name)'"
+        }
+        return sockets
+    }
+
     /// The guest's devices in the order the VMM numbers them: the guest configuration's device list
     /// (blocks, networks, consoles), which is also QEMU's order of the board devices (`qemuArguments`).
     public static func microkitDevices(_ vm: VMConfiguration) -> [DriverDevice] {
         DriverDevice.list(guestConfiguration(vm).devices.map {
             switch $0 {
             case .block: return .block
-            case .network: return .network
+            case .network, .switchedNetwork: return .network   // (`vmm check` refuses VMM networks on microkit)
             case .console: return .console
             }
         })
@@ -266,41 +391,56 @@ public enum SystemBuilder {
     }
 
     /// QEMU's command line for the built system: the board, then one board device for each of
-    /// the guest's devices, in the order the VMM pairs them (blocks, networks, consoles). On the
-    /// native platform each vCPU owns one board CPU, so the board has as many as the VM has vCPUs
-    /// (the VMM brings the others up through PSCI).
-    public static func qemuArguments(_ system: SystemConfiguration, image: URL) -> [String] {
+    /// the guests' devices, in the order the VMM pairs them: VM by VM its blocks, networks (not the
+    /// cards on a VMM network: the VMM switches their frames itself, with no board device) and
+    /// consoles, then for each VM after the first one more console device behind its serial port
+    /// (on the socket of `serialSockets`, with `output` the build's output directory). On the
+    /// native platform each vCPU owns one board CPU, so the board has as many as all VMs have
+    /// vCPUs (the VMM brings the others up through PSCI).
+    public static func qemuArguments(_ system: SystemConfiguration, image: URL, output: URL) -> [String] {
         var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic"]
         switch system.platform {
         case .native:
-            arguments += ["-m", "1G", "-smp", String(system.vms.first?.vcpus ?? 1)]
+            arguments += ["-m", "1G", "-smp", String(max(1, system.vms.reduce(0) { $0 + $1.vcpus }))]
         case .microkit:
             arguments += ["-m", "size=2G", "-serial", "mon:stdio"]
         }
-        guard let vm = system.vms.first else { return arguments }
-        if !(vm.blocks.isEmpty && vm.networks.isEmpty && vm.consoles.isEmpty) {
+        let serials = serialSockets(system, output: output)
+        if system.vms.contains(where: { !($0.blocks.isEmpty && $0.networks.allSatisfy { $0.network != nil } && $0.consoles.isEmpty) })
+            || serials.contains(where: { $0 != nil }) {
             arguments += ["-global", "virtio-mmio.force-legacy=false"]
         }
-        for (n, block) in vm.blocks.enumerated() {
-            arguments += ["-drive", "file=\(block.file),if=none,format=raw,id=disk\(n)\(block.readOnly ? ",readonly=on" : "")",
-                          "-device", "virtio-blk-device,drive=disk\(n)"]
-        }
-        // Each interface is its own user network, 10.0.(2+n).0/24: slirp answers from its gateway .2
-        // and forwards host ports to .15, so every interface has a subnet of its own to route replies
-        // through. Interface 0 keeps slirp's default 10.0.2.0/24.
-        for (n, network) in vm.networks.enumerated() {
-            let forwards = network.forwards.map { ",hostfwd=\($0.protocol):127.0.0.1:\($0.host)-:\($0.guest)" }.joined()
-            let mac = network.mac.map { String(format: "%02x", $0) }.joined(separator: ":")
-            arguments += ["-netdev", "user,id=net\(n),net=\(networkSubnet(n))\(forwards)",
-                          "-device", "virtio-net-device,netdev=net\(n),mac=\(mac)"]
-        }
-        // One virtio-serial device per console, its port 0 the console: the VMM's board driver uses
-        // port 0 only (no MULTIPORT) and pairs the n-th guest console with the n-th board device. A
-        // virtconsole without `bus=` joins the first virtio-serial bus QEMU created, so each names its own.
-        for (n, console) in vm.consoles.enumerated() {
-            arguments += ["-device", "virtio-serial-device,id=serial\(n)",
-                          "-chardev", "socket,id=console\(n),path=\(console.socket),server=on,wait=off",
-                          "-device", "virtconsole,chardev=console\(n),bus=serial\(n).0"]
+        // QEMU ids are numbered across the system: disk k, network k, console k.
+        var disks = 0, networks = 0, consoles = 0
+        for (index, vm) in system.vms.enumerated() {
+            for block in vm.blocks {
+                arguments += ["-drive", "file=\(block.file),if=none,format=raw,id=disk\(disks)\(block.readOnly ? ",readonly=on" : "")",
+                              "-device", "virtio-blk-device,drive=disk\(disks)"]
+                disks += 1
+            }
+            // Each board NIC is its own user network, 10.0.(2+n).0/24 with n counting the board NICs of
+            // all VMs (cards on a VMM network have no board device and take no number): slirp answers
+            // from its gateway .2 and forwards host ports to .15, so every interface has a subnet of its
+            // own to route replies through. Board NIC 0 keeps slirp's default 10.0.2.0/24.
+            for network in vm.networks where network.network == nil {
+                let forwards = network.forwards.map { ",hostfwd=\($0.protocol):127.0.0.1:\($0.host)-:\($0.guest)" }.joined()
+                let mac = network.mac.map { String(format: "%02x", $0) }.joined(separator: ":")
+                arguments += ["-netdev", "user,id=net\(networks),net=\(networkSubnet(networks))\(forwards)",
+                              "-device", "virtio-net-device,netdev=net\(networks),mac=\(mac)"]
+                networks += 1
+            }
+            // One virtio-serial device per console, its port 0 the console: the VMM's board driver uses
+            // port 0 only (no MULTIPORT) and pairs the n-th guest console with the n-th board device. A
+            // virtconsole without `bus=` joins the first virtio-serial bus QEMU created, so each names its own.
+            for console in vm.consoles {
+                arguments += serialDevice(id: "serial\(consoles)", chardev: "console\(consoles)", socket: console.socket)
+                consoles += 1
+            }
+            // The VM's PL011 (VMs after the first): the VMM emulates it and carries its bytes through
+            // one more console device of the same form.
+            if let socket = serials[index] {
+                arguments += serialDevice(id: "serial-vm\(index)", chardev: "console-vm\(index)", socket: socket)
+            }
         }
         switch system.platform {
         case .native: arguments += ["-kernel", image.path]
@@ -309,7 +449,15 @@ public enum SystemBuilder {
         return arguments
     }
 
-    /// The user network of interface `n`: 10.0.(2+n).0/24 (guest 10.0.(2+n).15, gateway .2, DNS .3).
+    /// A virtio-serial device with one console, port 0, on a unix socket QEMU listens on.
+    static func serialDevice(id: String, chardev: String, socket: String) -> [String] {
+        ["-device", "virtio-serial-device,id=\(id)",
+         "-chardev", "socket,id=\(chardev),path=\(socket),server=on,wait=off",
+         "-device", "virtconsole,chardev=\(chardev),bus=\(id).0"]
+    }
+
+    /// The user network of board NIC `n` (counting the system's cards that are not on a VMM network):
+    /// 10.0.(2+n).0/24 (guest 10.0.(2+n).15, gateway .2, DNS .3).
     public static func networkSubnet(_ n: Int) -> String { "10.0.\(2 + n).0/24" }
 
     static func requireObjects(_ paths: [String], make: String) throws {

@@ -1,5 +1,5 @@
 // The system configuration file: one short TOML file that describes the board and its virtual
-// machine, read by `vmm check`, `vmm build` and `vmm run`. This file owns the model, the error
+// machines, read by `vmm check`, `vmm build` and `vmm run`. This file owns the model, the error
 // types and the two entry points (`load`, `parse`); turning TOML into the model with per-key
 // errors is ConfigurationParser.swift, and the checks that need several keys, the file system or
 // the board (overlaps, RAM fit, duplicates, platform limits) are ConfigurationValidation.swift;
@@ -15,35 +15,53 @@
 //     gic = 2                          GICv2 only (3: "GICv3 is not supported yet")
 //     platform = "native"              "native" (EL2 on the board) or "microkit" (seL4 Microkit)
 //
-//     [[vm]]                           exactly one
-//     name = "linux"                   1–32 of a-z 0-9 _ -
+//     [[vm]]                           native: one or more (all VMs' vCPUs at most 8, their RAM at most
+//                                      512M in all); microkit: exactly one
+//     name = "linux"                   1–32 of a-z 0-9 _ -, unique
 //     kernel = "Image"                 REQUIRED: an arm64 Linux Image
 //     initrd = "initramfs.cpio.gz"     optional
 //     cmdline = "console=ttyAMA0 rdinit=/init"   QEMUVirtBoard.bootargs; no NUL, at most 2047 bytes
 //     ram = "512M"                     bytes, or a string with a K/M/G suffix; 16M..512M, a multiple of 2M
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside qemu-virt's [0x40000000, 0x100000000)
-//     vcpus = 1                        1–8 (GICv2); native: one board CPU each (QEMU -smp); microkit: exactly 1
+//     vcpus = 1                        1–8 (GICv2); native: one board CPU each (QEMU -smp: all VMs' sum),
+//                                      VM 0 on CPUs 0..<vcpus, the next VM on the next ones; microkit: exactly 1
+//     serial = "b.serial.sock"         VMs after the first only: the unix socket of the VM's own PL011
+//                                      (ttyAMA0); none: "<name>.serial.sock" in the build's output
+//                                      directory (SystemBuilder.serialSockets). The first VM's PL011 is
+//                                      the board's, on the terminal.
 //
 //     [[vm.block]]                     virtio-blk, up to 8
-//     file = "disk.img"                REQUIRED: must exist unless `size` is given
+//     file = "disk.img"                REQUIRED: must exist unless `size` is given; unique in the system
 //     size = "256M"                    none: `vmm build` creates a missing file of this size
 //     readonly = false
 //
 //     [[vm.net]]                       virtio-net, up to 4
-//     mac = "52:54:00:12:34:56"        52:54:00:12:34:5N for the Nth device; unicast, unique
-//     forward = ["tcp:8080:80"]        none; "tcp|udp:HOSTPORT:GUESTPORT", host ports unique per protocol
+//     mac = "52:54:00:12:34:56"        52:54:00:12:34:5N for the Nth interface of the system (counting every
+//                                      VM's, from 0; 0x50 + N past 9); unicast, unique in the system
+//     network = "lan"                  none: a board NIC on a QEMU user network of its own; given: the card
+//                                      joins the VMM's network of that name (1–32 of a-z 0-9 _ -) instead,
+//                                      with no board device. Native only; a network joins cards of two VMs
+//                                      at least, one card of each; at most 16 networks, numbered in order of
+//                                      first appearance in the file (SystemConfiguration.vmmNetworks)
+//     forward = ["tcp:8080:80"]        none; "tcp|udp:HOSTPORT:GUESTPORT", host ports unique per protocol;
+//                                      not with `network`
 //
 //     [[vm.console]]                   virtio-console (hvc0, hvc1, …), up to 4
 //     socket = "hvc0.sock"             REQUIRED: the unix socket the host connects to; unique
 //
 //     [[vm.passthrough]]               a board device given to the guest, up to 8
 //     name = "rtc"                     REQUIRED: 1–32 of a-z 0-9 _ -, unique in the VM
-//     address = 0x09010000             REQUIRED: page aligned, guest-physical = physical, below RAM
+//     address = 0x09010000             REQUIRED: page aligned, guest-physical = physical, below RAM;
+//                                      given to one VM only
 //     size = 0x1000                    REQUIRED: a multiple of the page size
-//     irq = 34                         none; an SPI INTID 32–1019, not the UART's 33 or a virtio SPI
+//     irq = 34                         none; an SPI INTID 32–1019, not the UART's 33 or a virtio SPI;
+//                                      given to one VM only
 //
-// Paths (kernel, initrd, file, socket) are relative to the configuration file's directory and are
-// absolute in the model. Virtio devices take virtio-mmio slots in the order block, net, console.
+// Paths (kernel, initrd, file, socket, serial) are relative to the configuration file's directory
+// and are absolute in the model. Virtio devices take virtio-mmio slots in the order block, net,
+// console. The board's devices behind them (QEMU's virtio-mmio transports, 32 in all) are, in file
+// order, VM by VM: its blocks, networks (not those on a VMM network) and consoles, then (VMs after the
+// first) its serial console.
 
 import Foundation
 import VMMCore
@@ -101,6 +119,16 @@ public struct SystemConfiguration: Equatable, Sendable {
         self.gic = gic
         self.platform = platform
         self.vms = vms
+    }
+
+    /// The VMM's networks, each named once in order of first appearance (VM by VM, card by card):
+    /// a network's number (`ConfiguredDevice.switchedNetwork`) is its index here.
+    public var vmmNetworks: [String] {
+        var names: [String] = []
+        for vm in vms {
+            for case let name? in vm.networks.map(\.network) where !names.contains(name) { names.append(name) }
+        }
+        return names
     }
 
     /// Reads, parses and validates the file at `path`; relative paths in it are relative to its directory.
@@ -162,15 +190,23 @@ public struct VMConfiguration: Equatable, Sendable {
     public struct NetworkDevice: Equatable, Sendable {
         /// Six bytes, unicast.
         public var mac: [UInt8]
+        /// The VMM network the card joins (a virtual switch between VMs); nil: a board NIC on a QEMU
+        /// user network of its own.
+        public var network: String?
+        /// Board NICs only.
         public var forwards: [PortForward]
 
-        public init(mac: [UInt8], forwards: [PortForward] = []) {
+        public init(mac: [UInt8], network: String? = nil, forwards: [PortForward] = []) {
             self.mac = mac
+            self.network = network
             self.forwards = forwards
         }
 
-        /// QEMU's locally administered prefix 52:54:00 and 12:34:5N, as QEMU numbers its own NICs.
-        public static func defaultMAC(index: Int) -> [UInt8] { [0x52, 0x54, 0x00, 0x12, 0x34, 0x50 + UInt8(index & 0xf)] }
+        /// QEMU's locally administered prefix 52:54:00 and 12:34:5N, as QEMU numbers its own NICs;
+        /// `index` counts the interfaces of the whole system, so that each VM's defaults differ.
+        public static func defaultMAC(index: Int) -> [UInt8] {
+            [0x52, 0x54, 0x00, 0x12, 0x34, UInt8(truncatingIfNeeded: 0x50 + index)]
+        }
     }
 
     public struct ConsoleDevice: Equatable, Sendable {
@@ -207,6 +243,9 @@ public struct VMConfiguration: Equatable, Sendable {
     public var ramBase: UInt64
     public var ramSize: UInt64
     public var vcpus: Int
+    /// The unix socket of the VM's own PL011 (VMs after the first); nil: the default,
+    /// "<name>.serial.sock" in the build's output directory (`SystemBuilder.serialSockets`).
+    public var serial: String?
     public var blocks: [BlockDevice]
     public var networks: [NetworkDevice]
     public var consoles: [ConsoleDevice]
@@ -214,7 +253,7 @@ public struct VMConfiguration: Equatable, Sendable {
 
     public init(name: String = VMConfiguration.defaultName, kernel: String, initrd: String? = nil,
                 cmdline: String = VMConfiguration.defaultCmdline, ramBase: UInt64 = QEMUVirtBoard.guestRAMBase,
-                ramSize: UInt64 = QEMUVirtBoard.guestRAMSize, vcpus: Int = 1, blocks: [BlockDevice] = [],
+                ramSize: UInt64 = QEMUVirtBoard.guestRAMSize, vcpus: Int = 1, serial: String? = nil, blocks: [BlockDevice] = [],
                 networks: [NetworkDevice] = [], consoles: [ConsoleDevice] = [],
                 passthrough: [PassthroughRegion] = []) {
         self.name = name
@@ -224,6 +263,7 @@ public struct VMConfiguration: Equatable, Sendable {
         self.ramBase = ramBase
         self.ramSize = ramSize
         self.vcpus = vcpus
+        self.serial = serial
         self.blocks = blocks
         self.networks = networks
         self.consoles = consoles

@@ -20,7 +20,7 @@ struct VMMCommand: ParsableCommand {
         commandName: "vmm",
         abstract: "Build and run Linux guests on the vmm virtual machine monitor (native EL2 or seL4 Microkit).",
         discussion: """
-            A system is one TOML file: the board, the platform and the virtual machine with its devices. \
+            A system is one TOML file: the board, the platform and the virtual machines with their devices. \
             docs/configuration.md in the vmm checkout describes every key; examples/ has systems to start from.
 
             vmm works from any directory. `vmm build` and `vmm run` link the VMM's objects from the checkout \
@@ -61,7 +61,7 @@ struct Check: ParsableCommand {
         discussion: """
             Every problem in every file is reported, one line each, as FILE: KEY: what is wrong and what is \
             expected; a TOML syntax error as FILE:LINE:COLUMN: syntax error: …, followed by the line. A good \
-            file gets one line, FILE: ok — followed by a summary of its VM. The exit status is 1 if any file \
+            file gets one line per VM, FILE: ok — followed by a summary of the VM. The exit status is 1 if any file \
             has an error.
             """)
 
@@ -149,7 +149,8 @@ struct Build: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Build a system: guest configuration, device tree and the bootable image.",
         discussion: """
-            Writes guest.config, guest.dtb and vmm.elf (platform microkit: also vmm.system and loader.img) to \
+            Writes each VM's guest-N.config and guest-N.dtb (VM 0's also as guest.config and guest.dtb), \
+            guest_images.S and vmm.elf (platform microkit: also vmm.system and loader.img) to \
             build/<system file name without .toml>/ in the current directory, or to --output. The directory \
             is named after the file, not the VM. Needs the VMM's objects in the checkout \
             (`make native-objects`, or `make MICROKIT_SDK=… microkit-objects`).
@@ -179,10 +180,11 @@ func build(_ system: SystemConfiguration, _ environment: BuildEnvironment) -> Bu
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Build a system and run it under QEMU; the guest's console is this terminal.",
+        abstract: "Build a system and run it under QEMU; the (first) guest's console is this terminal.",
         discussion: """
-            Builds as `vmm build` does, prints the system's summary, each virtio console's socket and each \
-            forwarded host port, then starts QEMU. Quit QEMU with Ctrl-A then x; `poweroff -f` in the guest \
+            Builds as `vmm build` does, prints the system's summary, the serial console socket of each VM \
+            after the first, each virtio console's socket and each forwarded host port, then starts QEMU; \
+            the first VM's console is this terminal. Quit QEMU with Ctrl-A then x; `poweroff -f` in the guest \
             ends it with status 0.
             """)
 
@@ -195,9 +197,10 @@ struct Run: ParsableCommand {
         buildGuestImagesIfNeeded(for: file, environment)
         let system = loadSystem(file)
         let products = build(system, environment)
-        let arguments = SystemBuilder.qemuArguments(system, image: products.image)
+        let arguments = SystemBuilder.qemuArguments(system, image: products.image, output: environment.output)
         guard let path = executable(qemu) else { fail("'\(qemu)' not found on PATH (Debian: apt-get install qemu-system-arm)") }
-        report(system.summary(file: file) + system.connections() + ["starting \(qemu); quit with Ctrl-A then x"])
+        report(system.summary(file: file) + system.connections(output: environment.output)
+               + ["starting \(qemu); quit with Ctrl-A then x"])
         // Replace this process: QEMU gets the terminal (or the caller's pipes) and its exit status is ours.
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         execv(path, argv)

@@ -219,8 +219,21 @@ final class GuestConfigurationTests: XCTestCase {
 
     func testUnknownFlagBitsAreRejected() {
         XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x03), at: 49)), .badDevice(index: 0))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x01), at: 57)), .badDevice(index: 1))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x02), at: 57)), .badDevice(index: 1))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x13), at: 57)), .badDevice(index: 1))
         XCTAssertEqual(Self.decodeError(Self.patched(UInt8(0x01), at: 65)), .badDevice(index: 2))
+    }
+
+    func testANetworkCardOnAVMMNetworkKeepsItsNetworkThroughTheEncoding() throws {
+        let configuration = GuestConfiguration(devices: [.switchedNetwork(mac: Self.mac, network: 15), .network(mac: [2, 0, 0, 0, 0, 9]),
+                                                         .switchedNetwork(mac: [2, 0, 0, 0, 0, 7], network: 0)])
+        let decoded = try configuration.encoded().withUnsafeBytes { try GuestConfiguration(decoding: $0) }
+        XCTAssertEqual(decoded.devices, configuration.devices)
+        XCTAssertEqual(decoded.devices.map { $0.mac }, [Self.mac, [2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 7]])
+        XCTAssertEqual(Self.validationError(GuestConfiguration(devices: [.switchedNetwork(mac: Self.mac, network: 16)])),
+                       .badDevice(index: 0))
+        XCTAssertEqual(Self.validationError(GuestConfiguration(devices: [.switchedNetwork(mac: [1, 0, 0, 0, 0, 1], network: 0)])),
+                       .badMAC(index: 0))
     }
 
     func testMACBytesOnADeviceThatIsNotANetworkCardAreRejected() {

@@ -11,6 +11,8 @@ struct RecordingPlatform: VMMPlatform {
         listRegisters.append((index, entry))
     }
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) { acknowledged.append(interrupt) }
+    var uartBytes: [UInt8] = []
+    mutating func uartWrite(_ byte: UInt8) { uartBytes.append(byte) }
 }
 
 /// ESR_EL2 for a stage-2 data abort from a lower EL with a valid syndrome (EC 0x24, IL 1, ISV 1).
@@ -131,6 +133,71 @@ final class VirtualMachineTests: XCTestCase {
         XCTAssertNil(vm.vgic.listRegister(vcpu: 1, index: 0))
         XCTAssertEqual(platform.acknowledged, [27], "its physical timer line is let through again")
         XCTAssertEqual(vm.psci.affinityState(ofVCPU: 1), .off)
+    }
+
+    func testAVMWithoutTheBoardsUARTTalksThroughItsEmulatedPL011() {
+        let memory = GuestMemory(base: GuestPhysicalAddress(0x4000_0000), size: 0x10000, host: ram)
+        vm = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4,
+                            routes: [InterruptRoute(physical: 27, virtual: 27)], emulatedUART: true)
+        let uart = GuestPhysicalAddress(QEMUVirtBoard.uart)
+        func store(_ offset: UInt64, _ value: UInt64) {
+            registers.write(1, value)
+            XCTAssertEqual(fault(dataAbortSyndrome(size: 4, register: 1, write: true), at: GuestPhysicalAddress(uart.raw + offset)), .resume)
+        }
+        func load(_ offset: UInt64) -> UInt64 {
+            XCTAssertEqual(fault(dataAbortSyndrome(size: 4, register: 2, write: false), at: GuestPhysicalAddress(uart.raw + offset)), .resume)
+            return registers.read(2)
+        }
+        XCTAssertEqual(load(0xFE0), 0x11, "PeriphID0: an AMBA PL011")
+        store(0x000, 0x68)
+        store(0x000, 0x69)
+        XCTAssertEqual(platform.uartBytes, [0x68, 0x69])
+        // The guest enables the distributor, SPI 1 and the receive interrupt; a byte arrives.
+        vm.vgic.distributorWrite(vcpu: 0, offset: 0, width: 4, value: 1, sink: &platform)
+        vm.vgic.distributorWrite(vcpu: 0, offset: 0x104, width: 4, value: 1 << 1, sink: &platform)
+        store(0x038, 1 << 4)                                                  // IMSC.RXIM
+        XCTAssertTrue(platform.listRegisters.isEmpty)
+        let taken = [UInt8(0x61)].withUnsafeBytes { vm.uartReceived(input: $0, platform: &platform) }
+        XCTAssertEqual(taken, 1)
+        XCTAssertEqual(platform.listRegisters.map(\.entry.interrupt), [33])
+        // Its handler runs but leaves the byte unread: at EOI the level is still high, so it comes again.
+        vm.maintenance(vcpu: 0, listRegister: 0, platform: &platform)
+        XCTAssertEqual(platform.listRegisters.map(\.entry.interrupt), [33, 33])
+        XCTAssertEqual(load(0x000) & 0xFF, 0x61)
+        vm.maintenance(vcpu: 0, listRegister: 0, platform: &platform)
+        XCTAssertEqual(platform.listRegisters.count, 2, "read: the line is low, nothing more")
+    }
+
+    func testInputLongerThanThePL011sFIFOWaitsAndArrivesWhole() {
+        let memory = GuestMemory(base: GuestPhysicalAddress(0x4000_0000), size: 0x10000, host: ram)
+        vm = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4, routes: [], emulatedUART: true)
+        let uart = QEMUVirtBoard.uart
+        func access(_ offset: UInt64, write: Bool, _ value: UInt64 = 0) -> UInt64 {
+            registers.write(3, value)
+            XCTAssertEqual(fault(dataAbortSyndrome(size: 4, register: 3, write: write), at: GuestPhysicalAddress(uart + offset)), .resume)
+            return registers.read(3)
+        }
+        _ = access(0x02C, write: true, 1 << 4)                                // LCR_H.FEN: the 32-byte FIFO
+        let line = Array("ip addr add 10.0.9.2/24 dev eth0 && ip link set eth0 up\n".utf8)
+        XCTAssertEqual(line.withUnsafeBytes { vm.uartReceived(input: $0, platform: &platform) }, line.count)
+        var read: [UInt8] = []
+        while access(0x018, write: false) & (1 << 4) == 0 {                   // FR.RXFE clear
+            read.append(UInt8(truncatingIfNeeded: access(0x000, write: false)))
+        }
+        XCTAssertEqual(read, line)
+        let flood = [UInt8](repeating: 0x41, count: VirtualMachine.uartBacklogLimit + 100)
+        XCTAssertEqual(flood.withUnsafeBytes { vm.uartReceived(input: $0, platform: &platform) },
+                       VirtualMachine.uartBacklogLimit, "what does not fit is dropped, not held without bound")
+    }
+
+    func testAVMThatOwnsTheBoardsUARTHasNoEmulatedOne() {
+        XCTAssertNil(vm.uart)
+        registers.write(1, 0x41)
+        guard case .stop(let report) = fault(dataAbortSyndrome(size: 4, register: 1, write: true),
+                                             at: GuestPhysicalAddress(QEMUVirtBoard.uart)) else {
+            return XCTFail("a trapped UART access with no emulated UART stops the guest")
+        }
+        XCTAssertEqual(report.reason, .unhandledMemoryAccess)
     }
 
     func testSystemOffAndResetBecomeActions() {

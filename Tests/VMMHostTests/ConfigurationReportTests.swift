@@ -50,14 +50,14 @@ final class ConfigurationReportTests: ConfigurationTestCase {
             [[vm.console]]
             socket = "/tmp/hvc1.sock"
             """)
-        XCTAssertEqual(system.connections(), [
+        XCTAssertEqual(system.connections(output: URL(fileURLWithPath: "/out")), [
             "vm 'linux': /dev/hvc0: socat - UNIX-CONNECT:\(directory)/run/hvc0.sock",
             "vm 'linux': /dev/hvc1: socat - UNIX-CONNECT:/tmp/hvc1.sock",
             "vm 'linux': eth0: host 127.0.0.1:8080 (tcp) forwards to guest port 80",
             "vm 'linux': eth0: host 127.0.0.1:5353 (udp) forwards to guest port 53",
             "vm 'linux': eth1: host 127.0.0.1:2222 (tcp) forwards to guest port 22",
         ])
-        XCTAssertEqual(try parse(minimal).connections(), [])
+        XCTAssertEqual(try parse(minimal).connections(output: URL(fileURLWithPath: "/out")), [])
     }
 
     func testCheckAddsWhatThePlatformCannotRunToTheSchemasRules() throws {
@@ -82,7 +82,7 @@ final class ConfigurationReportTests: ConfigurationTestCase {
     // MARK: Finding the checkout
 
     private func makeCheckout(_ name: String) throws -> URL {
-        for file in ["Platforms/common/guest_images.S", "Platforms/native/linker.ld", "scripts/build-guest.sh"] {
+        for file in ["Platforms/common/runtime.c", "Platforms/native/linker.ld", "scripts/build-guest.sh"] {
             try writeFile("\(name)/\(file)")
         }
         return URL(fileURLWithPath: "\(directory)/\(name)")

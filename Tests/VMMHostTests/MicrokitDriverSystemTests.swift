@@ -380,7 +380,7 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
         ])
         var system = SystemConfiguration(platform: .microkit, vms: [vm])
         system.vms[0].consoles[0].socket = "/c.sock"
-        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/loader.img"))
+        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/loader.img"), output: URL(fileURLWithPath: "/b"))
         let boardDevices = zip(arguments, arguments.dropFirst()).filter { $0.0 == "-device" }.map(\.1)
             .filter { $0.hasPrefix("virtio-") && $0.contains("-device") }
         XCTAssertEqual(boardDevices.map { $0.prefix { $0 != "," } },

@@ -71,7 +71,7 @@ final class SystemBuilderTests: XCTestCase {
 
     func testQEMUCommandLineGivesTheBoardOneDeviceForEachGuestDevice() {
         let system = SystemConfiguration(vms: [fullVM()])
-        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
         let line = arguments.joined(separator: " ")
         XCTAssertTrue(line.hasPrefix("-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1G -smp 1 "))
         XCTAssertTrue(line.contains("-global virtio-mmio.force-legacy=false"))
@@ -84,10 +84,10 @@ final class SystemBuilderTests: XCTestCase {
     func testNativeBoardHasOneCPUForEachVCPU() {
         var vm = VMConfiguration(name: "linux", kernel: "/k")
         vm.vcpus = 4
-        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
         XCTAssertEqual(zip(arguments, arguments.dropFirst()).filter { $0.0 == "-smp" }.map(\.1), ["4"])
         vm.vcpus = 8
-        XCTAssertTrue(SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        XCTAssertTrue(SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
             .joined(separator: " ").contains(" -m 1G -smp 8 "))
     }
 
@@ -104,7 +104,7 @@ final class SystemBuilderTests: XCTestCase {
     func assertOneSerialDevicePerConsole(count: Int, file: StaticString = #filePath, line: UInt = #line) {
         var vm = VMConfiguration(name: "linux", kernel: "/k")
         vm.consoles = (0..<count).map { .init(socket: "/tmp/hvc\($0).sock") }
-        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
         let all = devices(arguments)
         let serials = all.filter { $0.hasPrefix("virtio-serial-device") }
         let consoles = all.filter { $0.hasPrefix("virtconsole") }
@@ -142,7 +142,7 @@ final class SystemBuilderTests: XCTestCase {
             .init(mac: [0x52, 0x54, 0, 0x12, 0x34, UInt8(0x56 + n)],
                   forwards: [.init(protocol: .tcp, host: UInt16(8080 + n), guest: 80)])
         }
-        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let arguments = SystemBuilder.qemuArguments(SystemConfiguration(vms: [vm]), image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
         let netdevs = zip(arguments, arguments.dropFirst()).filter { $0.0 == "-netdev" }.map(\.1)
         XCTAssertEqual(netdevs, [
             "user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80",
@@ -156,7 +156,7 @@ final class SystemBuilderTests: XCTestCase {
     func testMicrokitSystemsBootTheLoaderImage() {
         var system = SystemConfiguration(vms: [VMConfiguration(name: "linux", kernel: "/k")])
         system.platform = .microkit
-        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/loader.img"))
+        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/loader.img"), output: URL(fileURLWithPath: "/b"))
         XCTAssertEqual(Array(arguments.suffix(2)), ["-device", "loader,file=/b/loader.img,addr=0x70000000,cpu-num=0"])
         XCTAssertTrue(arguments.contains("size=2G"))
         XCTAssertFalse(arguments.contains("-global"), "no devices, no virtio transport settings")

@@ -160,7 +160,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             "system.toml: vm[0].initrdd: unknown key 'initrdd' (did you mean 'initrd'?)",
             "system.toml: vm[0].kernal: unknown key 'kernal' (did you mean 'kernel'?)",
             "system.toml: vm[0].memory: unknown key 'memory' (expected one of: name, kernel, initrd, cmdline, ram, ram_base, "
-                + "vcpus, block, net, console, passthrough)",
+                + "vcpus, serial, block, net, console, passthrough)",
             "system.toml: vm[0].nets: unknown key 'nets' (did you mean 'net'?)",
             "system.toml: vm[0].ram-base: unknown key 'ram-base' (did you mean 'ram_base'?)",
             "system.toml: sytem: unknown key 'sytem' (did you mean 'system'?)",
@@ -223,15 +223,17 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors("[system]\ngic = 4\n" + minimal), ["system.toml: system.gic: expected 2 (GICv2), found 4"])
     }
 
-    func testOnlyOneVMRunsAndTheSecondIsNamed() throws {
+    func testMicrokitRunsOneVMAndTheSecondIsNamed() throws {
         try writeGuest()
-        XCTAssertEqual(errors(minimal + "[[vm]]\nname = \"two\"\nkernel = \"Image\"\n"),
-                       ["system.toml: vm[1]: the native platform runs one VM, found 2"])
         XCTAssertEqual(errors("[system]\nplatform = \"microkit\"\n" + minimal + "[[vm]]\nname = \"two\"\nkernel = \"Image\"\n"),
                        ["system.toml: vm[1]: the microkit platform runs one VM, found 2"])
         // Extra VMs are still checked: a duplicate name is reported too.
-        XCTAssertEqual(errors(minimal + "[[vm]]\nkernel = \"Image\"\n"), [
-            "system.toml: vm[1]: the native platform runs one VM, found 2",
+        XCTAssertEqual(errors("[system]\nplatform = \"microkit\"\n" + minimal + "[[vm]]\nkernel = \"Image\"\n"), [
+            "system.toml: vm[1]: the microkit platform runs one VM, found 2",
+            "system.toml: vm[1].name: 'linux' is already the name of vm[0]",
+        ])
+        // Native runs several (SeveralVMsTests), named apart.
+        XCTAssertEqual(errors(minimal + "ram = \"256M\"\n[[vm]]\nkernel = \"Image\"\nram = \"256M\"\n"), [
             "system.toml: vm[1].name: 'linux' is already the name of vm[0]",
         ])
     }
@@ -303,7 +305,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
     func testANativeSystemWithFourVCPUsGetsAFourCPUBoard() throws {
         try writeGuest()
         let system = try parse(minimal + "vcpus = 4\n")
-        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"))
+        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
         XCTAssertEqual(zip(arguments, arguments.dropFirst()).filter { $0.0 == "-smp" }.map(\.1), ["4"])
         XCTAssertEqual(SystemBuilder.guestConfiguration(system.vms[0]).vcpuCount, 4)
     }

@@ -1,9 +1,14 @@
 """Every system in examples/ that the native platform can run is booted to its shell through
-`vmm run FILE` (the README's way), then powered off: QEMU must exit with status 0.
+`vmm run FILE` (the README's way), then powered off: QEMU must exit with status 0. In a system of
+several VMs the first VM is on the terminal and each later one on its serial socket (the `serial`
+key, else build/<example>/<name>.serial.sock): each later VM is powered off first ("vmm: VM n
+powered off" on the board's line), the first VM last, which powers the board off.
 """
 
 import os
+import socket
 import sys
+import time
 import tomllib
 import unittest
 from pathlib import Path
@@ -20,6 +25,45 @@ def native_examples():
             yield path
 
 
+def serial_sockets(path):
+    """The serial sockets of the VMs after the first, in order."""
+    system = tomllib.loads(path.read_text())
+    sockets = []
+    for vm in system.get("vm", [])[1:]:
+        if "serial" in vm:
+            sockets.append((path.parent / vm["serial"]).resolve())
+        else:
+            sockets.append(REPO_ROOT / "build" / path.stem / f"{vm['name']}.serial.sock")
+    return sockets
+
+
+def power_off_over_socket(test, path, timeout=240.0):
+    """Waits for the shell prompt of the VM on unix socket `path`, then powers it off."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = socket.socket(socket.AF_UNIX)
+            connection.connect(str(path))
+            break
+        except OSError:
+            connection.close()
+            if time.monotonic() > deadline:
+                test.fail(f"cannot connect to {path}")
+            time.sleep(0.5)
+    with connection:
+        connection.settimeout(1.0)
+        seen = b""
+        while b"guest# " not in seen[-400:]:
+            if time.monotonic() > deadline:
+                test.fail(f"no shell prompt on {path}: {seen[-400:]!r}")
+            connection.sendall(b"\n")
+            try:
+                seen += connection.recv(65536)
+            except socket.timeout:
+                pass
+        connection.sendall(b"poweroff -f\n")
+
+
 class ExampleSystemTests(unittest.TestCase):
     def test_there_are_native_examples(self):
         self.assertGreaterEqual(len(list(native_examples())), 2)
@@ -33,6 +77,9 @@ class ExampleSystemTests(unittest.TestCase):
                 console.expect(INIT_DONE, 240.0)
                 console.wait_for_prompt(120.0)
                 self.assertEqual(console.run("uname -m"), "aarch64")
+                for n, path_of_socket in enumerate(serial_sockets(path), start=1):
+                    power_off_over_socket(self, path_of_socket)
+                    console.expect(f"vmm: VM {n} powered off".encode(), 120.0)
                 console.sendline("poweroff -f")
                 self.assertEqual(console.wait_exit(60.0), 0)
 

@@ -63,9 +63,6 @@ static inline void spin_unlock(uint32_t *lock) { __atomic_store_n(lock, 0, __ATO
 void secondary_entry(void);
 static inline uint64_t secondary_entry_address(void) { return (uint64_t)(uintptr_t)&secondary_entry; }
 
-/// The VM lock (board.c): everything the CPUs of a VM share is touched only while holding it.
-void vm_lock_acquire(void);
-void vm_lock_release(void);
 static inline void tlbi_alle2(void) { __asm__ volatile("tlbi alle2\n dsb ish\n isb" ::: "memory"); }
 static inline void tlbi_vmalls12e1(void) { __asm__ volatile("tlbi vmalls12e1\n dsb ish\n isb" ::: "memory"); }
 static inline void ic_iallu(void) { __asm__ volatile("ic iallu\n dsb ish\n isb" ::: "memory"); }
@@ -86,17 +83,18 @@ uint64_t firmware_call(uint64_t function, uint64_t a1, uint64_t a2, uint64_t a3)
 /// The frame layout is x0..x30, ELR, SPSR (see start.S).
 uint64_t enter_guest(uint64_t *frame);
 
-extern uint8_t guest_kernel_start[], guest_kernel_end[];
-extern uint8_t guest_initrd_start[], guest_initrd_end[];
 extern uint8_t heap_start[], heap_end[];
 
-/// The guest images linked into the VMM (guest_images.S).
-static inline const uint8_t *guest_kernel(void) { return guest_kernel_start; }
-static inline size_t guest_kernel_size(void) { return (size_t)(guest_kernel_end - guest_kernel_start); }
-static inline const uint8_t *guest_initrd(void) { return guest_initrd_start; }
-static inline size_t guest_initrd_size(void) { return (size_t)(guest_initrd_end - guest_initrd_start); }
-extern uint8_t guest_config_start[], guest_config_end[];
-static inline const uint8_t *guest_config(void) { return guest_config_start; }
-static inline size_t guest_config_size(void) { return (size_t)(guest_config_end - guest_config_start); }
+/// The guests linked into the VMM (the guest_images.S `vmm build` writes): a u64 count, then for
+/// each VM six addresses: kernel start and end, initrd start and end, configuration start and end.
+extern const uint64_t guest_table[];
+static inline uint64_t guest_count(void) { return guest_table[0]; }
+/// Part `part` (0 kernel, 1 initrd, 2 configuration) of VM `vm`: its address and its size.
+static inline const uint8_t *guest_part(uint64_t vm, uint64_t part) {
+    return (const uint8_t *)(uintptr_t)guest_table[1 + vm * 6 + part * 2];
+}
+static inline size_t guest_part_size(uint64_t vm, uint64_t part) {
+    return (size_t)(guest_table[2 + vm * 6 + part * 2] - guest_table[1 + vm * 6 + part * 2]);
+}
 
 static inline uint16_t mmio_read16(uintptr_t address) { return *(volatile uint16_t *)address; }

@@ -1,0 +1,81 @@
+// The VMM's own networks: each named network of the system file is a VirtualSwitch (VMMCore) whose
+// ports are the VMs' network cards on it, numbered in VM order when every VM is up.
+//
+// A guest's transmit is copied into the switch under the sender's VM lock and then the switch lock
+// (always in that order, never two VM locks), and each VM that got a copy has its first CPU kicked.
+// That CPU, on the kick's exit and under its own VM's lock, moves the frames waiting on its ports
+// into its guest's receive buffers; frames its guest has no buffer for stay queued (bounded by the
+// switch) and are tried again at each of the VM's exits. No frame is ever written anywhere but into
+// buffers the receiving guest posted (VirtualMachine.networkReceived checks them).
+import NativeHardware
+import VMMCore
+
+/// Every network's switch, and each port's VM; fixed at boot, the switches only under `switchLock`.
+nonisolated(unsafe) var switches: [VirtualSwitch] = []
+nonisolated(unsafe) var switchPortVMs: [[Int]] = []
+nonisolated(unsafe) let switchLock: UnsafeMutablePointer<UInt32> = {
+    let lock = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    lock.initialize(to: 0)
+    return lock
+}()
+
+enum NativeSwitches {
+    /// Numbers every VM's switch ports and makes the switches (CPU 0, before the secondaries start).
+    static func connect() {
+        var ports: [[Int]] = []
+        for vm in vms {
+            for n in vm.platform.board.switched.indices {
+                let network = vm.platform.board.switched[n].network
+                while ports.count <= network { ports.append([]) }
+                vm.platform.board.switched[n].port = ports[network].count
+                ports[network].append(vm.index)
+            }
+        }
+        switchPortVMs = ports
+        switches = ports.map { VirtualSwitch(portCount: max($0.count, 1)) }
+        scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtualSwitch.slotSize + 64, alignment: 16)
+    }
+
+    /// The frame being sent or delivered: used only under the switch lock.
+    nonisolated(unsafe) static var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
+    /// A guest sent on `attachment` (under its VM's lock): the frame goes to the switch and every VM
+    /// that got a copy is kicked. True: the chain is consumed (a frame the switch dropped is lost, as
+    /// on a wire).
+    static func send(from attachment: SwitchAttachment, _ segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
+        spin_lock(switchLock)
+        var delivered: UInt32 = 0
+        if let frame = VirtualSwitch.frame(of: segments, memory: memory, into: scratch) {
+            delivered = switches[attachment.network].send(from: attachment.port, frame: frame)
+        }
+        spin_unlock(switchLock)
+        while delivered != 0 {
+            let port = delivered.trailingZeroBitCount
+            delivered &= delivered - 1
+            let vm = vms[switchPortVMs[attachment.network][port]]
+            if vm.firstCPU != Int(current_cpu()) {
+                NativeGIC.sendSoftwareInterrupt(NativeCPUs.kickInterrupt, toCPU: vm.firstCPU)
+            } else {
+                vm.switchBacklog = true   // the sender's own VM: deliver at this exit's end
+            }
+        }
+        return true
+    }
+
+    /// Moves the frames waiting on `vm`'s ports into its guest (under its VM's lock).
+    static func deliver(to vm: NativeVM) {
+        guard !vm.platform.board.switched.isEmpty else { return }
+        var sink = NativeInterruptSink(firstCPU: vm.firstCPU)
+        var backlog = false
+        spin_lock(switchLock)
+        for attachment in vm.platform.board.switched {
+            while switches[attachment.network].receive(at: attachment.port, { frame in
+                vm.machine.networkReceived(device: attachment.guestDevice,
+                                           frame: VirtualSwitch.withHeader(frame, in: scratch), platform: &sink)
+            }) {}
+            if switches[attachment.network].queued(at: attachment.port) > 0 { backlog = true }
+        }
+        spin_unlock(switchLock)
+        vm.switchBacklog = backlog
+    }
+}

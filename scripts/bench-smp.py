@@ -1,0 +1,319 @@
+#!/usr/bin/env python3
+"""SMP benchmark: how a CPU-bound job scales over the vCPUs of a 4-vCPU guest, two ways, in one run.
+
+  qemu  the guest on plain QEMU (virt, EL2 available, GICv2, Cortex-A53, 1 GiB, -smp 4): Linux owns
+        the board's four CPUs.
+  vmm   the same board (-m 1G -smp 4, what `vmm run` gives QEMU for this system) with the VMM as the
+        kernel: the image of a system file the script writes, build/smp-bench/system.toml (platform
+        native, the guest's kernel and initrd, vcpus = 4, no devices, 512 MiB of guest RAM by
+        default), built with `.build/debug/vmm build FILE --output build/smp-bench`. Each vCPU owns
+        one board CPU (static partitioning); the job makes no device I/O, so what the VMM costs here
+        is its handling of timer interrupts, IPIs and anything else that traps to EL2.
+
+The job: one copy is a busybox awk loop, `awk -v n=N -f /tmp/smpbench.awk` with the program
+`BEGIN { s = 0; for (i = 0; i < n; i++) s = (s * 31 + i) % 1000003; print s }` and N = 300000 by
+default (--iterations): about 2.5 s for one copy alone on plain QEMU under TCG on a 2-core host
+(2.3-2.9 s measured; up to twice that while other jobs load the host): long enough that the clock
+readings, the shell's forks and the timer ticks around the copies are noise, short enough for
+3 widths x 3 reps x 4 boots. Why awk: one
+process per copy doing pure user-mode arithmetic, with no system calls in the loop, no pipe and no
+file or device I/O, so `taskset` pins all of a copy's work to its CPU and nothing but the board's
+interrupts (timer, IPIs) involves the kernel or the VMM; its printed result (exact: every value is an
+integer below 2^53) is checked against the same loop computed on the host, so a copy that did not run
+to the end is an error, not a fast sample. (A `dd if=/dev/zero | md5sum` pipeline would be two
+processes per copy handing 64 KiB buffers through the kernel, measuring pipe wake-ups as much as
+arithmetic; sha256sum of 16 MiB takes ~2.4 s but has the same pipe.)
+
+Widths 1, 2 and 4: W copies at once, copy i pinned to CPU i with busybox `taskset -c i`, started in
+the background from a subshell, which then `wait`s for all of them. The time of a width is taken in
+the guest: the kernel's monotonic clock in nanoseconds ("now at" line of /proc/timer_list, or
+/proc/uptime (10 ms) where it is missing) read before starting the copies and after `wait`.
+Throughput = W x N iterations / that time, in thousands of awk iterations per second. The guest
+clock is compared with the host's over a 2 s sleep after boot (a warning if it is off by over 10%).
+
+Order: round 1 boots qemu then vmm, round 2 vmm then qemu (so drift in host load hits both alike);
+each boot runs --reps repetitions of widths 1, 2, 4. The table gives, per width and config, the
+throughput's min and median over all repetitions, the scaling (median over the same config's median
+at width 1) and the ratio of medians vmm/qemu with its target (>= 0.90 at each width). QEMU's TCG runs
+one host thread per vCPU, so on a host with fewer CPUs than a width the copies share the host's CPUs:
+such widths are limited by the host for both configs alike (the footnote says so). Missed targets do
+not fail the run; errors (image build, boot, a command, a wrong result) exit 1 after the other config
+has run; missing guest files or host tool exit 2.
+
+Usage:
+  scripts/bench-smp.py [--reps N] [--rounds R] [--iterations N] [--json FILE]
+Environment: VMM_QEMU (QEMU binary), VMM_GUEST_KERNEL, VMM_GUEST_INITRD, VMM_LOG_DIR.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from serial_console import HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths  # noqa: E402
+
+VCPUS = 4
+WIDTHS = (1, 2, 4)
+TARGET = 0.90                 # vmm/qemu, ratio of median throughputs, at each width
+CONFIGS = ("qemu", "vmm")
+BUILD_DIR = REPO_ROOT / "build/smp-bench"
+BOOT_TIMEOUT = 300.0          # TCG, 4 vCPUs on a small, noisy host
+COMMAND_TIMEOUT = 120.0       # a short shell command line
+BUILD_TIMEOUT = 300.0         # `vmm build` links the image
+# One width's copies: ~2.5 s each alone, W/host-CPUs times that when they share the host; generous.
+JOB_TIMEOUT = 900.0
+AWK_FILE = "/tmp/smpbench.awk"
+OUT_PREFIX = "/tmp/smpbench.out"
+MODULUS = 1000003
+AWK_PROGRAM = f"BEGIN {{ s = 0; for (i = 0; i < n; i++) s = (s * 31 + i) % {MODULUS}; print s }}"
+BOOTARGS = "console=ttyAMA0 rdinit=/init"
+
+
+def expected_result(iterations):
+    """What one copy prints: the awk loop on the host, in doubles as awk computes (all exact)."""
+    s = 0.0
+    for i in range(iterations):
+        s = (s * 31 + i) % MODULUS
+    return str(int(s))
+
+
+def host_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def vmm_image():
+    """Writes build/smp-bench/system.toml (the guest with 4 vCPUs, no devices, native platform) and
+    builds it with `vmm build`; returns its vmm.elf. Raises SerialConsoleError with the tool's
+    message if the build fails."""
+    kernel, initrd = guest_paths()
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    system = BUILD_DIR / "system.toml"
+    system.write_text("\n".join([
+        "# Written by scripts/bench-smp.py: the SMP benchmark's guest on the native platform.",
+        "[system]", 'platform = "native"', "",
+        "[[vm]]", f"kernel = {json.dumps(str(kernel))}", f"initrd = {json.dumps(str(initrd))}",
+        f"cmdline = {json.dumps(BOOTARGS)}", f"vcpus = {VCPUS}", ""]))
+    argv = [str(HOST_VMM), "build", str(system), "--output", str(BUILD_DIR)]
+    try:
+        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    except OSError as err:
+        raise SerialConsoleError(f"cannot run {argv[0]}: {err} (build it with `make host`)") from err
+    except subprocess.TimeoutExpired as err:
+        raise SerialConsoleError(f"{' '.join(argv)} did not finish in {BUILD_TIMEOUT:.0f}s") from err
+    if result.returncode != 0:
+        raise SerialConsoleError(f"{' '.join(argv)} failed (status {result.returncode}):\n"
+                                 f"{result.stdout}{result.stderr}".rstrip())
+    elf = BUILD_DIR / "vmm.elf"
+    if not elf.is_file():
+        raise SerialConsoleError(f"{' '.join(argv)} succeeded but wrote no {elf}")
+    return elf
+
+
+def qemu_command(config, elf=None):
+    """The board of both configs (-smp 4); the guest's kernel itself or the VMM's image."""
+    argv = [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
+            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53",
+            "-nographic", "-m", "1G", "-smp", str(VCPUS)]
+    if config == "qemu":
+        kernel, initrd = guest_paths()
+        return argv + ["-kernel", str(kernel), "-initrd", str(initrd), "-append", BOOTARGS]
+    return argv + ["-kernel", str(elf)]
+
+
+class Guest:
+    """One booted 4-vCPU guest and the jobs run in it."""
+
+    def __init__(self, config, iterations, elf=None):
+        self.config = config
+        self.iterations = iterations
+        self.expected = expected_result(iterations)
+        self.console = SerialConsole(qemu_command(config, elf), name=f"smpbench-{config}")
+        try:
+            self._boot()
+        except BaseException:
+            self.console.kill()
+            raise
+
+    def _boot(self):
+        console = self.console
+        console.expect(INIT_DONE, BOOT_TIMEOUT)
+        console.wait_for_prompt(BOOT_TIMEOUT)
+        online = console.run("cat /sys/devices/system/cpu/online", timeout=COMMAND_TIMEOUT)
+        if online.strip() != f"0-{VCPUS - 1}":
+            console.fail(f"the guest should have CPUs 0-{VCPUS - 1} online; "
+                         f"/sys/devices/system/cpu/online says {online.strip()!r}")
+        if re.search(r"^now at \d+ nsecs",
+                     console.run("head -n 3 /proc/timer_list 2>/dev/null", timeout=COMMAND_TIMEOUT), re.M):
+            self.clock_cmd = "grep -m 1 '^now at' /proc/timer_list"
+            self.clock_name = "/proc/timer_list (ns)"
+        else:
+            self.clock_cmd = "cat /proc/uptime"
+            self.clock_name = "/proc/uptime (10 ms)"
+        # The guest clock against the host's over a 2 s sleep: the throughputs rest on it.
+        before = time.monotonic()
+        output = console.run(f"{self.clock_cmd}; sleep 2; {self.clock_cmd}", timeout=COMMAND_TIMEOUT)
+        host = time.monotonic() - before
+        lines = [line for line in output.splitlines() if line.strip()]
+        try:
+            self.clock_ratio = (self._clock(lines[-1]) - self._clock(lines[0])) / host
+        except (ValueError, IndexError):
+            console.fail(f"cannot read the guest clock {self.clock_cmd!r}:\n{output}")
+        console.run(f"printf '%s\\n' '{AWK_PROGRAM}' > {AWK_FILE}", timeout=COMMAND_TIMEOUT, check=True)
+
+    def _clock(self, line):
+        match = re.fullmatch(r"now at (\d+) nsecs", line.strip())
+        if match:
+            return int(match.group(1)) / 1e9
+        return float(line.split()[0])
+
+    def job(self, width):
+        """W copies of the awk loop at once, copy i pinned to CPU i; guest seconds from before the
+        first starts to after `wait` saw the last end. Every copy's result is checked."""
+        cpus = " ".join(str(cpu) for cpu in range(width))
+        # A subshell: its background jobs are not the interactive shell's (no job-control chatter).
+        command = (f"rm -f {OUT_PREFIX}.*; ( {self.clock_cmd}; for c in {cpus}; do "
+                   f"taskset -c $c awk -v n={self.iterations} -f {AWK_FILE} > {OUT_PREFIX}.$c 2>&1 & "
+                   f"done; wait; {self.clock_cmd} ); "
+                   f"for c in {cpus}; do echo \"copy $c: $(cat {OUT_PREFIX}.$c)\"; done")
+        output = self.console.run(command, timeout=JOB_TIMEOUT)
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        if self.console.last_status != 0 or len(lines) < 2 + width:
+            self.console.fail(f"width {width}: the job failed (status {self.console.last_status}):\n{output}")
+        for cpu in range(width):
+            want = f"copy {cpu}: {self.expected}"
+            if want not in lines:
+                self.console.fail(f"width {width}: copy {cpu} (taskset -c {cpu}) did not print "
+                                  f"{self.expected!r}, the loop's result:\n{output}")
+        try:
+            seconds = self._clock(lines[1]) - self._clock(lines[0])
+        except (ValueError, IndexError):
+            self.console.fail(f"width {width}: cannot read the guest clock around the copies:\n{output}")
+        if seconds <= 0:
+            self.console.fail(f"width {width}: the guest clock did not advance ({seconds:.3f}s):\n{output}")
+        return seconds
+
+    def kill(self):
+        self.console.kill()
+
+
+def run_boot(config, reps, iterations, results, log, elf=None):
+    booted = time.monotonic()
+    guest = Guest(config, iterations, elf)
+    try:
+        log(f"{config}: booted in {time.monotonic() - booted:.1f}s, "
+            f"guest clock {guest.clock_name} runs at {guest.clock_ratio:.3f}x the host's, "
+            f"serial log {guest.console.log_path}")
+        if not 0.9 <= guest.clock_ratio <= 1.1:
+            log(f"{config}: WARNING: the guest clock is off by more than 10%: throughputs are suspect")
+        for rep in range(reps):
+            for width in WIDTHS:
+                seconds = guest.job(width)
+                rate = width * iterations / seconds / 1e3
+                results[width][config].append(rate)
+                log(f"{config} rep {rep + 1}/{reps} width {width}: {width} x {iterations} iterations "
+                    f"in {seconds:.3f}s = {rate:.1f} k/s")
+    finally:
+        guest.kill()
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of widths 1, 2, 4 per boot (default 3)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds: 1 = qemu then vmm, 2 adds vmm then qemu, ... (default 2)")
+    parser.add_argument("--iterations", type=int, default=300000,
+                        help="awk loop iterations per copy (default 300000, ~2.5 s on plain QEMU)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.reps < 1 or args.rounds < 1 or args.iterations < 1:
+        parser.error("--reps, --rounds and --iterations must be >= 1")
+
+    kernel, initrd = guest_paths()
+    missing = [str(p) for p in (kernel, initrd, HOST_VMM) if not p.is_file()]
+    if missing:
+        print(f"bench-smp: missing {', '.join(missing)}: run `make vmm` first", file=sys.stderr)
+        return 2
+
+    def log(message):
+        print(f"bench-smp: {message}", file=sys.stderr, flush=True)
+
+    cpus = host_cpus()
+    log(f"guest {kernel}, {initrd}; {VCPUS} vCPUs; host: {cpus} CPUs, load average "
+        f"{' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    results = {width: {c: [] for c in CONFIGS} for width in WIDTHS}
+    errors = []
+    elf = None
+    try:
+        elf = vmm_image()
+        log(f"vmm image {elf} (vmm build of {BUILD_DIR / 'system.toml'})")
+    except SerialConsoleError as err:
+        log(f"vmm: building the image FAILED:\n{err}")
+        errors.append(("vmm", str(err)))
+    started = time.monotonic()
+    for rnd in range(args.rounds):
+        order = CONFIGS if rnd % 2 == 0 else CONFIGS[::-1]
+        for config in order:
+            if any(config == c for c, _ in errors):
+                continue
+            try:
+                run_boot(config, args.reps, args.iterations, results, log, elf)
+            except SerialConsoleError as err:
+                log(f"{config} round {rnd + 1} FAILED:\n{err}")
+                errors.append((config, str(err)))
+
+    sys.stderr.flush()
+    print()
+    print(f"{'width':>5} {'config':<6} {'runs':>4} {'min k/s':>9} {'median k/s':>10} {'x w1':>5} "
+          f"{'vmm/qemu':>8} {'target':>7}")
+    rows = []
+    for width in WIDTHS:
+        medians = {c: statistics.median(s) for c, s in results[width].items() if s}
+        for config in CONFIGS:
+            samples = results[width][config]
+            if not samples:
+                print(f"{width:>5} {config:<6} {0:>4} {'-':>9} {'-':>10}")
+                continue
+            median = medians[config]
+            base = results[WIDTHS[0]][config]
+            scaling = median / statistics.median(base) if base else None
+            ratio = median / medians["qemu"] if config == "vmm" and "qemu" in medians else None
+            verdict = ""
+            if ratio is not None:
+                verdict = f" {ratio:>8.2f} {'>=' + format(TARGET, '.2f'):>7} " + \
+                          ("met" if ratio >= TARGET else "MISSED")
+            print(f"{width:>5} {config:<6} {len(samples):>4} {min(samples):>9.1f} {median:>10.1f} "
+                  f"{format(scaling, '.2f') if scaling is not None else '-':>5}{verdict}")
+            rows.append({"width": width, "config": config, "samples_kips": samples,
+                         "min_kips": min(samples), "median_kips": median, "scaling_vs_width1": scaling,
+                         "ratio_vmm_over_qemu": ratio, "target": TARGET})
+    print(f"k/s = 10^3 awk loop iterations per second, all copies together: width x {args.iterations} "
+          "iterations / guest seconds from starting the copies to `wait`")
+    print("x w1 = median / the same config's median at width 1; vmm/qemu = ratio of the medians")
+    limited = [w for w in WIDTHS if w > cpus]
+    if limited:
+        print(f"the host has {cpus} CPUs and TCG runs a host thread per vCPU: width"
+              f"{'s' if len(limited) > 1 else ''} {', '.join(map(str, limited))} "
+              f"{'are' if len(limited) > 1 else 'is'} limited by the host, for both configs alike")
+    print(f"total wall time {time.monotonic() - started:.1f}s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"benchmark": "smp", "vcpus": VCPUS, "iterations": args.iterations,
+                                               "host_cpus": cpus, "rows": rows,
+                                               "errors": [e for _, e in errors]}, indent=2))
+    if errors:
+        print(f"bench-smp: {len(errors)} boot(s) or build(s) failed; see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

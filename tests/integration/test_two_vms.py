@@ -1,0 +1,593 @@
+"""Two VMs on one board (examples/two-vms.toml: VMs "a" and "b", 2 vCPUs and 256 MiB each, a disk each,
+VM a with a network forwarding a host port to its port 80), native platform.
+
+The system is run the user's way, `vmm run FILE`. The system file is generated from the example into a
+temporary directory: kernel and initrd made absolute, each VM's disk there (a-disk.img, b-disk.img),
+VM b's serial socket there (`serial = ".../b.serial.sock"`), the forwarded host port a free one; so the
+test never touches build/two-vms/ nor port 8080. Everything else is the example's.
+
+Consoles: VM a's ttyAMA0 is the board's PL011, the terminal of `vmm run` (a SerialConsole); the VMM's
+own messages ("vmm: VM 1 reset; ...", stop reports) go to that line too, between VM a's output. VM b's
+ttyAMA0 is a PL011 the VMM emulates, whose bytes go to a unix socket (QEMU's, server=on,wait=off); the
+test connects to it as soon as `vmm run` starts QEMU (SocketConsole below) so it sees VM b boot. The
+test types into VM b 16 bytes at a time, each piece after the echo of the one before: the emulated
+PL011's receive FIFO holds 32 bytes. One check (long line) writes a whole line at once, as socat does.
+
+Two boots, each check a subtest (one failing check does not hide the later ones), in this order:
+
+  boot 1 (test_disks_apart_and_a_stopped_vm_leaves_the_other_running)
+    shells     both shells answer; `nproc` is 2 in each, MemTotal at most 256 MiB in each;
+    long line  a ~160-byte command line written to VM b's socket at once reaches its shell whole;
+    disks      1 MiB of "...-disk-a" lines at 1 MiB of VM a's /dev/vda, of "...-disk-b" lines on VM b's
+               (dd conv=fsync): each host file holds its VM's pattern there and nowhere the other's;
+    stop       `devmem 0x08030000` in VM b (the board GIC's hypervisor interface, GICH) stops VM b: the
+               board's line shows "vmm: guest stopped: ..." and "vmm:   VM 1 vCPU n PC .. ESR .. address
+               0x..08030000", then "vmm: VM 1 stopped; the other VMs go on";
+    b silent   VM b's socket no longer echoes nor answers a command;
+    a disk     VM a still answers and reads and writes its disk with O_DIRECT (the host file has it);
+    a network  busybox httpd in VM a serves /www/index.html to the host through the forwarded port;
+    poweroff   `poweroff -f` in VM a (the last VM running) ends QEMU with exit status 0.
+  boot 2 (test_one_vm_reboots_and_powers_off_while_the_other_runs)
+    shells     both shells answer;
+    reboot     `reboot -f` in VM b: "vmm: VM 1 reset; the other VMs go on" on the board's line, VM a
+               answers meanwhile, VM b boots again on its socket ("vmm-guest: init done", its prompt,
+               `nproc` 2) and VM a still answers after;
+    b off      `poweroff -f` in VM b: "vmm: VM 1 powered off; the other VMs go on", VM b's socket
+               silent, VM a still answers;
+    poweroff   `poweroff -f` in VM a ends QEMU with exit status 0.
+
+Needs QEMU (skipped without qemu-system-aarch64 on PATH, or $VMM_QEMU) and the host tool
+.build/debug/vmm with the VMM's native objects (`make vmm`); a missing host tool or a missing
+examples/two-vms.toml fails the test.
+"""
+
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import tomllib
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serial_console import (  # noqa: E402
+    HOST_VMM, INIT_DONE, LOG_TAIL_LINES, PROMPT, REPO_ROOT, SerialConsole, SerialConsoleError, fetch, free_port,
+    strip_ansi)
+
+EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
+VM_NAMES = ("a", "b")
+VCPUS = 2
+RAM_KB = 256 * 1024
+
+BUILD_TIMEOUT = 300.0       # `vmm run` builds the image before QEMU starts
+BOOT_TIMEOUT = 300.0        # TCG, two 2-vCPU guests on a small, noisy host
+CONNECT_TIMEOUT = 60.0      # VM b's socket appears when QEMU starts
+COMMAND_TIMEOUT = 120.0     # one shell command line
+STOP_TIMEOUT = 60.0         # from a command in VM b to the VMM's message on the board's line
+SILENCE_SECONDS = 10.0      # a stopped VM's console must stay quiet this long
+POWEROFF_TIMEOUT = 120.0
+FETCH_TIMEOUT = 120.0
+TYPE_CHUNK = 16             # bytes typed at once into VM b's console (its PL011's FIFO holds 32)
+ECHO_WAIT = 5.0             # how long a typed piece may take to come back echoed
+LONG_LINE_TIMEOUT = 30.0
+
+MIB = 1 << 20
+GICH = 0x08030000           # the board's GIC hypervisor interface (QEMU virt, GICv2)
+
+
+def disk_pattern(vm):
+    """The 1 MiB VM `vm` writes at 1 MiB of its disk, and the line it is made of."""
+    line = f"vmm-two-vms-disk-{vm}\n".encode()
+    return (line * (MIB // len(line) + 1))[:MIB], line.rstrip(b"\n")
+
+
+def late_pattern(vm):
+    """The 1 MiB VM `vm` writes at 2 MiB of its disk with O_DIRECT after the other VM stopped."""
+    line = f"vmm-two-vms-late-{vm}\n".encode()
+    return (line * (MIB // len(line) + 1))[:MIB], line.rstrip(b"\n")
+
+
+def guest_write(pattern_line, offset_mib, direct=False):
+    """The shell line that writes 1 MiB of `pattern_line` lines at `offset_mib` MiB of /dev/vda."""
+    flag = "oflag=direct " if direct else ""
+    return (f"yes {pattern_line.decode()} | head -c {MIB} > /tmp/pattern && "
+            f"dd if=/tmp/pattern of=/dev/vda bs=64k seek={offset_mib * 16} {flag}conv=fsync && rm /tmp/pattern")
+
+
+def guest_md5(offset_mib):
+    """The shell line that prints the md5 of 1 MiB at `offset_mib` MiB of /dev/vda, read with O_DIRECT."""
+    return f"dd if=/dev/vda bs=64k skip={offset_mib * 16} count=16 iflag=direct 2>/dev/null | md5sum"
+
+
+# -- the system file ----------------------------------------------------------------------------
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)      # a TOML basic string for what system files hold
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_table(header, table):
+    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
+
+
+def _free_forward(forward):
+    """("tcp:FREEPORT:GUEST", FREEPORT, GUEST) for "tcp:HOST:GUEST"."""
+    parts = forward.split(":")
+    if len(parts) != 3:
+        raise AssertionError(f"{EXAMPLE}: forward {forward!r} is not \"PROTOCOL:HOSTPORT:GUESTPORT\"")
+    port = free_port()
+    return f"{parts[0]}:{port}:{parts[2]}", port, int(parts[2])
+
+
+def system_file(directory):
+    """The example's system rewritten into `directory`: absolute kernel and initrd, VM x's disk on
+    directory/x-disk.img, VM b's serial socket directory/b.serial.sock, the forwarded host port a free
+    one. Returns (path of the file, {vm: disk path}, serial socket of b, (host port, guest port))."""
+    if not EXAMPLE.is_file():
+        raise AssertionError(f"{EXAMPLE.relative_to(REPO_ROOT)} is missing: the two-VM example is what this "
+                             f"test boots")
+    data = tomllib.loads(EXAMPLE.read_text())
+    platform = data.get("system", {}).get("platform", "native")
+    if platform != "native":
+        raise AssertionError(f"{EXAMPLE}: expected platform \"native\", found {platform!r}")
+    vms = data.get("vm", [])
+    names = tuple(vm.get("name") for vm in vms)
+    if names != VM_NAMES:
+        raise AssertionError(f"{EXAMPLE}: expected VMs {VM_NAMES}, found {names}")
+    lines = _toml_table("[system]", data["system"]) if "system" in data else []
+    disks, serial, forward = {}, directory / "b.serial.sock", None
+    for vm in vms:
+        vm = dict(vm)
+        name = vm["name"]
+        if vm.get("vcpus") != VCPUS:
+            raise AssertionError(f"{EXAMPLE}: vm '{name}': expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
+        kinds = {key: vm.pop(key) for key in list(vm)
+                 if isinstance(vm[key], list) and vm[key] and all(isinstance(t, dict) for t in vm[key])}
+        for key in ("kernel", "initrd"):
+            if key in vm:
+                vm[key] = str((EXAMPLE.parent / vm[key]).resolve())
+        blocks = kinds.get("block", [])
+        if len(blocks) != 1:
+            raise AssertionError(f"{EXAMPLE}: vm '{name}': expected one disk ([[vm.block]]), found {len(blocks)}")
+        disks[name] = directory / f"{name}-disk.img"
+        kinds["block"] = [{**blocks[0], "file": str(disks[name]), "size": blocks[0].get("size", "64M")}]
+        if name == "b":
+            vm["serial"] = str(serial)
+        if "net" in kinds:
+            nets = []
+            for table in kinds["net"]:
+                if "forward" in table:
+                    rewritten = [_free_forward(f) for f in table["forward"]]
+                    table = {**table, "forward": [f for f, _, _ in rewritten]}
+                    if name == "a" and forward is None:
+                        forward = next(((host, guest) for _, host, guest in rewritten), None)
+                nets.append(table)
+            kinds["net"] = nets
+        if "console" in kinds:
+            kinds["console"] = [{**t, "socket": str(directory / f"{name}-hvc{n}.sock")}
+                                for n, t in enumerate(kinds["console"])]
+        lines += _toml_table("[[vm]]", vm)
+        for kind, tables in kinds.items():
+            for table in tables:
+                lines += _toml_table(f"[[vm.{kind}]]", table)
+    if forward is None or forward[1] != 80:
+        raise AssertionError(f"{EXAMPLE}: expected VM a to forward a host port to its port 80, found {forward}")
+    path = directory / "two-vms.toml"
+    path.write_text("\n".join(lines))
+    return path, disks, serial, forward
+
+
+# -- VM b's console: a unix socket ----------------------------------------------------------------
+
+class SocketConsole:
+    """VM b's serial console through the unix socket QEMU serves (server=on,wait=off: bytes sent while
+    no one is connected are lost, so connect early). The same reading and marker technique as
+    SerialConsole: every byte is kept and logged under build/logs/ (or $VMM_LOG_DIR); `run` follows the
+    command with `echo __B_END_<n>_$?__`, whose echo shows `$?` literally, so only the command's real
+    output matches the marker. A failure raises SerialConsoleError with the tail of this console's log
+    and of the board's line (`board`, the SerialConsole of `vmm run`)."""
+
+    def __init__(self, path, board, name="console-b", prompt=PROMPT, log_dir=None):
+        self.path = str(path)
+        self.board = board
+        self.prompt = re.compile(prompt)
+        self.sock = None
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._runs = 0
+        self.last_status = None
+        log_dir = Path(log_dir or os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = log_dir / f"{name}-{stamp}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
+        self._log = open(self.log_path, "wb")
+        self._log.write(f"$ connect {self.path}\n".encode())
+
+    def connect(self, timeout=CONNECT_TIMEOUT):
+        """Connect, retrying while QEMU has not created the socket yet (or `vmm run` is still starting it)."""
+        deadline, last_error = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            if self.board.proc.poll() is not None:
+                self.fail(f"`vmm run` exited (status {self.board.proc.returncode}) before VM b's serial socket "
+                          f"{self.path} accepted a connection")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+            except OSError as error:
+                sock.close()
+                last_error = error
+                time.sleep(0.05)
+                continue
+            sock.setblocking(False)
+            self.sock = sock
+            return
+        self.fail(f"could not connect to VM b's serial socket {self.path} in {timeout:.0f} s: {last_error}")
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def log(self) -> bytes:
+        return bytes(self._buf)
+
+    def _read_some(self, deadline) -> bool:
+        if self._eof or self.sock is None:
+            return False
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        if not self._log.closed:
+            self._log.write(data)
+            self._log.flush()
+        return True
+
+    def drain(self, seconds) -> bytes:
+        """Everything that arrives in the next `seconds` (consumed)."""
+        start = len(self._buf)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self._read_some(deadline) and self._eof:
+                break
+        self._pos = len(self._buf)
+        return bytes(self._buf[start:])
+
+    def tail(self, lines=LOG_TAIL_LINES) -> str:
+        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
+        return "\n".join(text.split("\n")[-lines:])
+
+    def fail(self, message):
+        state = "connected" if self.sock is not None and not self._eof else \
+            ("closed by QEMU" if self._eof else "not connected")
+        raise SerialConsoleError(
+            f"{message}\n(VM b's socket {state}; its log: {self.log_path}; board's log: {self.board.log_path})\n"
+            f"--- last {LOG_TAIL_LINES} lines of VM b's console ---\n{self.tail()}\n--- end ---\n"
+            f"--- last {LOG_TAIL_LINES} lines of the board's serial line (VM a, VMM) ---\n{self.board.tail()}\n"
+            f"--- end ---")
+
+    def expect(self, pattern, timeout=30.0):
+        regex = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self._buf, self._pos)
+            if match:
+                self._pos = match.end()
+                return match
+            if not self._read_some(deadline):
+                if self._eof:
+                    self.fail(f"VM b's socket closed before {regex.pattern!r} appeared")
+                if time.monotonic() >= deadline:
+                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r} on VM b's console")
+
+    def wait_for_prompt(self, timeout=60.0):
+        return self.expect(self.prompt, timeout)
+
+    # -- writing -----------------------------------------------------------
+    def send_raw(self, text):
+        """Write `text` to the socket at once, as `socat - UNIX-CONNECT:...` sends a typed line."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        if self.sock is None:
+            self.fail(f"cannot send {data[:40]!r}: not connected")
+        try:
+            self.sock.setblocking(True)
+            self.sock.sendall(data)
+        except OSError as error:
+            self.fail(f"cannot send {data[:40]!r} to VM b's socket: {error}")
+        finally:
+            self.sock.setblocking(False)
+
+    def send(self, text):
+        """Type `text` TYPE_CHUNK bytes at a time, each piece after the guest echoed the one before (or
+        ECHO_WAIT passed): the guest's PL011 has a receive FIFO of 32 bytes, and the VMM gives it only
+        what fits (the rest of a longer write is lost; check_long_line is about that)."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        for at in range(0, len(data), TYPE_CHUNK):
+            piece = data[at:at + TYPE_CHUNK]
+            mark = len(self._buf)
+            self.send_raw(piece)
+            self._wait_echo(piece, mark)
+
+    def _wait_echo(self, piece, mark):
+        want = piece.replace(b"\r", b"")
+        deadline = time.monotonic() + ECHO_WAIT
+        while want not in strip_ansi(bytes(self._buf[mark:])).replace(b"\r", b""):
+            if not self._read_some(deadline) and (self._eof or time.monotonic() >= deadline):
+                return
+
+    def sendline(self, line):
+        self.send((line.encode() if isinstance(line, str) else bytes(line)) + b"\n")
+
+    def run(self, command, timeout=30.0, check=False, raw=False) -> str:
+        """SerialConsole.run on VM b's console: the command's output (CR and escape sequences removed,
+        without the final newline); its exit status in `last_status`; check=True fails on non-zero.
+        The line is typed piece by piece (`send`), or with raw=True written at once (`send_raw`)."""
+        self._runs += 1
+        n = self._runs
+        literal = f"__B_END_{n}_$?__"
+        stripped = command.rstrip()
+        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
+        start = len(self._buf)
+        line = f"{stripped}{sep}echo {literal}\n"
+        self.send_raw(line) if raw else self.send(line)
+        marker = self.expect(re.compile(rb"__B_END_%d_(\d+)__" % n), timeout)
+        self.last_status = int(marker.group(1))
+        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
+        at = raw.find(literal)
+        at = raw.find("\n", at if at >= 0 else 0)
+        output = raw[at + 1:] if at >= 0 else ""
+        output = output.replace("\r", "").rstrip("\n")
+        self.wait_for_prompt(timeout)
+        if check and self.last_status != 0:
+            self.fail(f"command {command!r} in VM b exited with status {self.last_status}:\n{output}")
+        return output
+
+    def close(self):
+        if self.sock is not None:
+            if not self._eof:
+                self.drain(0.2)
+            self.sock.close()
+            self.sock = None
+        if not self._log.closed:
+            self._log.close()
+
+
+# -- the tests ------------------------------------------------------------------------------------
+
+class TwoVMTests(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which(os.environ.get("VMM_QEMU", "qemu-system-aarch64")):
+            raise unittest.SkipTest("no qemu-system-aarch64 on PATH")
+        if not HOST_VMM.is_file():
+            raise AssertionError(f"{HOST_VMM} missing: run `make vmm` first")
+
+    def setUp(self):
+        # Short: a unix socket path has at most 107 bytes.
+        self.dir = Path(tempfile.mkdtemp(prefix="vmm-2vm-"))
+        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.system, self.disks, self.serial, (self.port, _) = system_file(self.dir)
+
+    def boot(self, name):
+        """`vmm run` of the generated system; returns (board = VM a's console, VM b's console), both at
+        their shell's prompt."""
+        argv = [str(HOST_VMM), "run", str(self.system), "--output", str(self.dir / "build")]
+        if os.environ.get("VMM_QEMU"):
+            argv += ["--qemu", os.environ["VMM_QEMU"]]
+        board = SerialConsole(argv, name=f"{name}-board", env={**os.environ}, cwd=REPO_ROOT)
+        self.addCleanup(board.kill)
+        announced = board.expect(rb"vm 'b': serial console on (\S+) \(connect with", BUILD_TIMEOUT)
+        if announced.group(1).decode() != str(self.serial):
+            board.fail(f"`vmm run` announced VM b's serial console on {announced.group(1).decode()!r}, "
+                       f"not on its `serial` {str(self.serial)!r}")
+        board.expect(rb"vmm: starting qemu-system", BUILD_TIMEOUT)
+        b = SocketConsole(self.serial, board, name=f"{name}-b")
+        self.addCleanup(b.close)
+        b.connect(CONNECT_TIMEOUT)
+        board.expect(INIT_DONE, BOOT_TIMEOUT)
+        board.wait_for_prompt(BOOT_TIMEOUT)
+        a_ready = time.monotonic() - board.started_at
+        b.expect(INIT_DONE, BOOT_TIMEOUT)
+        b.wait_for_prompt(BOOT_TIMEOUT)
+        print(f"\n[{name}] boot to both prompts, build included: VM a {a_ready:.2f} s, VM b "
+              f"{time.monotonic() - board.started_at:.2f} s", file=sys.stderr)
+        return board, b
+
+    def logs(self, board, b):
+        """The tails of both consoles, for failure messages."""
+        return (f"\n--- board's serial line (VM a, VMM), last lines; log {board.log_path} ---\n"
+                f"{board.tail(40)}\n--- VM b's console, last lines; log {b.log_path} ---\n{b.tail(40)}\n--- end ---")
+
+    def run_checks(self, board, b, checks):
+        for n, (label, check) in enumerate(checks):
+            if board.proc.poll() is not None and not label.startswith("poweroff"):
+                board.fail(f"QEMU exited (status {board.proc.returncode}) before the check {label!r}")
+            passed = False
+            with self.subTest(label):
+                check(board, b)
+                passed = True
+            if n == 0 and not passed:
+                return      # the shells do not answer: nothing else means anything
+
+    # -- boot 1 -----------------------------------------------------------------------------------
+    def test_disks_apart_and_a_stopped_vm_leaves_the_other_running(self):
+        board, b = self.boot("two-vms-stop")
+        self.run_checks(board, b, [
+            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("a line longer than the PL011's FIFO, written at once, reaches VM b whole", self.check_long_line),
+            ("each VM's disk writes land in its own file only", self.check_disks),
+            ("VM b reading the GIC hypervisor interface is stopped with a report", self.check_stop),
+            ("VM b's console stops answering", self.check_b_silent),
+            ("VM a still answers and reads and writes its disk with O_DIRECT", self.check_a_disk),
+            ("VM a's network: httpd page through the forwarded port", self.check_a_network),
+            ("poweroff -f in VM a (the last VM) ends QEMU with status 0", self.check_poweroff),
+        ])
+
+    # -- boot 2 -----------------------------------------------------------------------------------
+    def test_one_vm_reboots_and_powers_off_while_the_other_runs(self):
+        board, b = self.boot("two-vms-reboot")
+        self.run_checks(board, b, [
+            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("VM b reboots (reboot -f) while VM a goes on", self.check_b_reboot),
+            ("VM b powers off (poweroff -f) while VM a goes on", self.check_b_poweroff),
+            ("poweroff -f in VM a (the last VM) ends QEMU with status 0", self.check_poweroff),
+        ])
+
+    # -- the checks -------------------------------------------------------------------------------
+    def assert_a_answers(self, board, b, token):
+        """VM a echoes `token` (the VMM's messages may share its line, so `in`, not `==`)."""
+        said = board.run(f"echo {token}-$((40+2))", timeout=COMMAND_TIMEOUT)
+        self.assertIn(f"{token}-42", said, f"VM a did not answer `echo {token}-$((40+2))`{self.logs(board, b)}")
+
+    def check_shells(self, board, b):
+        for vm, console in (("a", board), ("b", b)):
+            said = console.run(f"echo hello-from-{vm}-$((6*7))", timeout=COMMAND_TIMEOUT)
+            self.assertIn(f"hello-from-{vm}-42", said, f"VM {vm}'s shell did not answer an echo{self.logs(board, b)}")
+        for vm, console in (("a", board), ("b", b)):
+            nproc = console.run("nproc", timeout=COMMAND_TIMEOUT)
+            self.assertEqual(nproc, str(VCPUS), f"`nproc` in VM {vm}{self.logs(board, b)}")
+            meminfo = console.run("grep MemTotal /proc/meminfo", timeout=COMMAND_TIMEOUT)
+            found = re.search(r"MemTotal:\s*(\d+) kB", meminfo)
+            self.assertIsNotNone(found, f"no MemTotal in VM {vm}'s /proc/meminfo: {meminfo!r}")
+            self.assertLessEqual(int(found.group(1)), RAM_KB,
+                                 f"VM {vm} sees more than its 256 MiB: {meminfo!r}{self.logs(board, b)}")
+
+    def check_long_line(self, board, b):
+        """What `socat - UNIX-CONNECT:...` does with a typed line: one write of the whole line, here about
+        160 bytes, more than the emulated PL011's receive FIFO (32) holds at once."""
+        token = "long-line-" + "0123456789abcdef" * 7
+        command = f"echo {token}-$((6*7))"
+        start = len(b.log)
+        try:
+            said = b.run(command, timeout=LONG_LINE_TIMEOUT, raw=True)
+        except SerialConsoleError:
+            arrived = strip_ansi(b.log[start:]).decode("utf-8", "replace")
+            b.send_raw(b"\x03")                     # drop whatever part of the line the shell got
+            b.drain(2.0)
+            b.run("echo recovered", timeout=COMMAND_TIMEOUT)
+            self.fail(f"a command line of {len(command)} bytes (and its end marker) written to VM b's socket at "
+                      f"once did not reach its shell whole; the guest echoed only {arrived!r}{self.logs(board, b)}")
+        self.assertIn(f"{token}-42", said, f"VM b's answer to a long line{self.logs(board, b)}")
+
+    def check_disks(self, board, b):
+        for vm, console in (("a", board), ("b", b)):
+            _, line = disk_pattern(vm)
+            output = console.run(guest_write(line, 1), timeout=COMMAND_TIMEOUT)
+            self.assertEqual(console.last_status, 0,
+                             f"writing 1 MiB to VM {vm}'s /dev/vda failed:\n{output}{self.logs(board, b)}")
+        for vm, other in (("a", "b"), ("b", "a")):
+            data = self.disks[vm].read_bytes()
+            pattern, _ = disk_pattern(vm)
+            _, other_line = disk_pattern(other)
+            self.assertEqual(len(data), 64 * MIB, f"{self.disks[vm]}: size")
+            self.assertTrue(data[MIB:2 * MIB] == pattern,
+                            f"{self.disks[vm].name} does not hold VM {vm}'s write at 1 MiB (found "
+                            f"{data[MIB:MIB + 64]!r}...)")
+            self.assertNotIn(other_line, data, f"{self.disks[vm].name} (VM {vm}'s disk) holds VM {other}'s "
+                                               f"pattern {other_line!r} at {data.find(other_line)}")
+            self.assertEqual(data[:MIB], bytes(MIB), f"{self.disks[vm].name}: the first MiB changed")
+
+    def check_stop(self, board, b):
+        b.sendline(f"devmem 0x{GICH:08x}")
+        reason = board.expect(rb"vmm: guest stopped: ([^\r\n]*)\r?\n", STOP_TIMEOUT)
+        where = board.expect(rb"vmm:\s+(VM (\d+) vCPU (\d+) PC (0x[0-9a-fA-F]+) ESR (0x[0-9a-fA-F]+) "
+                             rb"address (0x[0-9a-fA-F]+))\r?\n", STOP_TIMEOUT)
+        print(f"[two-vms] VM b stopped: {reason.group(1).decode(errors='replace')}; "
+              f"{where.group(1).decode(errors='replace')}", file=sys.stderr)
+        self.assertEqual(int(where.group(2)), 1, f"the stop report names VM {where.group(2).decode()}, not VM 1 "
+                                                 f"(b){self.logs(board, b)}")
+        self.assertEqual(int(where.group(6), 16), GICH,
+                         f"the stop report's address is {where.group(6).decode()}, not 0x{GICH:08x}{self.logs(board, b)}")
+        board.expect(rb"vmm: VM 1 stopped; the other VMs go on", STOP_TIMEOUT)
+
+    def check_b_silent(self, board, b):
+        b.drain(1.0)
+        b.send_raw("echo b-still-alive-$((6*7))\n")
+        heard = b.drain(SILENCE_SECONDS)
+        self.assertNotIn(b"b-still-alive", heard,
+                         f"VM b's console still echoes or answers after the stop: {heard!r}{self.logs(board, b)}")
+
+    def check_a_disk(self, board, b):
+        self.assert_a_answers(board, b, "a-after-b-stopped")
+        pattern, _ = disk_pattern("a")
+        digest = board.run(guest_md5(1), timeout=COMMAND_TIMEOUT)
+        self.assertEqual(digest.split()[:1], [hashlib.md5(pattern).hexdigest()],
+                         f"VM a's O_DIRECT read of its first write (1 MiB at 1 MiB){self.logs(board, b)}")
+        late, line = late_pattern("a")
+        output = board.run(guest_write(line, 2, direct=True), timeout=COMMAND_TIMEOUT)
+        self.assertEqual(board.last_status, 0,
+                         f"VM a's O_DIRECT write after VM b stopped failed:\n{output}{self.logs(board, b)}")
+        digest = board.run(guest_md5(2), timeout=COMMAND_TIMEOUT)
+        self.assertEqual(digest.split()[:1], [hashlib.md5(late).hexdigest()],
+                         f"VM a's O_DIRECT read back of its write after VM b stopped{self.logs(board, b)}")
+        self.assertTrue(self.disks["a"].read_bytes()[2 * MIB:3 * MIB] == late,
+                        f"{self.disks['a'].name} does not hold VM a's O_DIRECT write at 2 MiB")
+        self.assertNotIn(line, self.disks["b"].read_bytes(), f"{self.disks['b'].name} holds VM a's late write")
+
+    def check_a_network(self, board, b):
+        board.run("ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2",
+                  timeout=COMMAND_TIMEOUT, check=True)
+        board.run("httpd -p 80 -h /www", timeout=COMMAND_TIMEOUT, check=True)
+        expected = board.run("md5sum /www/index.html", timeout=COMMAND_TIMEOUT, check=True).split()[:1]
+        body = fetch(f"http://127.0.0.1:{self.port}/index.html", board, FETCH_TIMEOUT)
+        self.assertEqual([hashlib.md5(body).hexdigest()], expected,
+                         f"the page fetched through 127.0.0.1:{self.port} is not VM a's /www/index.html: "
+                         f"{body[:200]!r}{self.logs(board, b)}")
+        self.assertIn(b"Hello from the Linux guest of vmm", body)
+
+    def check_b_reboot(self, board, b):
+        b.drain(0.5)
+        b.sendline("reboot -f")
+        board.expect(rb"vmm: VM 1 reset; the other VMs go on", STOP_TIMEOUT)
+        self.assert_a_answers(board, b, "a-while-b-reboots")
+        b.expect(INIT_DONE, BOOT_TIMEOUT)
+        b.wait_for_prompt(BOOT_TIMEOUT)
+        said = b.run("echo b-rebooted-$((6*7))", timeout=COMMAND_TIMEOUT)
+        self.assertIn("b-rebooted-42", said, f"VM b's shell after the reboot{self.logs(board, b)}")
+        self.assertEqual(b.run("nproc", timeout=COMMAND_TIMEOUT), str(VCPUS),
+                         f"`nproc` in VM b after its reboot{self.logs(board, b)}")
+        self.assert_a_answers(board, b, "a-after-b-rebooted")
+
+    def check_b_poweroff(self, board, b):
+        b.drain(0.5)
+        b.sendline("poweroff -f")
+        board.expect(rb"vmm: VM 1 powered off; the other VMs go on", STOP_TIMEOUT)
+        self.assertIsNone(board.proc.poll(), "QEMU exited when VM b (not the last VM) powered off")
+        b.drain(1.0)
+        b.send_raw("echo b-still-alive-$((6*7))\n")
+        heard = b.drain(SILENCE_SECONDS / 2)
+        self.assertNotIn(b"b-still-alive", heard,
+                         f"VM b's console still echoes or answers after its power-off: {heard!r}{self.logs(board, b)}")
+        self.assert_a_answers(board, b, "a-after-b-powered-off")
+
+    def check_poweroff(self, board, b):
+        board.sendline("poweroff -f")
+        status = board.wait_exit(POWEROFF_TIMEOUT)
+        self.assertEqual(status, 0, f"QEMU exited with status {status} after `poweroff -f` in VM a, the last VM"
+                                    f"{self.logs(board, b)}")
+        self.assertRegex(board.log.decode("utf-8", "replace"), r"vmm: VM 0 powered off; it was the last VM",
+                         "the VMM did not report VM a's power-off as the last VM's")
+
+
+if __name__ == "__main__":
+    unittest.main()
