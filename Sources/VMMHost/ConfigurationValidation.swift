@@ -8,7 +8,7 @@
 //
 // Several VMs (native): static partitioning, so the VMs share out the board in file order: VM 0's
 // vCPUs on board CPUs 0..<vcpus, the next VM's on the next ones (at most 8 in all, GICv2); each
-// VM's RAM from the host RAM the VMM has for guests (512 MiB in all); its virtio devices backed by
+// VM's RAM from the host RAM the VMM has for guests (2944 MiB in all); its virtio devices backed by
 // board devices of its own, except network cards on one of the VMM's networks (virtual switches
 // between VMs, checked in checkNetworks), which have no board device. Each VM has its own
 // guest-physical address space, so guest addresses (RAM, virtio windows) are checked per VM and may
@@ -25,9 +25,21 @@ struct ConfigurationValidator {
     /// 32-bit-clean DMA); everything the board maps below it is devices.
     static let ramWindow: Range<UInt64> = 0x4000_0000..<0x1_0000_0000
     static let deviceArea: Range<UInt64> = 0..<0x4000_0000
-    /// The native platform runs under QEMU with 1 GiB and keeps half for itself (README: guest RAM is
-    /// backed at 0x4800_0000); the Microkit platform leaves the same room for seL4 and the VMM's PD.
-    static let maxGuestRAM: UInt64 = 512 << 20
+    /// The native platform's host RAM for guests: from 0x4800_0000 (the VMM's 128 MiB at the start of
+    /// board RAM below it, Platforms/native/linker.ld) to the end of the board's RAM, which QEMU's -m
+    /// sets (SystemBuilder.qemuArguments) and the VMM reads from QEMU's device tree, up to the 4 GiB
+    /// its EL2 identity map covers: 2944 MiB, for one VM or shared out among several in file order.
+    static let nativeGuestRAMHost: UInt64 = 0x4800_0000
+    static let nativeGuestRAM: UInt64 = 0x1_0000_0000 - nativeGuestRAMHost
+    /// The Microkit platform (QEMU -m 2G) keeps room for seL4, the VMM's PD and the drivers' memory.
+    static let microkitGuestRAM: UInt64 = 512 << 20
+    /// The most RAM one VM may have on `platform` (on native also the most all VMs have together).
+    static func maxGuestRAM(_ platform: SystemConfiguration.Platform) -> UInt64 {
+        switch platform {
+        case .native: nativeGuestRAM
+        case .microkit: microkitGuestRAM
+        }
+    }
     /// GICv2 serves 8 CPU interfaces, so the board has at most 8 CPUs to share out between VMs.
     static let maxBoardCPUs = 8
     /// QEMU virt's virtio-mmio transports (hw/arm/virt.c NUM_VIRTIO_TRANSPORTS).
@@ -57,11 +69,12 @@ struct ConfigurationValidator {
         if system.platform == .microkit, vm.vcpus != 1, !diagnostics.hasError(at: "\(path).vcpus") {
             diagnostics.report("\(path).vcpus", "the microkit platform runs 1 vCPU per VM, found \(vm.vcpus)")
         }
-        if !diagnostics.hasError(at: "\(path).ram"), vm.ramSize > Self.maxGuestRAM {
+        let maxRAM = Self.maxGuestRAM(system.platform)
+        if !diagnostics.hasError(at: "\(path).ram"), vm.ramSize > maxRAM {
             diagnostics.report("\(path).ram", "\(sizeText(vm.ramSize)) is more than the \(platform) platform gives a guest "
-                               + "(expected at most \(sizeText(Self.maxGuestRAM)))")
+                               + "(expected at most \(sizeText(maxRAM)))")
         }
-        // Cannot overflow once both keys are good: ram_base < 2^63 (a TOML integer), ram <= 512M.
+        // Cannot overflow once both keys are good: ram_base < 2^63 (a TOML integer), ram < 4G.
         var ramRange: Range<UInt64>? = nil
         if !diagnostics.hasError(at: "\(path).ram"), !diagnostics.hasError(at: "\(path).ram_base") {
             let range = vm.ramBase..<vm.ramBase + vm.ramSize
@@ -346,9 +359,9 @@ struct ConfigurationValidator {
         var bytes: UInt64 = 0
         for index in sized {
             bytes += system.vms[index].ramSize
-            if bytes > Self.maxGuestRAM {
+            if bytes > Self.nativeGuestRAM {
                 diagnostics.report("vm[\(index)].ram", "the RAM of all VMs adds up to \(sizeText(ram)); the native platform "
-                                   + "gives its guests at most \(sizeText(Self.maxGuestRAM)) in all")
+                                   + "gives its guests at most \(sizeText(Self.nativeGuestRAM)) in all")
                 break
             }
         }

@@ -390,18 +390,29 @@ public enum SystemBuilder {
          "-o", output] + objects + ["-lmicrokit"]
     }
 
+    /// QEMU's -m for a native system: the board's RAM starts at 0x4000_0000 with the VMM's 128 MiB,
+    /// then the guests' RAM from 0x4800_0000, VM after VM (ConfigurationValidator.nativeGuestRAMHost;
+    /// the VMM reads the board's RAM size from QEMU's device tree). Never less than 1G, the board's
+    /// RAM of every system before guests could have more; above it in MiB ("2176M" for one 2 GiB VM).
+    static func nativeMemory(_ system: SystemConfiguration) -> String {
+        let vmm = ConfigurationValidator.nativeGuestRAMHost - ConfigurationValidator.ramWindow.lowerBound
+        let bytes = vmm + system.vms.reduce(UInt64(0)) { $0 + $1.ramSize }
+        return bytes <= 1 << 30 ? "1G" : "\((bytes + (1 << 20) - 1) >> 20)M"
+    }
+
     /// QEMU's command line for the built system: the board, then one board device for each of
     /// the guests' devices, in the order the VMM pairs them: VM by VM its blocks, networks (not the
     /// cards on a VMM network: the VMM switches their frames itself, with no board device) and
     /// consoles, then for each VM after the first one more console device behind its serial port
     /// (on the socket of `serialSockets`, with `output` the build's output directory). On the
     /// native platform each vCPU owns one board CPU, so the board has as many as all VMs have
-    /// vCPUs (the VMM brings the others up through PSCI).
+    /// vCPUs (the VMM brings the others up through PSCI), and as much RAM as the VMM and all
+    /// guests need (`nativeMemory`).
     public static func qemuArguments(_ system: SystemConfiguration, image: URL, output: URL) -> [String] {
         var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic"]
         switch system.platform {
         case .native:
-            arguments += ["-m", "1G", "-smp", String(max(1, system.vms.reduce(0) { $0 + $1.vcpus }))]
+            arguments += ["-m", nativeMemory(system), "-smp", String(max(1, system.vms.reduce(0) { $0 + $1.vcpus }))]
         case .microkit:
             arguments += ["-m", "size=2G", "-serial", "mon:stdio"]
         }

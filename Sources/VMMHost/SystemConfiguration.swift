@@ -16,12 +16,13 @@
 //     platform = "native"              "native" (EL2 on the board) or "microkit" (seL4 Microkit)
 //
 //     [[vm]]                           native: one or more (all VMs' vCPUs at most 8, their RAM at most
-//                                      512M in all); microkit: exactly one
+//                                      2944M in all: QEMU -m is 128M + that, at least 1G); microkit: exactly one
 //     name = "linux"                   1–32 of a-z 0-9 _ -, unique
 //     kernel = "Image"                 REQUIRED: an arm64 Linux Image
 //     initrd = "initramfs.cpio.gz"     optional
 //     cmdline = "console=ttyAMA0 rdinit=/init"   QEMUVirtBoard.bootargs; no NUL, at most 2047 bytes
-//     ram = "512M"                     bytes, or a string with a K/M/G suffix; 16M..512M, a multiple of 2M
+//     ram = "512M"                     bytes, or a string with a K/M/G suffix; a multiple of 2M, at least 16M,
+//                                      at most 2944M (native) or 512M (microkit)
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside qemu-virt's [0x40000000, 0x100000000)
 //     vcpus = 1                        1–8 (GICv2); native: one board CPU each (QEMU -smp: all VMs' sum),
 //                                      VM 0 on CPUs 0..<vcpus, the next VM on the next ones; microkit: exactly 1

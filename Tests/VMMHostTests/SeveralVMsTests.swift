@@ -55,18 +55,39 @@ final class SeveralVMsConfigurationTests: ConfigurationTestCase {
 
     func testRAMOfAllVMsIsWhatTheNativePlatformGivesItsGuests() throws {
         try writeGuest()
-        XCTAssertEqual(errors(vm("a", ram: "256M") + vm("b", ram: "256M")), [])
-        XCTAssertEqual(errors(vm("a", ram: "256M") + vm("b", ram: "256M") + vm("c", ram: "32M")), [
-            "system.toml: vm[2].ram: the RAM of all VMs adds up to 544M; the native platform gives its guests at most 512M in all",
+        // Host RAM from 0x48000000 to the EL2 identity map's 4 GiB: 2944M, shared out in file order.
+        XCTAssertEqual(errors(vm("a", ram: "256M") + vm("b", ram: "256M") + vm("c", ram: "32M")), [])
+        XCTAssertEqual(errors(vm("a", ram: "2G") + vm("b", ram: "896M")), [])
+        XCTAssertEqual(errors(vm("a", ram: "2G") + vm("b", ram: "898M")), [
+            "system.toml: vm[1].ram: the RAM of all VMs adds up to 2946M; the native platform gives its guests at most 2944M in all",
         ])
-        // The default 512M leaves nothing for a second VM.
-        XCTAssertEqual(errors(minimal + vm("b", ram: "32M") + vm("c", ram: "32M")), [
-            "system.toml: vm[1].ram: the RAM of all VMs adds up to 576M; the native platform gives its guests at most 512M in all",
+        // Reported at the VM where the sum goes over, with the total of all VMs.
+        XCTAssertEqual(errors(vm("a", ram: "1G") + vm("b", ram: "2G") + vm("c", ram: "32M")), [
+            "system.toml: vm[1].ram: the RAM of all VMs adds up to 3104M; the native platform gives its guests at most 2944M in all",
+        ])
+        // The default 512M: five VMs fit, a sixth does not.
+        XCTAssertEqual(errors(["a", "b", "c", "d", "e"].map { vm($0, ram: "512M") }.joined()), [])
+        XCTAssertEqual(errors(["a", "b", "c", "d", "e", "f"].map { vm($0, ram: "512M") }.joined()), [
+            "system.toml: vm[5].ram: the RAM of all VMs adds up to 3G; the native platform gives its guests at most 2944M in all",
         ])
         // A VM over the limit by itself is reported once, and not added.
-        XCTAssertEqual(errors(vm("a", ram: "1G") + vm("b", ram: "256M")), [
-            "system.toml: vm[0].ram: 1G is more than the native platform gives a guest (expected at most 512M)",
+        XCTAssertEqual(errors(vm("a", ram: "3G") + vm("b", ram: "256M")), [
+            "system.toml: vm[0].ram: 3G is more than the native platform gives a guest (expected at most 2944M)",
         ])
+    }
+
+    func testTheBoardHasRAMForTheVMMAndAllVMs() throws {
+        try writeGuest()
+        func memory(_ text: String) throws -> [String] {
+            let arguments = SystemBuilder.qemuArguments(try parse(text), image: URL(fileURLWithPath: "/b/vmm.elf"),
+                                                        output: URL(fileURLWithPath: "/b"))
+            return zip(arguments, arguments.dropFirst()).filter { $0.0 == "-m" }.map(\.1)
+        }
+        // 128M for the VMM below 0x48000000, then the guests: never less than 1G.
+        XCTAssertEqual(try memory(vm("a", ram: "256M") + vm("b", ram: "256M")), ["1G"])
+        XCTAssertEqual(try memory(vm("a", ram: "512M") + vm("b", ram: "384M")), ["1G"])
+        XCTAssertEqual(try memory(vm("a", ram: "512M") + vm("b", ram: "386M")), ["1026M"])
+        XCTAssertEqual(try memory(vm("a", ram: "2G") + vm("b", ram: "896M")), ["3072M"])
     }
 
     // MARK: Unique across the system
@@ -209,7 +230,7 @@ final class SeveralVMsBuildTests: XCTestCase {
     func testQEMUHasEachVMsBoardDevicesInTurnThenItsSerialConsole() {
         let arguments = SystemBuilder.qemuArguments(twoVMs(), image: URL(fileURLWithPath: "/out/vmm.elf"), output: output)
         XCTAssertEqual(arguments, [
-            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic", "-m", "1G", "-smp", "5",
+            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic", "-m", "1152M", "-smp", "5",
             "-global", "virtio-mmio.force-legacy=false",
             // VM a: disk, network (the system's first user network), console.
             "-drive", "file=/d/a.img,if=none,format=raw,id=disk0", "-device", "virtio-blk-device,drive=disk0",
@@ -237,7 +258,8 @@ final class SeveralVMsBuildTests: XCTestCase {
         system.vms[2].serial = "/run/c.sock"
         let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/out/vmm.elf"), output: output)
         let expected: [String] = [
-            "-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1G -smp 3",
+            // Three VMs of the default 512M: 128M for the VMM and 1536M for the guests.
+            "-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1664M -smp 3",
             "-global virtio-mmio.force-legacy=false",
             "-device virtio-serial-device,id=serial-vm1",
             "-chardev socket,id=console-vm1,path=/out/b.serial.sock,server=on,wait=off",

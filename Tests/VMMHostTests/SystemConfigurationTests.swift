@@ -263,12 +263,21 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors(minimal + "ram = \"8M\"\n"), ["system.toml: vm[0].ram: 8M is too small (expected at least 16M)"])
         XCTAssertEqual(errors(minimal + "ram = \"17M\"\n"),
                        ["system.toml: vm[0].ram: 17M is not a multiple of 2M (guest RAM is mapped in 2 MiB blocks)"])
-        XCTAssertEqual(errors(minimal + "ram = \"1G\"\n"),
-                       ["system.toml: vm[0].ram: 1G is more than the native platform gives a guest (expected at most 512M)"])
+        // Native: host RAM from 0x48000000 to 4 GiB (2944M); Microkit: 512M.
+        XCTAssertEqual(try parse(minimal + "ram = \"2G\"\n").vms[0].ramSize, 0x8000_0000)
+        XCTAssertEqual(try parse(minimal + "ram = \"2944M\"\n").vms[0].ramSize, 0xB800_0000)
+        XCTAssertEqual(errors(minimal + "ram = \"2946M\"\n"),
+                       ["system.toml: vm[0].ram: 2946M is more than the native platform gives a guest (expected at most 2944M)"])
+        XCTAssertEqual(errors(minimal + "ram = \"4G\"\n"),
+                       ["system.toml: vm[0].ram: 4G is more than the native platform gives a guest (expected at most 2944M)"])
+        let microkit = "[system]\nplatform = \"microkit\"\n" + minimal
+        XCTAssertEqual(try parse(microkit + "ram = \"512M\"\n").vms[0].ramSize, 0x2000_0000)
+        XCTAssertEqual(errors(microkit + "ram = \"1G\"\n"),
+                       ["system.toml: vm[0].ram: 1G is more than the microkit platform gives a guest (expected at most 512M)"])
         XCTAssertEqual(errors(minimal + "ram = \"512MB\"\n"), ["system.toml: vm[0].ram: \(sizeExpected), found '512MB'"])
         XCTAssertEqual(errors(minimal + "ram = -1\n"), ["system.toml: vm[0].ram: \(sizeExpected), found -1"])
         XCTAssertEqual(errors(minimal + "ram = \"17179869183G\"\n"),
-                       ["system.toml: vm[0].ram: 17179869183G is more than the native platform gives a guest (expected at most 512M)"])
+                       ["system.toml: vm[0].ram: 17179869183G is more than the native platform gives a guest (expected at most 2944M)"])
         XCTAssertEqual(try parse(minimal + "ram = 33554432\n").vms[0].ramSize, 0x200_0000)
     }
 
@@ -281,6 +290,11 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors(minimal + "ram_base = 0xF000_0000\n"),
                        ["system.toml: vm[0].ram_base: guest RAM [0xf0000000..0x110000000) is outside the qemu-virt RAM window [0x40000000..0x100000000)"])
         XCTAssertEqual(try parse(minimal + "ram_base = 0xE000_0000\n").vms[0].ramBase, 0xE000_0000)
+        // The largest VM fits from the window's start; RAM above 4 GiB is never the guest's.
+        XCTAssertEqual(try parse(minimal + "ram = \"2944M\"\n").vms[0].ramBase, 0x4000_0000)
+        XCTAssertEqual(try parse(minimal + "ram = \"2944M\"\nram_base = 0x4800_0000\n").vms[0].ramBase, 0x4800_0000)
+        XCTAssertEqual(errors(minimal + "ram = \"2944M\"\nram_base = 0x4A00_0000\n"),
+                       ["system.toml: vm[0].ram_base: guest RAM [0x4a000000..0x102000000) is outside the qemu-virt RAM window [0x40000000..0x100000000)"])
     }
 
     func testVCPUCountIsWhatTheGICAndThePlatformCanGive() throws {
@@ -300,6 +314,20 @@ final class SystemConfigurationTests: ConfigurationTestCase {
                        ["system.toml: vm[0].vcpus: the microkit platform runs 1 vCPU per VM, found 2"])
         XCTAssertEqual(errors(microkit + "vcpus = 9\n"),
                        ["system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9"])
+    }
+
+    func testANativeVMOf2GGetsABoardWithRoomForTheVMMAndItsRAM() throws {
+        try writeGuest()
+        let system = try parse(minimal + "ram = \"2G\"\nvcpus = 2\n")
+        let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
+        // 128M for the VMM below 0x48000000 and 2048M for the guest above it.
+        XCTAssertEqual(zip(arguments, arguments.dropFirst()).filter { $0.0 == "-m" }.map(\.1), ["2176M"])
+        XCTAssertEqual(SystemBuilder.guestConfiguration(system.vms[0]).ramSize, 0x8000_0000)
+        // Microkit keeps its own board RAM, whatever the VM has.
+        let microkit = try parse("[system]\nplatform = \"microkit\"\n" + minimal)
+        let microkitArguments = SystemBuilder.qemuArguments(microkit, image: URL(fileURLWithPath: "/b/loader.img"),
+                                                            output: URL(fileURLWithPath: "/b"))
+        XCTAssertEqual(zip(microkitArguments, microkitArguments.dropFirst()).filter { $0.0 == "-m" }.map(\.1), ["size=2G"])
     }
 
     func testANativeSystemWithFourVCPUsGetsAFourCPUBoard() throws {
@@ -536,7 +564,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             [[vm]]
             vcpus = 9
             kernel = "vmlinuz"
-            ram = "1G"
+            ram = "4G"
             [[vm.net]]
             mac = "52:54:00:12:34:56"
             [[vm.net]]
@@ -546,7 +574,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             """), [
             "system.toml: system.gic: GICv3 is not supported yet (expected 2)",
             "system.toml: vm[0].kernel: no such file '\(directory)/vmlinuz'",
-            "system.toml: vm[0].ram: 1G is more than the native platform gives a guest (expected at most 512M)",
+            "system.toml: vm[0].ram: 4G is more than the native platform gives a guest (expected at most 2944M)",
             "system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9",
             "system.toml: vm[0].net[1].mac: 52:54:00:12:34:56 is already the MAC of vm[0].net[0]",
         ])

@@ -11,7 +11,7 @@
 extern uintptr_t guest_ram_vaddr;
 extern uintptr_t guest_ram_size;
 
-/// The guest images linked into the VMM (Platforms/common/guest_images.S).
+/// The guest images linked into the VMM (VM 0 of the guest_images.S `vmm build` writes).
 extern uint8_t guest_kernel_start[], guest_kernel_end[];
 extern uint8_t guest_initrd_start[], guest_initrd_end[];
 static inline const uint8_t *guest_kernel(void) { return guest_kernel_start; }
