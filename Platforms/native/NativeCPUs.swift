@@ -27,8 +27,9 @@ final class NativeVM {
     var machine: VirtualMachine
     var platform: NativePlatform
     let vttbr: UInt64
-    /// Its vCPU i runs on board CPU `firstCPU + i`.
-    let firstCPU: Int
+    /// Its vCPU i runs on board CPU `cpus[i]`; its board devices' interrupts go to `cpus[0]`.
+    let cpus: [Int]
+    var firstCPU: Int { cpus[0] }
     let vcpuCount: Int
     /// The core stopped it, or it powered off: its CPUs leave their loops at their next exit.
     var stopped = false
@@ -44,7 +45,7 @@ final class NativeVM {
     var parked = 0
     var parkTarget = 0
 
-    init(index: Int, machine: VirtualMachine, platform: NativePlatform, vttbr: UInt64, firstCPU: Int, vcpuCount: Int,
+    init(index: Int, machine: VirtualMachine, platform: NativePlatform, vttbr: UInt64, cpus: [Int], vcpuCount: Int,
          bootRegisters: RegisterFile, guest: GuestImages) {
         self.bootRegisters = bootRegisters
         self.guest = guest
@@ -54,7 +55,7 @@ final class NativeVM {
         self.machine = machine
         self.platform = platform
         self.vttbr = vttbr
-        self.firstCPU = firstCPU
+        self.cpus = cpus
         self.vcpuCount = vcpuCount
     }
 
@@ -86,9 +87,10 @@ final class CPUSlot {
     }
 }
 
-/// Every VM and every CPU in use, fixed by CPU 0 before any secondary CPU starts.
+/// Every VM, and for each board CPU the vCPU it runs (nil: none), fixed by CPU 0 before any
+/// secondary CPU starts.
 nonisolated(unsafe) var vms: [NativeVM] = []
-nonisolated(unsafe) var cpuSlots: [CPUSlot] = []
+nonisolated(unsafe) var cpuSlots: [CPUSlot?] = []
 /// VMs still running; under `systemLock`. The board powers off when the last one does.
 nonisolated(unsafe) var runningVMs = 0
 nonisolated(unsafe) let systemLock: UnsafeMutablePointer<UInt32> = {
@@ -101,12 +103,12 @@ enum NativeCPUs {
     /// SGI 0 of the physical GIC: "look at your pending list registers" (the guests' SGIs are virtual).
     static let kickInterrupt: UInt32 = 0
 
-    /// Starts CPUs 1..<cpuSlots.count through the board's PSCI (QEMU's, over SMC) and waits until each
-    /// has set itself up. False (with a message) when the board has fewer CPUs than the VMs' vCPUs.
+    /// Starts the board CPUs that run a vCPU through the board's PSCI (QEMU's, over SMC) and waits
+    /// until each has set itself up. False (with a message) when the board lacks one of them.
     static func startSecondaries() -> Bool {
         runningVMs = vms.count
-        cpuSlots[0].ready = true
-        for cpu in 1..<max(cpuSlots.count, 1) {
+        cpuSlots[0]?.ready = true
+        for cpu in 1..<max(cpuSlots.count, 1) where cpuSlots[cpu] != nil {
             // PSCI CPU_ON (SMC64): target MPIDR (QEMU virt: Aff0 = CPU index up to 8), entry, context id.
             let result = firmware_call(0xC400_0003, UInt64(cpu), secondary_entry_address(), UInt64(cpu))
             guard result == 0 else {
@@ -119,7 +121,7 @@ enum NativeCPUs {
             }
         }
         // Bounded: a CPU that never comes up is reported rather than waited for.
-        for slot in cpuSlots {
+        for case let slot? in cpuSlots {
             var spins = 0
             while spins < 100_000_000 {
                 slot.vm.acquire()
@@ -138,7 +140,7 @@ enum NativeCPUs {
 
     /// A secondary CPU's life: set up, then run its vCPU whenever its VM turns it on.
     static func secondaryMain(cpu: Int) -> Never {
-        let slot = cpuSlots[cpu]
+        guard cpu < cpuSlots.count, let slot = cpuSlots[cpu] else { idle() }
         NativeGIC.initializeThisCPU()
         configureEL2(vttbr: slot.vm.vttbr, vcpu: slot.vcpu)
         slot.vm.acquire()
@@ -175,13 +177,12 @@ enum NativeCPUs {
         }
     }
 
-    /// "CPU 2" or "CPUs 2-3".
-    static func writeCPUs(_ first: Int, _ count: Int) {
-        NativeConsole.write(count == 1 ? "CPU " : "CPUs ")
-        NativeConsole.decimal(UInt64(first))
-        if count > 1 {
-            NativeConsole.write("-")
-            NativeConsole.decimal(UInt64(first + count - 1))
+    /// "CPU 2" or "CPUs 2, 3".
+    static func writeCPUs(_ cpus: [Int]) {
+        NativeConsole.write(cpus.count == 1 ? "CPU " : "CPUs ")
+        for (n, cpu) in cpus.enumerated() {
+            if n > 0 { NativeConsole.write(", ") }
+            NativeConsole.decimal(UInt64(cpu))
         }
     }
 
@@ -250,7 +251,7 @@ enum NativeCPUs {
         case .startVCPU(let target, let entry, let context):
             // The core turned `target` on (PSCI SUCCESS to the caller); its CPU is waiting in WFE.
             guard target >= 0 && target < vm.vcpuCount else { return .resume }
-            cpuSlots[vm.firstCPU + target].start = cpuOnRegisters(entry: entry, context: context)
+            cpuSlots[vm.cpus[target]]!.start = cpuOnRegisters(entry: entry, context: context)
             sev()
             return .resume
         case .stopVCPU:
@@ -273,9 +274,9 @@ enum NativeCPUs {
             vm.resetting = true
             vm.parked = 0
             vm.parkTarget = vm.machine.psci.online.filter { $0 }.count
-            for cpu in vm.firstCPU..<vm.firstCPU + vm.vcpuCount {
+            for cpu in vm.cpus {
                 // A vCPU turned on but not started yet never runs, so it will not park either.
-                if cpuSlots[cpu].start != nil { cpuSlots[cpu].start = nil; vm.parkTarget -= 1 }
+                if cpuSlots[cpu]!.start != nil { cpuSlots[cpu]!.start = nil; vm.parkTarget -= 1 }
                 if cpu != slot.cpu { NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu) }
             }
             return park(slot)
@@ -300,8 +301,8 @@ enum NativeCPUs {
                 return .halt
             }
             vm.resetting = false
-            for cpu in vm.firstCPU..<vm.firstCPU + vm.vcpuCount { cpuSlots[cpu].pendingMask = 0 }
-            cpuSlots[vm.firstCPU].start = registers
+            for cpu in vm.cpus { cpuSlots[cpu]!.pendingMask = 0 }
+            cpuSlots[vm.firstCPU]!.start = registers
             sev()
             NativeConsole.write("vmm: VM ")
             NativeConsole.decimal(UInt64(vm.index))
@@ -327,7 +328,7 @@ enum NativeCPUs {
         guard !vm.stopped else { return }
         vm.stopped = true
         let me = Int(current_cpu())
-        for cpu in vm.firstCPU..<vm.firstCPU + vm.vcpuCount where cpu != me {
+        for cpu in vm.cpus where cpu != me {
             NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu)
         }
         spin_lock(systemLock)
@@ -355,8 +356,9 @@ enum NativeCPUs {
             NativeGIC.writeListRegister(index, value)
             return
         }
-        guard cpu >= 0 && cpu < cpuSlots.count && index >= 0 && index < cpuSlots[cpu].pending.count else { return }
-        let slot = cpuSlots[cpu]
+        guard cpu >= 0 && cpu < cpuSlots.count, let slot = cpuSlots[cpu], index >= 0 && index < slot.pending.count else {
+            return
+        }
         slot.pending[index] = value
         slot.pendingMask |= 1 << UInt32(index)
         NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu)

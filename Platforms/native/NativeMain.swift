@@ -36,16 +36,17 @@ enum NativeBoard {
 struct NativePlatform: VMMPlatform {
     var board: BoardDevices
     let guestRAMBase: UInt64
-    /// Where the VM's RAM is in host RAM, and the board CPU of its vCPU 0.
+    /// Where the VM's RAM is in host RAM, and the board CPU of each of its vCPUs.
     let guestRAMHost: UInt64
-    let firstCPU: Int
+    let cpus: [Int]
 
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        NativeCPUs.writeListRegister(cpu: firstCPU + vcpu, index: index, value: entry.gichValue)
+        guard vcpu >= 0 && vcpu < cpus.count else { return }
+        NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: entry.gichValue)
     }
 
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
-        NativeGIC.enable(interrupt, toCPU: firstCPU)
+        NativeGIC.enable(interrupt, toCPU: cpus[0])
     }
 
     func deviceBuffers(_ segments: [VirtqueueBuffer]) -> [DeviceBuffer] {
@@ -110,11 +111,12 @@ struct NativePlatform: VMMPlatform {
 
 /// Only the list registers: for delivering received data while the board's drivers are busy.
 struct NativeInterruptSink: VMMPlatform {
-    let firstCPU: Int
+    let cpus: [Int]
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        NativeCPUs.writeListRegister(cpu: firstCPU + vcpu, index: index, value: entry.gichValue)
+        guard vcpu >= 0 && vcpu < cpus.count else { return }
+        NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: entry.gichValue)
     }
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt, toCPU: firstCPU) }
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt, toCPU: cpus[0]) }
 }
 
 /// Guest vCPU state while the VMM runs: the trap frame that start.S fills and reloads.
@@ -158,23 +160,42 @@ func nativeMain() {
     NativeConsole.write("vmm: board RAM ends at ")
     NativeConsole.hex(NativeBoard.ramEnd)
     NativeConsole.write("\n")
-    var nextCPU = 0
+    cpuSlots = [CPUSlot?](repeating: nil, count: NativeBoard.maximumCPUs)
     var nextHostRAM = NativeBoard.guestRAMHost
     var taken = BoardDevices.Taken()
     for index in 0..<count {
-        guard let vm = bootVM(index, firstCPU: nextCPU, hostRAM: nextHostRAM, taken: &taken) else { return }
+        guard let cpus = boardCPUs(ofVM: index) else { return }
+        guard let vm = bootVM(index, cpus: cpus, hostRAM: nextHostRAM, taken: &taken) else { return }
         vms.append(vm)
-        for vcpu in 0..<vm.vcpuCount {
-            cpuSlots.append(CPUSlot(cpu: nextCPU + vcpu, vm: vm, vcpu: vcpu, listRegisters: NativeGIC.listRegisterCount))
+        for (vcpu, cpu) in cpus.enumerated() {
+            cpuSlots[cpu] = CPUSlot(cpu: cpu, vm: vm, vcpu: vcpu, listRegisters: NativeGIC.listRegisterCount)
         }
-        nextCPU += vm.vcpuCount
         nextHostRAM += (vm.machine.memory.size + 0x1F_FFFF) & ~0x1F_FFFF
     }
     NativeSwitches.connect()
-    for vm in vms { cpuSlots[vm.firstCPU].start = vm.bootRegisters }
-    configureEL2(vttbr: vms[0].vttbr, vcpu: 0)
+    for vm in vms { cpuSlots[vm.firstCPU]!.start = vm.bootRegisters }
     guard NativeCPUs.startSecondaries() else { return }
-    NativeCPUs.cpuLoop(cpuSlots[0])
+    // CPU 0 runs its vCPU like every other CPU, or nothing when the system leaves it free.
+    guard let slot = cpuSlots[0] else { idle() }
+    configureEL2(vttbr: slot.vm.vttbr, vcpu: slot.vcpu)
+    NativeCPUs.cpuLoop(slot)
+}
+
+/// The board CPU of each vCPU of VM `index` (guest_table's seventh word: byte i = vCPU i's CPU), or nil
+/// after saying why: a CPU past the board's eight, or one another VM already has.
+func boardCPUs(ofVM index: Int) -> [Int]? {
+    let vcpus = Int(truncatingIfNeeded: guest_vcpu_count(UInt64(index)))
+    let word = guest_cpus(UInt64(index))
+    var cpus: [Int] = []
+    for vcpu in 0..<min(max(vcpus, 0), 8) {
+        let cpu = Int((word >> UInt64(8 * vcpu)) & 0xFF)
+        guard cpu < NativeBoard.maximumCPUs, cpuSlots[cpu] == nil, !cpus.contains(cpu) else {
+            NativeConsole.write("vmm: this image gives a board CPU to two vCPUs, or names one past CPU 7; rebuild it with `vmm build`\n")
+            return nil
+        }
+        cpus.append(cpu)
+    }
+    return cpus.isEmpty ? nil : cpus
 }
 
 /// A VM's parts in the VMM's image (guest_table) and what the core was first given for it.
@@ -227,7 +248,7 @@ func reloadGuest(_ vm: NativeVM) -> RegisterFile? {
 
 /// Loads VM `index` of the image into its RAM (host RAM from `hostRAM`), brings up the board devices
 /// behind its devices and builds its stage 2; nil after saying why it cannot run.
-func bootVM(_ index: Int, firstCPU: Int, hostRAM: UInt64, taken: inout BoardDevices.Taken) -> NativeVM? {
+func bootVM(_ index: Int, cpus: [Int], hostRAM: UInt64, taken: inout BoardDevices.Taken) -> NativeVM? {
     let configuration: GuestConfiguration
     do throws(GuestConfigurationError) {
         configuration = try GuestConfiguration(decoding: UnsafeRawBufferPointer(start: guest_part(UInt64(index), 2),
@@ -237,7 +258,7 @@ func bootVM(_ index: Int, firstCPU: Int, hostRAM: UInt64, taken: inout BoardDevi
         return nil
     }
     let ramEnd = NativeBoard.guestRAMHost + NativeBoard.hostRAMForGuest
-    guard configuration.ramSize <= ramEnd - hostRAM, firstCPU + configuration.vcpuCount <= NativeBoard.maximumCPUs else {
+    guard configuration.ramSize <= ramEnd - hostRAM, configuration.vcpuCount == cpus.count else {
         NativeConsole.write("vmm: the VMs need more RAM than the board has for guests (")
         NativeConsole.decimal(NativeBoard.hostRAMForGuest >> 20)
         NativeConsole.write(" MiB above 0x48000000: QEMU's -m) or more than its 8 CPUs; rebuild with `vmm build`\n")
@@ -251,7 +272,7 @@ func bootVM(_ index: Int, firstCPU: Int, hostRAM: UInt64, taken: inout BoardDevi
     // travel through one more board console, after its own.
     let ownsUART = index == 0
     let (board, virtioDevices) = BoardDevices.bringUp(configuration.devices, taken: &taken, serial: !ownsUART,
-                                                      interruptCPU: firstCPU)
+                                                      interruptCPU: cpus[0])
     var routes = [InterruptRoute(physical: NativeBoard.virtualTimer, virtual: NativeBoard.virtualTimer)]
     if ownsUART { routes.append(InterruptRoute(physical: NativeBoard.uartInterrupt, virtual: NativeBoard.uartInterrupt)) }
     for device in configuration.passthrough {
@@ -262,10 +283,10 @@ func bootVM(_ index: Int, firstCPU: Int, hostRAM: UInt64, taken: inout BoardDevi
     guard let registers = loadGuest(images, into: memory) else { return nil }
     let machine = freshMachine(images, memory: memory)
     let platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase, guestRAMHost: hostRAM,
-                                  firstCPU: firstCPU)
+                                  cpus: cpus)
     let vttbr = buildStage2(memory, hostRAM: hostRAM, passthrough: configuration.passthrough, uart: ownsUART,
                             vmid: UInt16(index + 1))
-    let vm = NativeVM(index: index, machine: machine, platform: platform, vttbr: vttbr, firstCPU: firstCPU,
+    let vm = NativeVM(index: index, machine: machine, platform: platform, vttbr: vttbr, cpus: cpus,
                       vcpuCount: configuration.vcpuCount, bootRegisters: registers, guest: images)
     NativeConsole.write("vmm: VM ")
     NativeConsole.decimal(UInt64(index))
@@ -274,9 +295,9 @@ func bootVM(_ index: Int, firstCPU: Int, hostRAM: UInt64, taken: inout BoardDevi
     NativeConsole.write(" with its device tree at ")
     NativeConsole.hex(registers.read(0))
     NativeConsole.write("; ")
-    NativeCPUs.writeCPUs(firstCPU, configuration.vcpuCount)
+    NativeCPUs.writeCPUs(cpus)
     NativeConsole.write("\n")
-    for route in routes where route.physical >= 32 { NativeGIC.enable(route.physical, toCPU: firstCPU) }
+    for route in routes where route.physical >= 32 { NativeGIC.enable(route.physical, toCPU: cpus[0]) }
     return vm
 }
 
@@ -336,7 +357,7 @@ func configureEL2(vttbr: UInt64, vcpu: Int) {
 @discardableResult
 func handleInterrupts(_ slot: CPUSlot) -> Bool {
     let vm = slot.vm
-    let sinkCPUs = NativeInterruptSink(firstCPU: vm.firstCPU)
+    let sinkCPUs = NativeInterruptSink(cpus: vm.cpus)
     var kicked = false
     while true {
         let iar = NativeGIC.acknowledge()

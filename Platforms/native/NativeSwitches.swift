@@ -65,7 +65,7 @@ enum NativeSwitches {
     /// Moves the frames waiting on `vm`'s ports into its guest (under its VM's lock).
     static func deliver(to vm: NativeVM) {
         guard !vm.platform.board.switched.isEmpty else { return }
-        var sink = NativeInterruptSink(firstCPU: vm.firstCPU)
+        var sink = NativeInterruptSink(cpus: vm.cpus)
         var backlog = false
         spin_lock(switchLock)
         for attachment in vm.platform.board.switched {

@@ -15,7 +15,7 @@ enum ConfigurationSchema {
     static let tables: [String: [String]] = [
         "": ["system", "vm"],
         "system": ["board", "gic", "platform"],
-        "vm": ["name", "kernel", "initrd", "cmdline", "ram", "ram_base", "vcpus", "serial", "block", "net", "console", "passthrough"],
+        "vm": ["name", "kernel", "initrd", "cmdline", "ram", "ram_base", "vcpus", "cpus", "serial", "block", "net", "console", "passthrough"],
         "block": ["file", "size", "readonly"],
         "net": ["mac", "network", "forward"],
         "console": ["socket"],
@@ -187,6 +187,19 @@ struct ConfigurationParser {
             if (1...8).contains(vcpus) { vm.vcpus = vcpus } else {
                 diagnostics.report(table.keyPath("vcpus"), "expected 1 to 8 (GICv2 serves at most 8 CPUs), found \(vcpus)")
             }
+        }
+        // Whether the list fits the VM's vCPUs, the platform and the other VMs' is the validator's.
+        if let cpus = table.integerArray("cpus") {
+            var pinned: [Int] = []
+            for (n, cpu) in cpus.enumerated() {
+                guard let cpu else { continue }
+                if (0..<ConfigurationValidator.maxBoardCPUs).contains(cpu) { pinned.append(cpu) } else {
+                    diagnostics.report("\(table.keyPath("cpus"))[\(n)]", "expected a board CPU from 0 to "
+                                       + "\(ConfigurationValidator.maxBoardCPUs - 1) (GICv2: the board has at most "
+                                       + "\(ConfigurationValidator.maxBoardCPUs) CPUs), found \(cpu)")
+                }
+            }
+            vm.cpus = pinned
         }
         // Whether this VM may have one (not the first) is the validator's: it knows the VM's place.
         vm.serial = table.path("serial", relativeTo: baseDirectory, required: nil)

@@ -27,10 +27,14 @@ extension SystemConfiguration {
     /// One line per VM, as `vmm check` and `vmm run` print it:
     /// `FILE: ok — vm 'linux': 512 MiB at 0x40000000, 1 vCPU, 1 disk, 1 passthrough device (rtc), platform native`.
     /// Device kinds the VM does not have are left out; the cards on a VMM network are named with it,
-    /// as in `2 networks (eth1 on network 'lan')`.
+    /// as in `2 networks (eth1 on network 'lan')`. When a VM of a native system pins its vCPUs
+    /// (`cpus`), every VM's vCPUs are given with their board CPUs, as in `2 vCPUs on CPUs 0, 2`
+    /// (without `cpus` the board CPUs follow from the file order, and the line leaves them out).
     public func summary(file: String) -> [String] {
-        vms.map { vm in
-            var parts = ["\(vm.ramSize >> 20) MiB at \(hex(vm.ramBase))", count(vm.vcpus, "vCPU")]
+        let pinning = platform == .native && vms.contains { $0.cpus != nil }
+        return zip(vms, boardCPUs).map { vm, cpus in
+            var parts = ["\(vm.ramSize >> 20) MiB at \(hex(vm.ramBase))",
+                         count(vm.vcpus, "vCPU") + (pinning ? " on \(Self.cpuList(cpus))" : "")]
             if !vm.blocks.isEmpty { parts.append(count(vm.blocks.count, "disk")) }
             if !vm.networks.isEmpty {
                 let switched = vm.networks.enumerated().compactMap { n, card in
@@ -65,6 +69,16 @@ extension SystemConfiguration {
                 }
             }
         }
+    }
+
+    /// "CPU 0", "CPUs 2-3", "CPUs 0, 2", "CPUs 3, 2" in vCPU order, a run of consecutive CPUs as one range.
+    static func cpuList(_ cpus: [Int]) -> String {
+        var runs: [(first: Int, last: Int)] = []
+        for cpu in cpus {
+            if let run = runs.last, cpu == run.last + 1 { runs[runs.count - 1].last = cpu } else { runs.append((cpu, cpu)) }
+        }
+        let text = runs.map { $0.first == $0.last ? "\($0.first)" : "\($0.first)-\($0.last)" }.joined(separator: ", ")
+        return (cpus.count == 1 ? "CPU " : "CPUs ") + text
     }
 
     private func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }

@@ -136,6 +136,16 @@ struct TableReader {
         }
     }
 
+    /// An array of integers; an entry of another type is reported and stands as nil.
+    func integerArray(_ key: String) -> [Int?]? {
+        guard let array = typed(key, expected: "an array of integers", { $0.array }).value else { return nil }
+        return array.enumerated().map { n, element in
+            if let int = element.int { return int }
+            diagnostics.report("\(keyPath(key))[\(n)]", "expected an integer, found \(Self.describe(element.type))")
+            return nil
+        }
+    }
+
     func table(_ key: String) -> TableReader? {
         typed(key, expected: "a table", { $0.table }).value.map {
             TableReader($0, path: keyPath(key), schema: key, diagnostics: diagnostics)

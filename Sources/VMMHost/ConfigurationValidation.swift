@@ -6,11 +6,13 @@
 // owner may have (passthrough regions and interrupts, QEMU's 32 virtio-mmio transports). Each check
 // skips keys that already have an error, so a mistake is reported once, at the key that holds it.
 //
-// Several VMs (native): static partitioning, so the VMs share out the board in file order: VM 0's
-// vCPUs on board CPUs 0..<vcpus, the next VM's on the next ones (at most 8 in all, GICv2); each
-// VM's RAM from the host RAM the VMM has for guests (2944 MiB in all); its virtio devices backed by
-// board devices of its own, except network cards on one of the VMM's networks (virtual switches
-// between VMs, checked in checkNetworks), which have no board device. Each VM has its own
+// Several VMs (native): static partitioning, so the VMs share out the board: each vCPU on a board
+// CPU of its own (at most 8 in all, GICv2), the ones a VM's `cpus` pins, else the lowest no VM pins
+// in file order (without any `cpus`: VM 0's vCPUs on board CPUs 0..<vcpus, the next VM's on the
+// next ones; SystemConfiguration.boardCPUs); each VM's RAM from the host RAM the VMM has for guests
+// (2944 MiB in all); its virtio devices backed by board devices of its own, except network cards
+// on one of the VMM's networks (virtual switches between VMs, checked in checkNetworks), which
+// have no board device. Each VM has its own
 // guest-physical address space, so guest addresses (RAM, virtio windows) are checked per VM and may
 // repeat across VMs; physical things may not.
 
@@ -68,6 +70,16 @@ struct ConfigurationValidator {
         // rule. Microkit: the VMM protection domain starts and runs vCPU 0 only.
         if system.platform == .microkit, vm.vcpus != 1, !diagnostics.hasError(at: "\(path).vcpus") {
             diagnostics.report("\(path).vcpus", "the microkit platform runs 1 vCPU per VM, found \(vm.vcpus)")
+        }
+        // Native: one board CPU for each vCPU, in vCPU order; no CPU twice is checkSharedOut's (it
+        // needs the other VMs). Microkit: seL4 places the VMM's vCPU, the file cannot.
+        if let cpus = vm.cpus, !diagnostics.hasError(at: "\(path).cpus") {
+            if system.platform != .native {
+                diagnostics.report("\(path).cpus", "vCPU pinning needs the native platform")
+            } else if !diagnostics.hasError(at: "\(path).vcpus"), cpus.count != vm.vcpus {
+                diagnostics.report("\(path).cpus", "`cpus` names \(Self.count(cpus.count, "CPU")), the VM has "
+                                   + "\(Self.count(vm.vcpus, "vCPU")) (expected one board CPU for each vCPU)")
+            }
         }
         let maxRAM = Self.maxGuestRAM(system.platform)
         if !diagnostics.hasError(at: "\(path).ram"), vm.ramSize > maxRAM {
@@ -340,19 +352,33 @@ struct ConfigurationValidator {
     }
 
     /// What the VMs share out (native): the board's CPUs, one per vCPU, and the host RAM the VMM
-    /// gives its guests. Each total is reported at the VM where it goes over, once.
+    /// gives its guests. A CPU pinned twice is reported at the later VM's `cpus`, naming the first
+    /// owner; each total is reported at the VM where it goes over, once: for the CPUs the first VM
+    /// that would run a vCPU past the last board CPU (one without `cpus`, as pinned CPUs are below
+    /// 8; without any `cpus` the VM where the sum of vCPUs passes 8).
     private func checkSharedOut() {
         let vms = system.vms.indices.filter { !diagnostics.isPlaceholder("vm[\($0)]") }
-        let counted = vms.filter { !diagnostics.hasError(at: "vm[\($0)].vcpus") }
-        let vcpus = counted.reduce(0) { $0 + system.vms[$1].vcpus }
-        var sum = 0
-        for index in counted {
-            sum += system.vms[index].vcpus
-            if sum > Self.maxBoardCPUs {
-                diagnostics.report("vm[\(index)].vcpus", "vCPUs of all VMs add up to \(vcpus); the board has at most "
-                                   + "\(Self.maxBoardCPUs) CPUs (GICv2)")
-                break
+        var owners: [Int: (vm: Int, vcpu: Int)] = [:]
+        for index in vms {
+            guard let cpus = system.vms[index].cpus, !diagnostics.hasError(at: "vm[\(index)].cpus") else { continue }
+            for (vcpu, cpu) in cpus.enumerated() {
+                if let owner = owners[cpu] {
+                    diagnostics.report("vm[\(index)].cpus", "CPU \(cpu) is already vm[\(owner.vm)]'s (vCPU \(owner.vcpu)); "
+                                       + "each board CPU runs one vCPU")
+                } else {
+                    owners[cpu] = (index, vcpu)
+                }
             }
+        }
+        // A VM whose `vcpus` or `cpus` is wrong by itself is reported once, and not counted.
+        let counted = vms.filter { !diagnostics.hasError(at: "vm[\($0)].vcpus") && !diagnostics.hasError(at: "vm[\($0)].cpus") }
+        let vcpus = counted.reduce(0) { $0 + system.vms[$1].vcpus }
+        let assigned = SystemConfiguration.boardCPUs(counted.map { (system.vms[$0].vcpus, system.vms[$0].cpus) })
+        let pinning = counted.contains { system.vms[$0].cpus != nil }
+        if let over = zip(counted, assigned).first(where: { $0.1.contains { $0 >= Self.maxBoardCPUs } }) {
+            let taking = pinning ? " (this VM's would run on \(SystemConfiguration.cpuList(over.1)), the lowest no VM pins)" : ""
+            diagnostics.report("vm[\(over.0)].vcpus", "vCPUs of all VMs add up to \(vcpus)\(taking); the board has at most "
+                               + "\(Self.maxBoardCPUs) CPUs (GICv2)")
         }
         let sized = vms.filter { !diagnostics.hasError(at: "vm[\($0)].ram") }
         let ram = sized.reduce(UInt64(0)) { $0 + system.vms[$1].ramSize }
@@ -445,6 +471,9 @@ struct ConfigurationValidator {
         let (end, overflow) = start.addingReportingOverflow(size)
         return overflow ? nil : start..<end
     }
+
+    /// "1 CPU", "2 vCPUs".
+    static func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 
     static func text(_ range: Range<UInt64>) -> String { "[\(hex(range.lowerBound))..\(hex(range.upperBound)))" }
 }

@@ -5,8 +5,9 @@
 // built once by the Makefile (`make native-objects`, `make microkit-objects`); a system's image is
 // those objects linked with its guests: for each VM its kernel, initrd and guest configuration blob
 // (VMMCore's `GuestConfiguration`), carried by the guest_images.S the builder writes into the
-// output directory (`guestImagesAssembly`: the table `guest_table` the VMM reads, and VM 0's images
-// under the names the one-VM Microkit platform uses). For the Microkit platform the builder also
+// output directory (`guestImagesAssembly`: the table `guest_table` the VMM reads, with each VM's
+// board CPUs (`SystemConfiguration.boardCPUs`), and VM 0's images under the names the one-VM
+// Microkit platform uses). For the Microkit platform the builder also
 // links one driver protection domain per guest device (the same objects, told their device by the
 // linker), writes the system description and runs the SDK's `microkit` tool. Each guest's device
 // tree is written too, for inspection: the VMM builds the same one at boot.
@@ -160,7 +161,7 @@ public enum SystemBuilder {
         // Each VM's configuration and device tree as guest-N.*; VM 0's also under the names a one-VM
         // system has always had (guest.config, guest.dtb).
         var guests: [GuestImages] = []
-        let networks = system.vmmNetworks
+        let networks = system.vmmNetworks, boardCPUs = system.boardCPUs
         for (index, vm) in system.vms.enumerated() {
             let configuration = guestConfiguration(vm, networks: networks)
             do { try configuration.validate() } catch {
@@ -176,7 +177,8 @@ public enum SystemBuilder {
             }
             for (url, data) in written { try data.write(to: url) }
             files += written.map(\.0)
-            guests.append(GuestImages(kernel: vm.kernel, initrd: vm.initrd ?? emptyInitrd, config: configURL.path))
+            guests.append(GuestImages(kernel: vm.kernel, initrd: vm.initrd ?? emptyInitrd, config: configURL.path,
+                                      cpus: boardCPUs[index]))
         }
 
         let assembly = environment.output.appendingPathComponent("guest_images.S")
@@ -239,25 +241,29 @@ public enum SystemBuilder {
         }
     }
 
-    /// The files one VM's images come from, as `guestImagesAssembly` includes them.
+    /// The files one VM's images come from, as `guestImagesAssembly` includes them, and the board
+    /// CPUs its vCPUs run on.
     public struct GuestImages: Equatable {
         public var kernel: String
         /// An empty file when the VM has no initrd.
         public var initrd: String
         public var config: String
+        /// The board CPU of each vCPU (`SystemConfiguration.boardCPUs`): 1 to 8 of them, each 0–7.
+        public var cpus: [Int]
 
-        public init(kernel: String, initrd: String, config: String) {
+        public init(kernel: String, initrd: String, config: String, cpus: [Int]) {
             self.kernel = kernel
             self.initrd = initrd
             self.config = config
+            self.cpus = cpus
         }
     }
 
     /// The guest_images.S `vmm build` assembles and links into the VMM: in section .guest_images,
-    /// `guest_table` (a u64 VM count, then for each VM six u64: kernel start and end, initrd start
-    /// and end, configuration start and end; the VMM reads it), then each VM's images (kernel and
-    /// initrd page aligned), and VM 0's images also as `guest_kernel_start` … `guest_config_end`,
-    /// the names of the one-VM Microkit platform.
+    /// `guest_table` (a u64 VM count, then for each VM seven u64: kernel start and end, initrd start
+    /// and end, configuration start and end, and its board CPUs (`cpuQuad`); the VMM reads it), then
+    /// each VM's images (kernel and initrd page aligned), and VM 0's images also as
+    /// `guest_kernel_start` … `guest_config_end`, the names of the one-VM Microkit platform.
     public static func guestImagesAssembly(_ vms: [GuestImages]) throws(BuildError) -> String {
         let parts = ["kernel", "initrd", "config"]
         var lines = [
@@ -268,8 +274,9 @@ public enum SystemBuilder {
             "guest_table:",
             "    .quad \(vms.count)",
         ]
-        for index in vms.indices {
-            lines.append("    .quad " + parts.flatMap { ["vm\(index)_\($0)_start", "vm\(index)_\($0)_end"] }.joined(separator: ", "))
+        for (index, vm) in vms.enumerated() {
+            lines.append("    .quad " + parts.flatMap { ["vm\(index)_\($0)_start", "vm\(index)_\($0)_end"] }.joined(separator: ", ")
+                         + ", " + (try cpuQuad(vm.cpus, for: "vm[\(index)]")))
         }
         for (index, vm) in vms.enumerated() {
             for (part, (file, alignment)) in zip(parts, [(vm.kernel, 4096), (vm.initrd, 4096), (vm.config, 16)]) {
@@ -286,6 +293,22 @@ public enum SystemBuilder {
             lines += names.map { "    .set guest_\($0), vm0_\($0)" }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// A VM's board CPUs as the table's seventh u64, a literal such as `0xFFFFFFFFFFFF0302` (vCPU 0 on
+    /// CPU 2, vCPU 1 on CPU 3): byte i (bits 8i to 8i + 7) is the board CPU of vCPU i, the bytes past
+    /// the VM's vCPUs are 0xFF. Refused: no CPU, more than 8, or a CPU outside 0–7 (GICv2's 8 CPUs).
+    static func cpuQuad(_ cpus: [Int], for what: String) throws(BuildError) -> String {
+        let maxCPUs = ConfigurationValidator.maxBoardCPUs
+        guard (1...maxCPUs).contains(cpus.count), cpus.allSatisfy({ (0..<maxCPUs).contains($0) }) else {
+            throw BuildError("\(what): board CPUs \(cpus) are not 1 to \(maxCPUs) CPUs from 0 to \(maxCPUs - 1)")
+        }
+        var value = UInt64.max
+        for (vcpu, cpu) in cpus.enumerated() {
+            value = value & ~(UInt64(0xFF) << (8 * vcpu)) | UInt64(cpu) << (8 * vcpu)
+        }
+        let digits = String(value, radix: 16, uppercase: true)
+        return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
     }
 
     /// `path` as an assembler string: in double quotes, with '"' and '\\' escaped by a backslash and
@@ -400,19 +423,25 @@ public enum SystemBuilder {
         return bytes <= 1 << 30 ? "1G" : "\((bytes + (1 << 20) - 1) >> 20)M"
     }
 
+    /// QEMU's -smp for a native system: the highest board CPU a vCPU runs on, plus one.
+    static func nativeCPUs(_ system: SystemConfiguration) -> Int {
+        (system.boardCPUs.joined().max() ?? 0) + 1
+    }
+
     /// QEMU's command line for the built system: the board, then one board device for each of
     /// the guests' devices, in the order the VMM pairs them: VM by VM its blocks, networks (not the
     /// cards on a VMM network: the VMM switches their frames itself, with no board device) and
     /// consoles, then for each VM after the first one more console device behind its serial port
     /// (on the socket of `serialSockets`, with `output` the build's output directory). On the
-    /// native platform each vCPU owns one board CPU, so the board has as many as all VMs have
-    /// vCPUs (the VMM brings the others up through PSCI), and as much RAM as the VMM and all
-    /// guests need (`nativeMemory`).
+    /// native platform each vCPU owns one board CPU (`SystemConfiguration.boardCPUs`; the VMM
+    /// brings them up through PSCI), so the board has CPUs up to the highest one in use (as many as
+    /// all VMs have vCPUs, unless `cpus` leaves a gap: QEMU has that CPU too, and it runs nothing),
+    /// and as much RAM as the VMM and all guests need (`nativeMemory`).
     public static func qemuArguments(_ system: SystemConfiguration, image: URL, output: URL) -> [String] {
         var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic"]
         switch system.platform {
         case .native:
-            arguments += ["-m", nativeMemory(system), "-smp", String(max(1, system.vms.reduce(0) { $0 + $1.vcpus }))]
+            arguments += ["-m", nativeMemory(system), "-smp", String(nativeCPUs(system))]
         case .microkit:
             arguments += ["-m", "size=2G", "-serial", "mon:stdio"]
         }

@@ -24,8 +24,12 @@
 //     ram = "512M"                     bytes, or a string with a K/M/G suffix; a multiple of 2M, at least 16M,
 //                                      at most 2944M (native) or 512M (microkit)
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside qemu-virt's [0x40000000, 0x100000000)
-//     vcpus = 1                        1–8 (GICv2); native: one board CPU each (QEMU -smp: all VMs' sum),
-//                                      VM 0 on CPUs 0..<vcpus, the next VM on the next ones; microkit: exactly 1
+//     vcpus = 1                        1–8 (GICv2); native: one board CPU each, all VMs' at most 8; microkit: exactly 1
+//     cpus = [2, 3]                    native only: the board CPU of each vCPU (vCPU i on cpus[i]), 0–7, as
+//                                      many as vcpus, no CPU twice in the system; none: the lowest board CPUs
+//                                      no VM pins, in file order (without any `cpus`: VM 0 on CPUs 0..<vcpus,
+//                                      the next VM on the next ones). QEMU -smp: the highest CPU in use + 1
+//                                      (SystemConfiguration.boardCPUs)
 //     serial = "b.serial.sock"         VMs after the first only: the unix socket of the VM's own PL011
 //                                      (ttyAMA0); none: "<name>.serial.sock" in the build's output
 //                                      directory (SystemBuilder.serialSockets). The first VM's PL011 is
@@ -130,6 +134,24 @@ public struct SystemConfiguration: Equatable, Sendable {
             for case let name? in vm.networks.map(\.network) where !names.contains(name) { names.append(name) }
         }
         return names
+    }
+
+    /// The board CPU of each vCPU, VM by VM (`boardCPUs[n][i]`: vCPU i of VM n), as the VMM runs them on
+    /// the native platform: a VM's `cpus`, or for a VM without, the lowest board CPUs no VM pins, taken
+    /// in file order (so a system without `cpus` has VM 0 on CPUs 0..<vcpus, the next VM on the next ones).
+    public var boardCPUs: [[Int]] { Self.boardCPUs(vms.map { ($0.vcpus, $0.cpus) }) }
+
+    static func boardCPUs(_ vms: [(vcpus: Int, cpus: [Int]?)]) -> [[Int]] {
+        let pinned = Set(vms.flatMap { $0.cpus ?? [] })
+        var next = 0
+        return vms.map { vm in
+            if let cpus = vm.cpus { return cpus }
+            return (0..<max(0, vm.vcpus)).map { _ in
+                while pinned.contains(next) { next += 1 }
+                defer { next += 1 }
+                return next
+            }
+        }
     }
 
     /// Reads, parses and validates the file at `path`; relative paths in it are relative to its directory.
@@ -244,6 +266,9 @@ public struct VMConfiguration: Equatable, Sendable {
     public var ramBase: UInt64
     public var ramSize: UInt64
     public var vcpus: Int
+    /// The board CPU of each vCPU (native: vCPU i runs on `cpus[i]`); nil: the lowest free ones
+    /// (`SystemConfiguration.boardCPUs`).
+    public var cpus: [Int]?
     /// The unix socket of the VM's own PL011 (VMs after the first); nil: the default,
     /// "<name>.serial.sock" in the build's output directory (`SystemBuilder.serialSockets`).
     public var serial: String?
@@ -254,8 +279,8 @@ public struct VMConfiguration: Equatable, Sendable {
 
     public init(name: String = VMConfiguration.defaultName, kernel: String, initrd: String? = nil,
                 cmdline: String = VMConfiguration.defaultCmdline, ramBase: UInt64 = QEMUVirtBoard.guestRAMBase,
-                ramSize: UInt64 = QEMUVirtBoard.guestRAMSize, vcpus: Int = 1, serial: String? = nil, blocks: [BlockDevice] = [],
-                networks: [NetworkDevice] = [], consoles: [ConsoleDevice] = [],
+                ramSize: UInt64 = QEMUVirtBoard.guestRAMSize, vcpus: Int = 1, cpus: [Int]? = nil, serial: String? = nil,
+                blocks: [BlockDevice] = [], networks: [NetworkDevice] = [], consoles: [ConsoleDevice] = [],
                 passthrough: [PassthroughRegion] = []) {
         self.name = name
         self.kernel = kernel
@@ -264,6 +289,7 @@ public struct VMConfiguration: Equatable, Sendable {
         self.ramBase = ramBase
         self.ramSize = ramSize
         self.vcpus = vcpus
+        self.cpus = cpus
         self.serial = serial
         self.blocks = blocks
         self.networks = networks

@@ -308,8 +308,8 @@ final class SeveralVMsBuildTests: XCTestCase {
 
     func testGuestImagesAssemblyHasTheTableThenEachVMsImagesThenVM0sOneVMNames() throws {
         let text = try SystemBuilder.guestImagesAssembly([
-            .init(kernel: "/g/a/Image", initrd: "/g/a/initrd", config: "/out/guest-0.config"),
-            .init(kernel: "/g/b/Image", initrd: "/out/empty.initrd", config: "/out/guest-1.config"),
+            .init(kernel: "/g/a/Image", initrd: "/g/a/initrd", config: "/out/guest-0.config", cpus: [0, 1]),
+            .init(kernel: "/g/b/Image", initrd: "/out/empty.initrd", config: "/out/guest-1.config", cpus: [5, 2, 3]),
         ])
         XCTAssertEqual(text, """
             // The guests linked into the VMM, written by `vmm build` (SystemBuilder.guestImagesAssembly).
@@ -318,8 +318,8 @@ final class SeveralVMsBuildTests: XCTestCase {
                 .global guest_table
             guest_table:
                 .quad 2
-                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end
-                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end
+                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, 0xFFFFFFFFFFFF0100
+                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, 0xFFFFFFFFFF030205
                 .balign 4096
             vm0_kernel_start:
                 .incbin "/g/a/Image"
@@ -405,8 +405,8 @@ final class SeveralVMsBuildTests: XCTestCase {
         }
         let source = directory.appendingPathComponent("guest_images.S"), object = directory.appendingPathComponent("guest_images.o")
         try SystemBuilder.guestImagesAssembly([
-            .init(kernel: paths[0], initrd: paths[1], config: paths[2]),
-            .init(kernel: paths[3], initrd: paths[4], config: paths[5]),
+            .init(kernel: paths[0], initrd: paths[1], config: paths[2], cpus: [0, 1]),
+            .init(kernel: paths[3], initrd: paths[4], config: paths[5], cpus: [7, 2, 3, 4, 5, 6, 0, 1]),
         ]).write(to: source, atomically: true, encoding: .utf8)
         _ = try run(clang, ["--target=aarch64-none-elf", "-c", source.path, "-o", object.path])
         var symbols: [String: UInt64] = [:]
@@ -427,5 +427,16 @@ final class SeveralVMsBuildTests: XCTestCase {
         for name in parts.flatMap({ ["\($0)_start", "\($0)_end"] }) {
             XCTAssertEqual(symbols["guest_\(name)"], symbols["vm0_\(name)"], name)
         }
+        // The table: the VM count, then seven u64 per VM, the seventh its board CPUs (little-endian
+        // bytes, one per vCPU, 0xFF past the last); the six addresses are relocations, zero in the object.
+        let objcopy = try tool("llvm-objcopy")
+        let section = directory.appendingPathComponent("guest_images.bin")
+        _ = try run(objcopy, ["--dump-section", ".guest_images=\(section.path)", object.path])
+        let bytes = [UInt8](try Data(contentsOf: section))
+        func quad(_ n: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[8 * n + $1]) << (8 * $1) } }
+        XCTAssertEqual(quad(0), 2)
+        XCTAssertEqual(quad(1 + 6), 0xFFFF_FFFF_FFFF_0100)
+        XCTAssertEqual(quad(1 + 7 + 6), 0x0100_0605_0403_0207)
+        XCTAssertEqual(Array(bytes[(8 * (1 + 7 + 6))..<(8 * (1 + 7 + 7))]), [7, 2, 3, 4, 5, 6, 0, 1])
     }
 }

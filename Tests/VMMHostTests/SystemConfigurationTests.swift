@@ -160,7 +160,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             "system.toml: vm[0].initrdd: unknown key 'initrdd' (did you mean 'initrd'?)",
             "system.toml: vm[0].kernal: unknown key 'kernal' (did you mean 'kernel'?)",
             "system.toml: vm[0].memory: unknown key 'memory' (expected one of: name, kernel, initrd, cmdline, ram, ram_base, "
-                + "vcpus, serial, block, net, console, passthrough)",
+                + "vcpus, cpus, serial, block, net, console, passthrough)",
             "system.toml: vm[0].nets: unknown key 'nets' (did you mean 'net'?)",
             "system.toml: vm[0].ram-base: unknown key 'ram-base' (did you mean 'ram_base'?)",
             "system.toml: sytem: unknown key 'sytem' (did you mean 'system'?)",

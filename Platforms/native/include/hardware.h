@@ -86,15 +86,23 @@ uint64_t enter_guest(uint64_t *frame);
 extern uint8_t heap_start[], heap_end[];
 
 /// The guests linked into the VMM (the guest_images.S `vmm build` writes): a u64 count, then for
-/// each VM six addresses: kernel start and end, initrd start and end, configuration start and end.
+/// each VM seven words: kernel start and end, initrd start and end, configuration start and end
+/// (addresses), and its board CPUs (byte i: the CPU of vCPU i; 0xFF past its last vCPU).
 extern const uint64_t guest_table[];
 static inline uint64_t guest_count(void) { return guest_table[0]; }
 /// Part `part` (0 kernel, 1 initrd, 2 configuration) of VM `vm`: its address and its size.
 static inline const uint8_t *guest_part(uint64_t vm, uint64_t part) {
-    return (const uint8_t *)(uintptr_t)guest_table[1 + vm * 6 + part * 2];
+    return (const uint8_t *)(uintptr_t)guest_table[1 + vm * 7 + part * 2];
 }
 static inline size_t guest_part_size(uint64_t vm, uint64_t part) {
-    return (size_t)(guest_table[2 + vm * 6 + part * 2] - guest_table[1 + vm * 6 + part * 2]);
+    return (size_t)(guest_table[2 + vm * 7 + part * 2] - guest_table[1 + vm * 7 + part * 2]);
+}
+static inline uint64_t guest_cpus(uint64_t vm) { return guest_table[7 + vm * 7]; }
+/// vCPUs the CPU word names (bytes before the first 0xFF).
+static inline uint64_t guest_vcpu_count(uint64_t vm) {
+    uint64_t word = guest_cpus(vm), n = 0;
+    while (n < 8 && ((word >> (8 * n)) & 0xFF) != 0xFF) n++;
+    return n;
 }
 
 static inline uint16_t mmio_read16(uintptr_t address) { return *(volatile uint16_t *)address; }
