@@ -140,6 +140,7 @@ fuzz:
 # disk and network throughput (an image bench-io.py builds with `vmm build`) against the same guest on
 # the native platform, targets >= 0.50. Last, SMP scaling: a CPU-bound job in 1, 2 and 4 pinned copies
 # on a 4-vCPU guest, under the VMM against plain QEMU with -smp 4, target >= 0.90 at each width.
+# Two VMs (examples/two-vms.toml): TCP between them vs one VM from the host (>= 1.00), boot vs 1 VM.
 BENCH_RUNS ?= 7
 BENCH_SEL4 = --name sel4 -- $(QEMU) $(subst -m 1G,-m size=2G,$(QEMU_BOARD)) -serial mon:stdio \
              -device loader,file=$(VMM_MICROKIT_IMAGE),addr=0x70000000,cpu-num=0
@@ -150,6 +151,7 @@ bench: vmm $(if $(MICROKIT_SDK),microkit-system-image)
 		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(BUILD)/minimal/vmm.elf $(if $(MICROKIT_SDK),$(BENCH_SEL4))
 	python3 scripts/bench-io.py $(if $(MICROKIT_SDK),--sel4 --microkit-config $(MICROKIT_CONFIG))
 	python3 scripts/bench-smp.py
+	python3 scripts/bench-vms.py
 
 clean:
 	rm -rf $(BUILD)

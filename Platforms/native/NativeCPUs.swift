@@ -294,6 +294,10 @@ enum NativeCPUs {
         for index in 0..<slot.pending.count { NativeGIC.writeListRegister(index, 0) }
         slot.pendingMask = 0
         write_cntv_ctl_el0(0)
+        // What its LRs held is gone with them: their physical lines (this CPU's timer PPI among them)
+        // must not stay masked waiting for an EOI that will never come.
+        vm.machine.vcpuStopped(vcpu: slot.vcpu, platform: &vm.platform)
+        NativeGIC.enable(QEMUVirtBoard.virtualTimerInterrupt)
         vm.parked += 1
         if vm.parked >= vm.parkTarget {
             guard let registers = reloadGuest(vm) else {
@@ -303,8 +307,9 @@ enum NativeCPUs {
             vm.resetting = false
             for cpu in vm.cpus { cpuSlots[cpu]!.pendingMask = 0 }
             cpuSlots[vm.firstCPU]!.start = registers
+            for route in vm.guest.routes where route.physical >= 32 { NativeGIC.enable(route.physical, toCPU: vm.firstCPU) }
             sev()
-            NativeConsole.write("vmm: VM ")
+            NativeConsole.write("\nvmm: VM ")
             NativeConsole.decimal(UInt64(vm.index))
             NativeConsole.write(" reset; the other VMs go on\n")
         }
@@ -338,7 +343,7 @@ enum NativeCPUs {
         if vms.count == 1 {
             if ending == .poweredOff { NativeConsole.write("vmm: guest powered off\n") }
         } else {
-            NativeConsole.write("vmm: VM ")
+            NativeConsole.write("\nvmm: VM ")
             NativeConsole.decimal(UInt64(vm.index))
             NativeConsole.write(" ")
             NativeConsole.write(ending.text)

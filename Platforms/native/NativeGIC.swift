@@ -33,6 +33,12 @@ struct NativeGIC {
         enable(QEMUVirtBoard.virtualTimerInterrupt)
     }
 
+    /// This CPU takes no more interrupts: its CPU interface and its virtual CPU interface off.
+    static func disableThisCPU() {
+        mmio_write32(cpuInterface + 0x000, 0)                // GICC_CTLR
+        mmio_write32(hypervisorInterface + 0x000, 0)         // GICH_HCR
+    }
+
     /// GICD_SGIR (§4.3.11): SGI `interrupt` to the one CPU `cpu` (TargetListFilter 0, CPUTargetList).
     static func sendSoftwareInterrupt(_ interrupt: UInt32, toCPU cpu: Int) {
         dsb_sy()   // what the kicked CPU will read is visible before the SGI reaches it

@@ -53,12 +53,20 @@ struct NativePlatform: VMMPlatform {
         BoardDevices.deviceBuffers(segments, guestRAMBase: guestRAMBase, guestRAMHost: guestRAMHost)
     }
 
+    /// Output of the VM's emulated PL011 the board console had no buffer for yet (bounded).
+    var uartPending: [UInt8] = []
+    static let uartPendingLimit = 4096
+
+    /// A byte of the VM's emulated PL011 goes to its board console without waiting: while nobody is
+    /// connected to the console's socket the board may keep its buffers, and a guest must not stall
+    /// on its serial line for that (a UART with no listener loses its output; so does this one,
+    /// beyond the bytes it keeps).
     mutating func uartWrite(_ byte: UInt8) {
         guard board.serial != nil else { return }
-        withUnsafeBytes(of: byte) { bytes in
-            var attempts = 0
-            while attempts < 1_000_000 && board.serial!.driver.write(bytes) == 0 { attempts += 1 }
-        }
+        if uartPending.count >= Self.uartPendingLimit { uartPending.removeFirst(uartPending.count / 2) }
+        uartPending.append(byte)
+        let written = uartPending.withUnsafeBytes { board.serial!.driver.write($0) }
+        uartPending.removeFirst(written)
     }
 
     func blockCapacity(device: Int) -> UInt64? {
@@ -427,7 +435,11 @@ func reportStop(_ report: GuestStopReport, vm: Int?) {
     NativeConsole.write("\n")
 }
 
-/// The VMM has nothing left to run: sleep, without spinning the host CPU.
+/// This CPU has nothing left to run: sleep, without spinning the host CPU. A pending interrupt ends
+/// a WFI even while masked, so first nothing may signal this CPU any more: its guest's timer stops and
+/// its GIC CPU and virtual interfaces are turned off (the other CPUs, and the other VMs, go on).
 func idle() -> Never {
+    write_cntv_ctl_el0(0)
+    NativeGIC.disableThisCPU()
     while true { wfi() }
 }

@@ -1,0 +1,710 @@
+#!/usr/bin/env python3
+"""Two-VM benchmark: TCP between two VMs on the VMM's virtual switch, and boot time, in one run.
+
+  2 VMs  examples/two-vms.toml: VMs "a" and "b" on the native platform (2 vCPUs, 256 MiB and a disk
+         each; QEMU gets -smp 4). VM a's console is the board's serial line (QEMU's stdio), VM b's a
+         PL011 the VMM emulates, on a unix socket; VM a has a board NIC (QEMU user network, a host
+         port forwarded to its port 80) and both have a card on the VMM network "lan", the VMM's
+         virtual switch (VM a's card and VM b's are found by the MACs the file gives them).
+  1 VM   the same file's VM a alone (same guest, 2 vCPUs, 256 MiB, one disk, its board NIC; no card
+         on "lan", which needs two VMs): QEMU gets -smp 2.
+
+Each boot runs the user's way, `.build/debug/vmm run FILE --output DIR`, of a copy of the example in
+a temporary directory: kernel and initrd absolute, fresh disks and VM b's serial socket there, the
+forwarded host port a free one; nothing in build/two-vms/ nor port 8080 is touched. `vmm run`
+builds the image, prints "vmm: starting qemu-system-aarch64" and replaces itself with QEMU.
+
+Measured, per 2-VM boot, --reps times each (the order of the two transfers alternates per rep):
+
+  net a->b (lan)  VM b: `sleep | nc -l -p 5001 > /tmp/file` (tmpfs; nc exits at the end of the
+                  connection; `sleep` keeps its stdin open so that it never shuts its sending half
+                  early). VM a: `dd if=/dev/zero bs=64k count=16*M | nc 10.0.9.2 5001` between two
+                  readings of a's guest clock (ns, "now at" line of /proc/timer_list, or /proc/uptime
+                  where it is missing). busybox's nc shuts down its sending half at the end of its
+                  input and exits when b's nc, which exits at the end of the connection, has closed it:
+                  the time is from connect to everything being in b's file. The file's size must be
+                  16*M*64 KiB. (Piping nc into wc -c instead costs a 1-vCPU guest about 2.5x in
+                  throughput, scripts/bench-io.py found, which would hide the switch.)
+  net host->a     the reference, "one VM to the host", in the same boot: scripts/bench-io.py's net
+                  test. VM a: `sleep | nc -l -p 80 > /tmp/file`; the host connects to the forwarded
+                  port, sends M MiB with sendall, shuts its side down and waits for the guest to
+                  close the connection; host clock from connect to close; the size is checked.
+
+The lan addresses: a 10.0.9.1/24, b 10.0.9.2/24 (a ping first: ARP, and a check that the switch
+carries frames at all); a's board NIC 10.0.2.15/24 (QEMU's user network). Around each transfer the
+guests' counters are read: the frames each lan card sent and received (/sys/class/net/CARD/statistics)
+and TCP's segments and retransmits (/proc/net/snmp). A frame a's card sent that b's card never
+received (neither guest counting a drop) was lost in the VMM, between the guests; the log gives the
+counts per transfer, the lines under the table their sums.
+
+Boot time, every boot: host seconds from `vmm run` printing that it starts QEMU (after the build) to
+the shell prompt after "vmm-guest: init done" of VM a on the board's line and, with 2 VMs, of VM b on
+its socket (watched at once, one thread each; the socket is connected as soon as QEMU creates it:
+bytes sent before that are lost). The 2-VM figure is the later of the two prompts. A VMM message on
+the board's line that means no prompt will come ("rebuild it with `vmm build`", "cannot boot the
+guest", "guest stopped") ends the wait at once, as an error.
+
+Order: round 1 boots 2 VMs then 1 VM, round 2 the other way round, and so on (so drift in host load
+hits both alike). The table gives min/median per measure: MB/s (10^6 bytes/s) for the transfers with
+the ratio of medians a->b / host->a, target >= 1.00 (inter-VM TCP at least the throughput of one VM
+from the host), and seconds for the boots with the ratio of medians 2 VMs / 1 VM (no target: it is
+reported). Missed targets do not fail the run; errors (build, boot, a command, a short transfer)
+exit 1 after the other config has run; missing guest files or host tool exit 2.
+
+Usage:
+  scripts/bench-vms.py [--rounds R] [--reps N] [--mib M] [--json FILE]
+Environment: VMM_QEMU (QEMU binary), VMM_GUEST_KERNEL, VMM_GUEST_INITRD, VMM_LOG_DIR.
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from serial_console import (  # noqa: E402
+    HOST_VMM, INIT_DONE, LOG_TAIL_LINES, PROMPT, SerialConsole, SerialConsoleError, free_port, guest_paths,
+    strip_ansi)
+
+EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
+CONFIGS = ("2 VMs", "1 VM")
+NET_INTER, NET_HOST = "net a->b (lan)", "net host->a"
+BOOT = "boot to prompt(s)"
+TARGET = 1.00                 # net a->b / net host->a, ratio of median throughputs
+LAN_A, LAN_B = "10.0.9.1", "10.0.9.2"
+LAN_PORT = 5001
+RECEIVED_FILE = "/tmp/vmsbench.received"
+
+BUILD_TIMEOUT = 300.0         # `vmm run` links the image before QEMU starts
+BOOT_TIMEOUT = 600.0          # TCG, two 2-vCPU guests (-smp 4) on a small, noisy host
+CONNECT_TIMEOUT = 60.0        # VM b's socket appears when QEMU starts
+COMMAND_TIMEOUT = 120.0       # one shell command line
+NET_TIMEOUT = 900.0           # one transfer
+# The VMM's messages on the board's line that mean a VM will not reach its prompt.
+VMM_GAVE_UP = rb"vmm: [^\r\n]*(?:rebuild it with|cannot boot the guest|guest stopped)[^\r\n]*"
+TYPE_CHUNK = 16               # bytes typed at once into VM b's console (its PL011's FIFO holds 32)
+ECHO_WAIT = 5.0               # how long a typed piece may take to come back echoed
+
+
+# -- the system files ------------------------------------------------------------------------------
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)      # a TOML basic string for what system files hold
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_table(header, table):
+    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
+
+
+class Layout:
+    """What the benchmark needs to know of a system it wrote: the file, VM b's serial socket, the
+    host port forwarded to VM a's port 80, and per VM the interface names (board NIC of a, lan cards)."""
+
+    def __init__(self, path, serial, port, interfaces):
+        self.path, self.serial, self.port, self.interfaces = path, serial, port, interfaces
+
+
+def write_system(directory, vm_names):
+    """The example rewritten into `directory` with only the VMs `vm_names`: kernel and initrd
+    absolute, VM x's disk directory/x-disk.img, VM b's serial socket directory/b.serial.sock, every
+    forwarded host port a free one; cards on a VMM network dropped when only one VM is kept (a
+    network needs two). Returns a Layout. Raises SerialConsoleError when the example is not the
+    system this benchmark measures."""
+    def wrong(message):
+        raise SerialConsoleError(f"{EXAMPLE.relative_to(REPO_ROOT)}: {message}")
+
+    if not EXAMPLE.is_file():
+        wrong("missing: it is the system this benchmark boots")
+    data = tomllib.loads(EXAMPLE.read_text())
+    if data.get("system", {}).get("platform", "native") != "native":
+        wrong("expected platform \"native\"")
+    vms = {vm.get("name"): vm for vm in data.get("vm", [])}
+    if tuple(vms) != ("a", "b"):
+        wrong(f"expected VMs ('a', 'b'), found {tuple(vms)}")
+    lines = [f"# Written by scripts/bench-vms.py from {EXAMPLE.relative_to(REPO_ROOT)}: "
+             f"VM{'s' if len(vm_names) > 1 else ''} {', '.join(vm_names)}.", ""]
+    lines += _toml_table("[system]", data["system"]) if "system" in data else []
+    serial, port, interfaces = directory / "b.serial.sock", None, {}
+    for name in vm_names:
+        vm = dict(vms[name])
+        kinds = {key: vm.pop(key) for key in list(vm)
+                 if isinstance(vm[key], list) and vm[key] and all(isinstance(t, dict) for t in vm[key])}
+        for key in ("kernel", "initrd"):
+            if key in vm:
+                vm[key] = str((EXAMPLE.parent / vm[key]).resolve())
+        if len(kinds.get("block", [])) != 1:
+            wrong(f"vm '{name}': expected one disk ([[vm.block]])")
+        kinds["block"] = [{**kinds["block"][0], "file": str(directory / f"{name}-disk.img")}]
+        if name == "b":
+            vm["serial"] = str(serial)
+        nets, names = [], {}
+        for table in kinds.get("net", []):
+            if "network" in table and len(vm_names) < 2:
+                continue
+            # The guest names its cards eth0, eth1, ... in file order; a MAC the file gives finds it
+            # for sure (checked in the guest).
+            interface = (f"eth{len(nets)}", table.get("mac"))
+            if "network" in table:
+                names.setdefault("lan", interface)
+            elif "forward" in table:
+                forwards = []
+                for forward in table["forward"]:
+                    protocol, _, guest = forward.split(":")
+                    host = free_port()
+                    forwards.append(f"{protocol}:{host}:{guest}")
+                    if name == "a" and protocol == "tcp" and guest == "80" and port is None:
+                        port = host
+                        names["board"] = interface
+                table = {**table, "forward": forwards}
+            nets.append(table)
+        kinds["net"] = nets
+        if "console" in kinds:
+            kinds["console"] = [{**t, "socket": str(directory / f"{name}-hvc{n}.sock")}
+                                for n, t in enumerate(kinds["console"])]
+        interfaces[name] = names
+        lines += _toml_table("[[vm]]", vm)
+        for kind, tables in kinds.items():
+            for table in tables:
+                lines += _toml_table(f"[[vm.{kind}]]", table)
+    if port is None:
+        wrong("expected VM a to forward a host TCP port to its port 80 (a board NIC)")
+    if len(vm_names) > 1 and not all("lan" in interfaces[n] for n in vm_names):
+        wrong("expected a card on a VMM network in each VM")
+    path = directory / f"{'two-vms' if len(vm_names) > 1 else 'one-vm'}.toml"
+    path.write_text("\n".join(lines))
+    return Layout(path, serial if "b" in vm_names else None, port, interfaces)
+
+
+# -- VM b's console: a unix socket ----------------------------------------------------------------
+
+class SocketConsole:
+    """VM b's serial console through the unix socket QEMU serves (server=on,wait=off: bytes sent while
+    no one is connected are lost, so connect early). SerialConsole's technique: every byte kept and
+    logged under build/logs/ (or $VMM_LOG_DIR), `run` follows the command with `echo __B_END_<n>_$?__`
+    (its echo shows `$?` literally, so only the command's real output matches). Lines are typed
+    TYPE_CHUNK bytes at a time, each piece after the echo of the one before: the emulated PL011's
+    receive FIFO holds 32 bytes. Failures raise SerialConsoleError with the tails of this console's
+    log and of the board's line (`board`, the SerialConsole of `vmm run`)."""
+
+    def __init__(self, path, board, name):
+        self.path, self.board, self.sock = str(path), board, None
+        self.prompt = re.compile(PROMPT)
+        self._buf, self._pos, self._eof, self._runs = bytearray(), 0, False, 0
+        self.last_status = None
+        log_dir = Path(os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
+        self._log = open(self.log_path, "wb")
+        self._log.write(f"$ connect {self.path}\n".encode())
+
+    def connect(self, timeout):
+        deadline, last_error = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            if self.board.proc.poll() is not None:
+                self.fail(f"QEMU exited (status {self.board.proc.returncode}) before VM b's serial socket "
+                          f"{self.path} accepted a connection")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+            except OSError as error:
+                sock.close()
+                last_error = error
+                time.sleep(0.02)
+                continue
+            sock.setblocking(False)
+            self.sock = sock
+            return
+        self.fail(f"could not connect to VM b's serial socket {self.path} in {timeout:.0f}s: {last_error}")
+
+    def _read_some(self, deadline):
+        if self._eof or self.sock is None:
+            return False
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        if not self._log.closed:
+            self._log.write(data)
+            self._log.flush()
+        return True
+
+    def tail(self, lines=LOG_TAIL_LINES):
+        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
+        return "\n".join(text.split("\n")[-lines:])
+
+    def fail(self, message):
+        state = "connected" if self.sock is not None and not self._eof else \
+            ("closed by QEMU" if self._eof else "not connected")
+        raise SerialConsoleError(
+            f"{message}\n(VM b's socket {state}; its log: {self.log_path}; board's log: {self.board.log_path})\n"
+            f"--- last {LOG_TAIL_LINES} lines of VM b's console ---\n{self.tail()}\n--- end ---\n"
+            f"--- last {LOG_TAIL_LINES} lines of the board's serial line (VM a, VMM) ---\n{self.board.tail()}\n"
+            f"--- end ---")
+
+    def expect(self, pattern, timeout):
+        regex = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self._buf, self._pos)
+            if match:
+                self._pos = match.end()
+                return match
+            if not self._read_some(deadline):
+                if self._eof:
+                    self.fail(f"VM b's socket closed before {regex.pattern!r} appeared")
+                if time.monotonic() >= deadline:
+                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r} on VM b's console")
+
+    def wait_for_prompt(self, timeout):
+        return self.expect(self.prompt, timeout)
+
+    def _send_raw(self, data):
+        if self.sock is None:
+            self.fail(f"cannot send {data[:40]!r}: not connected")
+        try:
+            self.sock.setblocking(True)
+            self.sock.sendall(data)
+        except OSError as error:
+            self.fail(f"cannot send {data[:40]!r} to VM b's socket: {error}")
+        finally:
+            self.sock.setblocking(False)
+
+    def sendline(self, line):
+        data = line.encode() + b"\n"
+        for at in range(0, len(data), TYPE_CHUNK):
+            piece, mark = data[at:at + TYPE_CHUNK], len(self._buf)
+            self._send_raw(piece)
+            deadline = time.monotonic() + ECHO_WAIT
+            while piece not in strip_ansi(bytes(self._buf[mark:])).replace(b"\r", b""):
+                if not self._read_some(deadline) and (self._eof or time.monotonic() >= deadline):
+                    break
+
+    def run(self, command, timeout=COMMAND_TIMEOUT, check=False):
+        """SerialConsole.run on VM b's console."""
+        self._runs += 1
+        n = self._runs
+        literal = f"__B_END_{n}_$?__"
+        stripped = command.rstrip()
+        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
+        start = len(self._buf)
+        self.sendline(f"{stripped}{sep}echo {literal}")
+        marker = self.expect(re.compile(rb"__B_END_%d_(\d+)__" % n), timeout)
+        self.last_status = int(marker.group(1))
+        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
+        at = raw.find(literal)
+        at = raw.find("\n", at if at >= 0 else 0)
+        output = raw[at + 1:].replace("\r", "").rstrip("\n") if at >= 0 else ""
+        self.wait_for_prompt(timeout)
+        if check and self.last_status != 0:
+            self.fail(f"command {command!r} in VM b exited with status {self.last_status}:\n{output}")
+        return output
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if not self._log.closed:
+            self._log.close()
+
+
+# -- one boot ---------------------------------------------------------------------------------------
+
+def wait_for_prompts(consoles, started, timeout):
+    """Waits for "init done" then the prompt on every console at once (a thread each, so that a slow
+    VM does not delay noticing the other's prompt); returns {name: host seconds since `started`}."""
+    times, failures = {}, []
+
+    def watch(name, console):
+        try:
+            if isinstance(console, SerialConsole):
+                # The board's line also carries the VMM's messages: one that means no VM will boot
+                # ends the wait at once instead of after `timeout`.
+                found = console.expect(INIT_DONE + b"|" + VMM_GAVE_UP, timeout)
+                if found.group(0) != INIT_DONE:
+                    console.fail(f"the VMM gave up before the guests' init ran: {found.group(0).decode(errors='replace')}")
+            else:
+                console.expect(INIT_DONE, timeout)
+            console.wait_for_prompt(timeout)
+            times[name] = time.monotonic() - started
+        except SerialConsoleError as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=watch, args=item, daemon=True) for item in consoles.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return times
+
+
+def guest_clock(console):
+    """(shell command printing the guest clock, its description)."""
+    if re.search(r"^now at \d+ nsecs", console.run("head -n 3 /proc/timer_list 2>/dev/null",
+                                                   timeout=COMMAND_TIMEOUT), re.M):
+        return "grep -m 1 '^now at' /proc/timer_list", "/proc/timer_list (ns)"
+    return "cat /proc/uptime", "/proc/uptime (10 ms)"
+
+
+def clock_seconds(line):
+    match = re.fullmatch(r"now at (\d+) nsecs", line.strip())
+    if match:
+        return int(match.group(1)) / 1e9
+    return float(line.split()[0])
+
+
+def counters(console, card):
+    """The guest's Tcp counters of /proc/net/snmp by name, and the frames its card `card` sent and
+    received ("tx_packets", "rx_packets", "rx_dropped" of /sys/class/net/CARD/statistics)."""
+    stats = ("tx_packets", "rx_packets", "rx_dropped")
+    output = console.run(f"grep '^Tcp:' /proc/net/snmp; cd /sys/class/net/{card}/statistics && "
+                         f"for f in {' '.join(stats)}; do echo $f $(cat $f); done; cd /",
+                         timeout=COMMAND_TIMEOUT)
+    rows = [line.split()[1:] for line in output.splitlines() if line.startswith("Tcp:")]
+    values = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] in stats and fields[1].isdigit():
+            values[fields[0]] = int(fields[1])
+    if len(rows) < 2 or len(values) != len(stats):
+        console.fail(f"cannot read the TCP counters (/proc/net/snmp) and {card}'s statistics:\n{output}")
+    values.update({key: int(value) for key, value in zip(rows[0], rows[1]) if value.lstrip("-").isdigit()})
+    return values
+
+
+def interface(console, vm, name, mac, what):
+    """The guest's name of a card: `name` (ethN in file order), checked against `mac` when the file
+    gives one; else the interface that has that MAC."""
+    if not mac:
+        return name
+    output = console.run("for i in /sys/class/net/*; do echo ${i##*/} $(cat $i/address); done",
+                         timeout=COMMAND_TIMEOUT)
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].lower() == mac.lower():
+            return fields[0]
+    console.fail(f"VM {vm} has no interface with MAC {mac} ({what}):\n{output}")
+
+
+def start_listener(console, port, vm):
+    """`sleep | nc -l -p PORT > RECEIVED_FILE &` in the guest; returns once nc listens."""
+    console.run(f"rm -f {RECEIVED_FILE}; sleep 100000 | nc -l -p {port} > {RECEIVED_FILE} &",
+                timeout=COMMAND_TIMEOUT)
+    deadline = time.monotonic() + 60
+    while f":{port} " not in console.run("netstat -ltn", timeout=COMMAND_TIMEOUT):
+        if time.monotonic() > deadline:
+            console.fail(f"VM {vm}'s nc is not listening on port {port}")
+        time.sleep(0.2)
+
+
+def received_bytes(console, nbytes, vm):
+    """Ends the listener's pipeline (nc has exited) and checks the size of what it wrote."""
+    console.run("kill $(pidof sleep) 2>/dev/null; wait", timeout=COMMAND_TIMEOUT)
+    count = console.run(f"wc -c < {RECEIVED_FILE}; rm -f {RECEIVED_FILE}", timeout=COMMAND_TIMEOUT)
+    if not count.strip().isdigit():
+        console.fail(f"cannot count the bytes VM {vm} received: {count!r}")
+    if int(count) != nbytes:
+        console.fail(f"VM {vm} received {count.strip()} bytes of {nbytes}")
+
+
+class TwoVMs:
+    """A booted 2-VM system (the consoles of a and b at their prompts, the lan configured) and the
+    transfers made in it."""
+
+    def __init__(self, board, b, layout, log):
+        self.a, self.b, self.layout, self.log = board, b, layout, log
+        a, names = self.a, layout.interfaces
+        self.clock_cmd, self.clock_name = guest_clock(a)
+        before = time.monotonic()
+        output = a.run(f"{self.clock_cmd}; sleep 2; {self.clock_cmd}", timeout=COMMAND_TIMEOUT)
+        host = time.monotonic() - before
+        lines = [line for line in output.splitlines() if line.strip()]
+        try:
+            self.clock_ratio = (clock_seconds(lines[-1]) - clock_seconds(lines[0])) / host
+        except (ValueError, IndexError):
+            a.fail(f"cannot read VM a's clock {self.clock_cmd!r}:\n{output}")
+        board_nic = interface(a, "a", *names["a"]["board"], "its board NIC")
+        lan_a = interface(a, "a", *names["a"]["lan"], "its card on the VMM network")
+        lan_b = interface(b, "b", *names["b"]["lan"], "its card on the VMM network")
+        a.run(f"ip link set {board_nic} up && ip addr add 10.0.2.15/24 dev {board_nic} "
+              f"&& ip route add default via 10.0.2.2", timeout=COMMAND_TIMEOUT, check=True)
+        a.run(f"ip addr add {LAN_A}/24 dev {lan_a} && ip link set {lan_a} up", timeout=COMMAND_TIMEOUT, check=True)
+        b.run(f"ip addr add {LAN_B}/24 dev {lan_b} && ip link set {lan_b} up", timeout=COMMAND_TIMEOUT, check=True)
+        # ARP, and the switch carries frames at all (a few tries: a card may come up late).
+        ping = a.run(f"ping -c 3 -W 5 {LAN_B}", timeout=COMMAND_TIMEOUT)
+        if a.last_status != 0:
+            a.fail(f"VM a cannot ping VM b ({LAN_B}) over the VMM network:\n{ping}")
+        self.interfaces = (board_nic, lan_a, lan_b)
+        # Over all transfers of this boot: frames on the lan each way, those lost between the cards,
+        # segments VM a retransmitted, by test.
+        self.tally = {}
+
+    def snapshot(self):
+        return counters(self.a, self.interfaces[1]), counters(self.b, self.interfaces[2])
+
+    def inter_vm(self, nbytes):
+        """Guest seconds (VM a's clock) to send nbytes from VM a to VM b's nc over the lan."""
+        a, b = self.a, self.b
+        start_listener(b, LAN_PORT, "b")
+        before = self.snapshot()
+        count = nbytes >> 16
+        command = f"{self.clock_cmd}; dd if=/dev/zero bs=64k count={count} | nc {LAN_B} {LAN_PORT}; {self.clock_cmd}"
+        output = a.run(command, timeout=NET_TIMEOUT)
+        lines = [line for line in output.splitlines() if line.strip()]
+        if a.last_status != 0 or len(lines) < 2:
+            a.fail(f"{command!r} failed (status {a.last_status}):\n{output}")
+        if f"{count}+0 records out" not in output:
+            a.fail(f"dd did not write {count} full 64 KiB blocks to nc:\n{output}")
+        try:
+            seconds = clock_seconds(lines[-1]) - clock_seconds(lines[0])
+        except (ValueError, IndexError):
+            a.fail(f"cannot read VM a's clock around the transfer:\n{output}")
+        received_bytes(b, nbytes, "b")
+        self._counters(NET_INTER, before, self.snapshot())
+        return seconds
+
+    def from_host(self, nbytes):
+        """Host seconds from connect to VM a closing the connection after nbytes (bench-io's net test)."""
+        a = self.a
+        start_listener(a, 80, "a")
+        before = self.snapshot()
+        chunk = b"\xa5" * (1 << 20)
+        started = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", self.layout.port), timeout=NET_TIMEOUT) as sock:
+                sent = 0
+                while sent < nbytes:
+                    piece = chunk[:min(len(chunk), nbytes - sent)]
+                    sock.sendall(piece)
+                    sent += len(piece)
+                sock.shutdown(socket.SHUT_WR)
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    a.fail(f"VM a sent {len(data)} unexpected bytes")
+            elapsed = time.monotonic() - started
+        except OSError as err:
+            a.fail(f"TCP transfer to 127.0.0.1:{self.layout.port} failed after "
+                   f"{time.monotonic() - started:.1f}s: {err!r}")
+        received_bytes(a, nbytes, "a")
+        self._counters(NET_HOST, before, self.snapshot())
+        return elapsed
+
+    def _counters(self, test, before, after):
+        """Logs what the guests counted during one transfer: frames on the lan (a frame one card sent
+        and the other never received was lost in between, in the VMM), TCP segments and retransmits;
+        adds them to `tally`."""
+        (a0, b0), (a1, b1) = before, after
+        d = {f"{vm}.{key}": new[key] - old.get(key, 0)
+             for vm, old, new in (("a", a0, a1), ("b", b0, b1)) for key in new}
+        lost_ab = d["a.tx_packets"] - d["b.rx_packets"]
+        lost_ba = d["b.tx_packets"] - d["a.rx_packets"]
+        lan_a, lan_b = self.interfaces[1], self.interfaces[2]
+        tcp = (f"TCP segments a out {d['a.OutSegs']} in {d['a.InSegs']} retransmitted {d['a.RetransSegs']}, "
+               f"b out {d['b.OutSegs']} in {d['b.InSegs']} retransmitted {d['b.RetransSegs']}")
+        if test == NET_HOST and not (d["a.tx_packets"] or d["b.tx_packets"]):
+            self.log(f"  {test}: lan idle; {tcp}")
+        else:
+            self.log(f"  {test}: lan frames a->b {d['a.tx_packets']} sent by a's {lan_a}, {d['b.rx_packets']} "
+                     f"received by b's {lan_b} ({lost_ab} lost); b->a {d['b.tx_packets']} sent, {d['a.rx_packets']} "
+                     f"received ({lost_ba} lost); rx_dropped a {d['a.rx_dropped']} b {d['b.rx_dropped']}; {tcp}")
+        total = self.tally.setdefault(test, {"lan_frames_a_to_b": 0, "lost_a_to_b": 0, "lan_frames_b_to_a": 0,
+                                             "lost_b_to_a": 0, "retransmitted_by_a": 0, "retransmitted_by_b": 0})
+        for key, value in (("lan_frames_a_to_b", d["a.tx_packets"]), ("lost_a_to_b", lost_ab),
+                           ("lan_frames_b_to_a", d["b.tx_packets"]), ("lost_b_to_a", lost_ba),
+                           ("retransmitted_by_a", d["a.RetransSegs"]), ("retransmitted_by_b", d["b.RetransSegs"])):
+            total[key] += value
+
+
+def vmm_run(system, output, name):
+    """`vmm run SYSTEM --output OUTPUT`, the board's line on a SerialConsole; returns it and the host
+    time QEMU started (when `vmm run` said so, right before it replaced itself with QEMU)."""
+    argv = [str(HOST_VMM), "run", str(system), "--output", str(output)]
+    if os.environ.get("VMM_QEMU"):
+        argv += ["--qemu", os.environ["VMM_QEMU"]]
+    board = SerialConsole(argv, name=name, env={**os.environ}, cwd=REPO_ROOT)
+    try:
+        board.expect(rb"vmm: starting \S+; quit with", BUILD_TIMEOUT)
+        return board, time.monotonic()
+    except BaseException:
+        board.kill()
+        raise
+
+
+def run_boot(config, args, results, log):
+    """One boot of `config`: its boot time, and with 2 VMs the transfers, --reps times."""
+    directory = Path(tempfile.mkdtemp(prefix="vmsbench-"))     # short: a unix socket path has <= 107 bytes
+    board = b = None
+    try:
+        two = config == "2 VMs"
+        layout = write_system(directory, ("a", "b") if two else ("a",))
+        board, started = vmm_run(layout.path, directory / "build", f"vmsbench-{'two' if two else 'one'}")
+        consoles = {"a": board}
+        if two:
+            b = SocketConsole(layout.serial, board, name="vmsbench-two-b")
+            b.connect(CONNECT_TIMEOUT)
+            consoles["b"] = b
+        times = wait_for_prompts(consoles, started, BOOT_TIMEOUT)
+        seconds = max(times.values())
+        results[BOOT][config].append(seconds)
+        results["boot_detail"].append({"config": config, **{f"prompt_{vm}_s": t for vm, t in times.items()}})
+        log(f"{config}: prompt{'s' if two else ''} {', '.join(f'VM {vm} {t:.2f}s' for vm, t in sorted(times.items()))}"
+            f" after QEMU started; board's log {board.log_path}" + (f", VM b's log {b.log_path}" if b else ""))
+        if not two:
+            return
+        system = TwoVMs(board, b, layout, log)
+        log(f"{config}: VM a's clock {system.clock_name} runs at {system.clock_ratio:.3f}x the host's; "
+            f"VM a: board NIC {system.interfaces[0]}, lan {system.interfaces[1]}; VM b: lan {system.interfaces[2]}; "
+            f"host port {layout.port}")
+        if not 0.9 <= system.clock_ratio <= 1.1:
+            log(f"{config}: WARNING: VM a's clock is off by more than 10%: a->b rates are suspect")
+        nbytes = args.mib << 20
+        tests = [(NET_INTER, system.inter_vm, "VM a's clock"), (NET_HOST, system.from_host, "host clock")]
+        try:
+            for rep in range(args.reps):
+                for test, fn, clock in (tests if rep % 2 == 0 else tests[::-1]):
+                    seconds = fn(nbytes)
+                    rate = nbytes / seconds / 1e6
+                    results[test][config].append(rate)
+                    log(f"{config} rep {rep + 1}/{args.reps} {test}: {args.mib} MiB in {seconds:.3f}s ({clock}) "
+                        f"= {rate:.1f} MB/s")
+        finally:
+            for test, counts in system.tally.items():
+                total = results["lan"].setdefault(test, {})
+                for key, value in counts.items():
+                    total[key] = total.get(key, 0) + value
+    finally:
+        if b is not None:
+            b.close()
+        if board is not None:
+            board.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds: 1 = 2 VMs then 1 VM, 2 adds 1 VM then 2 VMs, ... (default 2)")
+    parser.add_argument("--reps", type=int, default=2, help="repetitions of both transfers per 2-VM boot (default 2)")
+    parser.add_argument("--mib", type=int, default=32, help="MiB per transfer (default 32; in the guest's tmpfs)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.reps < 1 or args.rounds < 1 or not 1 <= args.mib <= 64:
+        parser.error("--reps and --rounds must be >= 1, --mib within 1..64 (the file goes to a 256 MiB guest's rootfs)")
+
+    kernel, initrd = guest_paths()
+    missing = [str(p) for p in (kernel, initrd, HOST_VMM, EXAMPLE) if not p.is_file()]
+    if missing:
+        print(f"bench-vms: missing {', '.join(missing)}: run `make vmm` first", file=sys.stderr)
+        return 2
+
+    def log(message):
+        print(f"bench-vms: {message}", file=sys.stderr, flush=True)
+
+    log(f"system {EXAMPLE.relative_to(REPO_ROOT)}; guest {kernel}, {initrd}; host: "
+        f"{len(os.sched_getaffinity(0))} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    tests = (NET_INTER, NET_HOST, BOOT)
+    results = {test: {c: [] for c in CONFIGS} for test in tests}
+    results["boot_detail"] = []
+    results["lan"] = {}
+    errors = []
+    started = time.monotonic()
+    for rnd in range(args.rounds):
+        for config in (CONFIGS if rnd % 2 == 0 else CONFIGS[::-1]):
+            if any(config == c for c, _ in errors):
+                continue
+            try:
+                run_boot(config, args, results, log)
+            except SerialConsoleError as err:
+                log(f"{config} round {rnd + 1} FAILED:\n{err}")
+                errors.append((config, str(err)))
+
+    def median(test, config):
+        samples = results[test][config]
+        return statistics.median(samples) if samples else None
+
+    sys.stderr.flush()
+    print()
+    print(f"{'measure':<18} {'config':<6} {'runs':>4} {'min':>7} {'median':>7} {'unit':<4} "
+          f"{'ratio':>6} {'of':<16} {'target':>7}")
+    rows = []
+    specs = [(NET_INTER, "2 VMs", "MB/s", (NET_HOST, "2 VMs"), "a->b / host->a", TARGET),
+             (NET_HOST, "2 VMs", "MB/s", None, "", None),
+             (BOOT, "2 VMs", "s", (BOOT, "1 VM"), "2 VMs / 1 VM", None),
+             (BOOT, "1 VM", "s", None, "", None)]
+    for test, config, unit, reference, label, target in specs:
+        samples = results[test][config]
+        if not samples:
+            print(f"{test:<18} {config:<6} {0:>4} {'-':>7} {'-':>7} {unit:<4}")
+            rows.append({"measure": test, "config": config, "unit": unit, "samples": []})
+            continue
+        ratio = None
+        if reference and median(*reference):
+            ratio = median(test, config) / median(*reference)
+        verdict = ""
+        if ratio is not None:
+            verdict = f" {ratio:>6.2f} {label:<16} "
+            verdict += (f"{'>=' + format(target, '.2f'):>7} {'met' if ratio >= target else 'MISSED'}"
+                        if target is not None else f"{'(none)':>7}")
+        print(f"{test:<18} {config:<6} {len(samples):>4} {min(samples):>7.1f} {median(test, config):>7.1f} "
+              f"{unit:<4}{verdict}")
+        rows.append({"measure": test, "config": config, "unit": unit, "samples": samples, "min": min(samples),
+                     "median": median(test, config), "ratio": ratio, "ratio_of": label or None, "target": target})
+    print(f"MB/s = 10^6 bytes/s, {args.mib} MiB per transfer into a tmpfs file; a->b: busybox nc over the VMM "
+          f"network, VM a's clock from before connect to after close; host->a: the forwarded port, host clock "
+          f"connect->close")
+    # What the guests counted over all transfers (per transfer in the log above): frames one card sent
+    # and the other never received were lost in the VMM, between the guests.
+    inter, host = results["lan"].get(NET_INTER), results["lan"].get(NET_HOST)
+    if inter:
+        print(f"{NET_INTER}: {inter['lan_frames_a_to_b']} frames a->b, {inter['lost_a_to_b']} lost between a's card "
+              f"and b's; {inter['lan_frames_b_to_a']} b->a, {inter['lost_b_to_a']} lost; TCP segments retransmitted "
+              f"by a {inter['retransmitted_by_a']}, by b {inter['retransmitted_by_b']}")
+    if host:
+        print(f"{NET_HOST}: TCP segments retransmitted by a {host['retransmitted_by_a']}")
+    print("boot: host seconds from QEMU's start to the shell prompt (2 VMs: the later of VM a's on the serial "
+          "line and VM b's on its socket); 2 VMs run -smp 4, 1 VM -smp 2")
+    print(f"total wall time {time.monotonic() - started:.1f}s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"benchmark": "vms", "mib": args.mib, "rows": rows,
+                                               "boots": results["boot_detail"],
+                                               "lan_counters": results["lan"],
+                                               "errors": [e for _, e in errors]}, indent=2))
+    if errors:
+        print(f"bench-vms: {len(errors)} boot(s) failed; see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
