@@ -73,6 +73,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+from serial_console import toml_table  # noqa: E402
 from serial_console import (  # noqa: E402
     HOST_VMM, INIT_DONE, LOG_TAIL_LINES, PROMPT, SerialConsole, SerialConsoleError, free_port, guest_paths,
     strip_ansi)
@@ -98,22 +99,6 @@ ECHO_WAIT = 5.0               # how long a typed piece may take to come back ech
 
 
 # -- the system files ------------------------------------------------------------------------------
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)      # a TOML basic string for what system files hold
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _toml_table(header, table):
-    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
-
 
 class Layout:
     """What the benchmark needs to know of a system it wrote: the file, VM b's serial socket, the
@@ -142,7 +127,7 @@ def write_system(directory, vm_names):
         wrong(f"expected VMs ('a', 'b'), found {tuple(vms)}")
     lines = [f"# Written by scripts/bench-vms.py from {EXAMPLE.relative_to(REPO_ROOT)}: "
              f"VM{'s' if len(vm_names) > 1 else ''} {', '.join(vm_names)}.", ""]
-    lines += _toml_table("[system]", data["system"]) if "system" in data else []
+    lines += toml_table("[system]", data["system"]) if "system" in data else []
     serial, port, interfaces = directory / "b.serial.sock", None, {}
     for name in vm_names:
         vm = dict(vms[name])
@@ -181,10 +166,10 @@ def write_system(directory, vm_names):
             kinds["console"] = [{**t, "socket": str(directory / f"{name}-hvc{n}.sock")}
                                 for n, t in enumerate(kinds["console"])]
         interfaces[name] = names
-        lines += _toml_table("[[vm]]", vm)
+        lines += toml_table("[[vm]]", vm)
         for kind, tables in kinds.items():
             for table in tables:
-                lines += _toml_table(f"[[vm.{kind}]]", table)
+                lines += toml_table(f"[[vm.{kind}]]", table)
     if port is None:
         wrong("expected VM a to forward a host TCP port to its port 80 (a board NIC)")
     if len(vm_names) > 1 and not all("lan" in interfaces[n] for n in vm_names):

@@ -12,6 +12,7 @@ Every byte read is kept in memory and appended to a log under build/logs/
 Reads are non-blocking (select + os.read); no pexpect.
 """
 
+import json
 import os
 import re
 import select
@@ -323,3 +324,22 @@ class SerialConsole:
                 pass
         if not self._log.closed:
             self._log.close()
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)      # a TOML basic string for what system files hold
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def toml_table(header, table):
+    """The lines of one TOML table: `header`, then `key = value` for each entry, then a blank line; for
+    the temporary copies of system files that tests and benchmarks write (booleans, integers, strings
+    and lists of them)."""
+    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]

@@ -30,7 +30,6 @@ helper is checked anyway (CPUTimeTests: no boot, a second or two).
 """
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -44,6 +43,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serial_console import toml_table  # noqa: E402
 from serial_console import (HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole,  # noqa: E402
                             console_round_trip, fetch, free_port)
 
@@ -130,22 +130,6 @@ def cpu_share(pid, seconds):
 
 # -- the system file ----------------------------------------------------------------------------
 
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)      # a TOML basic string for what system files hold
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _toml_table(header, table):
-    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
-
-
 def system_file(directory, port):
     """The example's system, rewritten into `directory`: platform PLATFORM, absolute guest paths,
     its first disk on directory/disk.img, its first net forwarding host `port` to the guest's port
@@ -163,11 +147,11 @@ def system_file(directory, port):
     kinds["block"] = [{**kinds["block"][0], "file": str(directory / "disk.img"), "size": DISK_SIZE}]
     kinds["net"] = [{**kinds["net"][0], "forward": [f"tcp:{port}:80"]}]
     kinds["console"] = [{**kinds["console"][0], "socket": str(directory / "hvc0.sock")}]
-    lines = _toml_table("[system]", {**data.get("system", {}), "platform": PLATFORM})
-    lines += _toml_table("[[vm]]", vm)
+    lines = toml_table("[system]", {**data.get("system", {}), "platform": PLATFORM})
+    lines += toml_table("[[vm]]", vm)
     for kind, tables in kinds.items():
         for table in tables:
-            lines += _toml_table(f"[[vm.{kind}]]", table)
+            lines += toml_table(f"[[vm.{kind}]]", table)
     path = directory / "system.toml"
     path.write_text("\n".join(lines))
     return path, {**vm, **kinds}

@@ -28,7 +28,6 @@ missing host tool fails the test, as in the other native tests). A missing examp
 it too: the test is about that example.
 """
 
-import json
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serial_console import toml_table  # noqa: E402
 from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, free_port  # noqa: E402
 
 EXAMPLE = REPO_ROOT / "examples/smp.toml"
@@ -58,22 +58,6 @@ DD_READ = "dd if=/dev/vda of=/dev/null bs=4k count=256 iflag=direct"
 
 
 # -- the system file ----------------------------------------------------------------------------
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)      # a TOML basic string for what system files hold
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _toml_table(header, table):
-    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
-
 
 def _free_forward(forward):
     """"tcp:HOST:GUEST" with a free host port instead of HOST."""
@@ -114,11 +98,11 @@ def system_file(directory):
                         for t in kinds["net"]]
     if "console" in kinds:
         kinds["console"] = [{**t, "socket": str(directory / f"hvc{n}.sock")} for n, t in enumerate(kinds["console"])]
-    lines = _toml_table("[system]", data["system"]) if "system" in data else []
-    lines += _toml_table("[[vm]]", vm)
+    lines = toml_table("[system]", data["system"]) if "system" in data else []
+    lines += toml_table("[[vm]]", vm)
     for kind, tables in kinds.items():
         for table in tables:
-            lines += _toml_table(f"[[vm.{kind}]]", table)
+            lines += toml_table(f"[[vm.{kind}]]", table)
     path = directory / "smp.toml"
     path.write_text("\n".join(lines))
     return path

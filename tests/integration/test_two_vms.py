@@ -43,7 +43,6 @@ examples/two-vms.toml fails the test.
 """
 
 import hashlib
-import json
 import os
 import re
 import select
@@ -57,6 +56,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serial_console import toml_table  # noqa: E402
 from serial_console import (  # noqa: E402
     HOST_VMM, INIT_DONE, LOG_TAIL_LINES, PROMPT, REPO_ROOT, SerialConsole, SerialConsoleError, fetch, free_port,
     strip_ansi)
@@ -108,22 +108,6 @@ def guest_md5(offset_mib):
 
 # -- the system file ----------------------------------------------------------------------------
 
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)      # a TOML basic string for what system files hold
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
-def _toml_table(header, table):
-    return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
-
-
 def _free_forward(forward):
     """("tcp:FREEPORT:GUEST", FREEPORT, GUEST) for "tcp:HOST:GUEST"."""
     parts = forward.split(":")
@@ -148,7 +132,7 @@ def system_file(directory):
     names = tuple(vm.get("name") for vm in vms)
     if names != VM_NAMES:
         raise AssertionError(f"{EXAMPLE}: expected VMs {VM_NAMES}, found {names}")
-    lines = _toml_table("[system]", data["system"]) if "system" in data else []
+    lines = toml_table("[system]", data["system"]) if "system" in data else []
     disks, serial, forward = {}, directory / "b.serial.sock", None
     for vm in vms:
         vm = dict(vm)
@@ -180,10 +164,10 @@ def system_file(directory):
         if "console" in kinds:
             kinds["console"] = [{**t, "socket": str(directory / f"{name}-hvc{n}.sock")}
                                 for n, t in enumerate(kinds["console"])]
-        lines += _toml_table("[[vm]]", vm)
+        lines += toml_table("[[vm]]", vm)
         for kind, tables in kinds.items():
             for table in tables:
-                lines += _toml_table(f"[[vm.{kind}]]", table)
+                lines += toml_table(f"[[vm.{kind}]]", table)
     if forward is None or forward[1] != 80:
         raise AssertionError(f"{EXAMPLE}: expected VM a to forward a host port to its port 80, found {forward}")
     path = directory / "two-vms.toml"
