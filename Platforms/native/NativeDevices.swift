@@ -100,7 +100,8 @@ struct BoardDevices {
             case .switchedNetwork(let mac, let network):
                 board.switched.append(SwitchAttachment(guestDevice: guestNetworks, network: network))
                 guestNetworks += 1
-                guest.append(.qemuVirtSlot(guest.count, .network(mac: mac)))
+                // No wire between VMs: checksum and TCP segmentation offloads pass through the switch.
+                guest.append(.qemuVirtSlot(guest.count, .network(mac: mac, offloads: true)))
             case .network(let mac):
                 let n = taken.networks + board.networks.count
                 guard n < networkSlots.count,

@@ -32,11 +32,17 @@ enum NativeSwitches {
             }
         }
         switchPortVMs = ports
-        switches = ports.map { VirtualSwitch(portCount: max($0.count, 1)) }
-        scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtualSwitch.slotSize + 64, alignment: 16)
+        // 1 MiB of queue per port on a network of two (sixteen 64 KiB TCP frames in flight to a VM
+        // that is slow to take them), less on bigger ones: at most 4 MiB of the heap per network.
+        switches = ports.map { vmsOnIt in
+            let portCount = max(vmsOnIt.count, 1)
+            return VirtualSwitch(portCount: portCount,
+                                 queueBytes: max(VirtualSwitch.maximumPacketSize + 1, min(1 << 20, (4 << 20) / portCount)))
+        }
+        scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtualSwitch.maximumPacketSize, alignment: 16)
     }
 
-    /// The frame being sent or delivered: used only under the switch lock.
+    /// The packet being sent: used only under the switch lock.
     nonisolated(unsafe) static var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     /// A guest sent on `attachment` (under its VM's lock): the frame goes to the switch and every VM
@@ -45,8 +51,8 @@ enum NativeSwitches {
     static func send(from attachment: SwitchAttachment, _ segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
         spin_lock(switchLock)
         var delivered: UInt32 = 0
-        if let frame = VirtualSwitch.frame(of: segments, memory: memory, into: scratch) {
-            delivered = switches[attachment.network].send(from: attachment.port, frame: frame)
+        if let packet = VirtualSwitch.packet(of: segments, memory: memory, into: scratch) {
+            delivered = switches[attachment.network].send(from: attachment.port, packet: packet)
         }
         spin_unlock(switchLock)
         while delivered != 0 {
@@ -69,9 +75,8 @@ enum NativeSwitches {
         var backlog = false
         spin_lock(switchLock)
         for attachment in vm.platform.board.switched {
-            while switches[attachment.network].receive(at: attachment.port, { frame in
-                vm.machine.networkReceived(device: attachment.guestDevice,
-                                           frame: VirtualSwitch.withHeader(frame, in: scratch), platform: &sink)
+            while switches[attachment.network].receive(at: attachment.port, { packet in
+                vm.machine.networkReceived(device: attachment.guestDevice, frame: packet, platform: &sink)
             }) {}
             if switches[attachment.network].queued(at: attachment.port) > 0 { backlog = true }
         }

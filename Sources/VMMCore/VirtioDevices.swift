@@ -8,7 +8,8 @@
 public struct VirtioDeviceDescription: Equatable {
     public enum Kind: Equatable {
         case block(capacitySectors: UInt64, readOnly: Bool)
-        case network(mac: [UInt8])
+        /// `offloads`: checksum and TCP segmentation offload offered (a card on one of the VMM's networks).
+        case network(mac: [UInt8], offloads: Bool = false)
         case console
     }
     public let kind: Kind
@@ -56,9 +57,9 @@ public struct VirtioDevices {
                 let model = VirtioBlock(device: blocks.count, capacitySectors: capacity, readOnly: readOnly,
                                         identifier: VirtioDevices.identifier(blocks.count))
                 blocks.append(PlacedVirtioDevice(transport: VirtioMMIOTransport(model: model), interrupt: description.interrupt))
-            case .network(let mac):
+            case .network(let mac, let offloads):
                 device = .virtioNetwork(networks.count)
-                let model = VirtioNet(device: networks.count, mac: mac)
+                let model = VirtioNet(device: networks.count, mac: mac, offloads: offloads)
                 networks.append(PlacedVirtioDevice(transport: VirtioMMIOTransport(model: model), interrupt: description.interrupt))
             case .console:
                 device = .virtioConsole(consoles.count)

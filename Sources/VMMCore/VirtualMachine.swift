@@ -95,6 +95,9 @@ public struct VirtualMachine {
     /// Input its receive FIFO had no room for yet, fed in as the guest reads (bounded: the rest of a
     /// paste longer than this is dropped, as a UART with no flow control would).
     private var uartBacklog: [UInt8] = []
+    /// Where `receiveInSoftware` builds the frames it delivers (a class, so that filling it while self
+    /// is being mutated is no overlapping access).
+    private let offloadScratch = OffloadScratch()
     public static let uartBacklogLimit = 4096
 
     public init(memory: GuestMemory, vcpuCount: Int, listRegisterCount: Int,
@@ -331,23 +334,72 @@ public struct VirtualMachine {
         }
     }
 
-    /// A frame arrived for network device `n` (it begins with its 12-byte virtio_net_hdr). Returns
-    /// false when the guest had no receive buffer for it (the frame is dropped, as a NIC would).
+    /// A packet arrived for network device `n`: its 12-byte virtio_net_hdr, then the frame. Returns
+    /// false when the guest had no receive buffer for it (the caller may keep it and offer it again);
+    /// true when it was written, or dropped as one the guest cannot hold. Offloads the guest did not
+    /// negotiate are done here: a partial checksum completed, a TCP GSO frame cut into segments.
     @discardableResult
-    public mutating func networkReceived<P: VMMPlatform>(device n: Int, frame: UnsafeRawBufferPointer,
+    public mutating func networkReceived<P: VMMPlatform>(device n: Int, frame packet: UnsafeRawBufferPointer,
                                                          platform: inout P) -> Bool {
         guard n >= 0, n < devices.networks.count else { return false }
+        let header = VirtioNetHeader(packet)
+        if packet.count >= VirtioNetHeader.size && !devices.networks[n].transport.model.accepts(header) {
+            return receiveInSoftware(device: n, packet: packet, header: header, platform: &platform)
+        }
+        return deliver(packet, toNetwork: n, platform: &platform) != .noBuffer
+    }
+
+    /// Writes `packet` into device `n`'s next receive chain and interrupts the guest if it asked to be.
+    private mutating func deliver<P: VMMPlatform>(_ packet: UnsafeRawBufferPointer, toNetwork n: Int,
+                                                  platform: inout P) -> NetDelivery {
         let memory = self.memory
         let outcome = devices.networks[n].transport.serve(queue: VirtioNet.receiveQueue) { model, queue throws(VirtqueueError) in
-            let delivery = try model.deliver(frame: frame, to: &queue, memory: memory)
+            let delivery = try model.deliver(frame: packet, to: &queue, memory: memory)
             return (delivery, delivery == .delivered && queue.needsInterrupt(memory: memory))
         }
-        guard let (delivery, interrupt) = outcome else { return false }
+        // No outcome: the queue is not ready, or broken (the device now needs a reset).
+        guard let (delivery, interrupt) = outcome else { return .noBuffer }
         if interrupt {
             devices.networks[n].transport.raiseUsedBufferInterrupt()
             _ = vgic.inject(vcpu: 0, interrupt: devices.networks[n].interrupt, sink: &platform)
         }
-        return delivery == .delivered
+        return delivery
+    }
+
+    /// A packet whose offloads device `n`'s driver did not negotiate (VirtioNet.accepts): a TCP GSO
+    /// frame is cut into frames of its segment size with complete checksums, a partial checksum is
+    /// completed, each delivered with a plain header. One the software cannot do (malformed, or a
+    /// segment over 1518 bytes) is dropped. False only when not even its first frame found a buffer.
+    private mutating func receiveInSoftware<P: VMMPlatform>(device n: Int, packet: UnsafeRawBufferPointer,
+                                                            header: VirtioNetHeader, platform: inout P) -> Bool {
+        let frame = UnsafeRawBufferPointer(rebasing: packet[VirtioNetHeader.size...])
+        let scratch = offloadScratch.bytes
+        guard let base = scratch.baseAddress else { return true }
+        VirtioNetHeader().store(into: scratch)
+        let frameArea = UnsafeMutableRawBufferPointer(rebasing: scratch[VirtioNetHeader.size...])
+        var delivered = 0
+        var noBuffer = false
+        if header.isSegmentation {
+            _ = NetworkOffload.segment(frame, gsoType: header.gsoType, segmentSize: Int(header.gsoSize),
+                                       scratch: frameArea) { segment in
+                // The segment is built at the start of frameArea, right behind the plain header.
+                let result = deliver(UnsafeRawBufferPointer(start: base, count: VirtioNetHeader.size + segment.count),
+                                     toNetwork: n, platform: &platform)
+                if result == .delivered { delivered += 1 }
+                noBuffer = result == .noBuffer
+                return !noBuffer
+            }
+        } else if frame.count <= frameArea.count, let source = frame.baseAddress {
+            frameArea.baseAddress!.copyMemory(from: source, byteCount: frame.count)
+            let copy = UnsafeMutableRawBufferPointer(rebasing: frameArea[..<frame.count])
+            if !header.needsChecksum || NetworkOffload.completeChecksum(copy, start: Int(header.checksumStart),
+                                                                        offset: Int(header.checksumOffset)) {
+                let result = deliver(UnsafeRawBufferPointer(start: base, count: VirtioNetHeader.size + frame.count),
+                                     toNetwork: n, platform: &platform)
+                noBuffer = result == .noBuffer
+            }
+        }
+        return delivered > 0 || !noBuffer
     }
 
     /// Bytes typed into console device `n`; returns how many the guest had room for.
@@ -367,4 +419,17 @@ public struct VirtualMachine {
         }
         return taken
     }
+}
+
+/// A plain header and one frame of at most 1518 bytes (an MTU-sized, VLAN-tagged frame): what a guest
+/// without offloads takes.
+final class OffloadScratch {
+    let bytes: UnsafeMutableRawBufferPointer
+
+    init() {
+        bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: VirtioNetHeader.size + VirtualSwitch.maximumTaggedFrameSize,
+                                                       alignment: 16)
+    }
+
+    deinit { bytes.deallocate() }
 }

@@ -1,16 +1,23 @@
 // The virtual Ethernet switch that joins the virtio-net devices of several VMs (one `network` of the
-// system file): it checks each frame a VM transmits, learns the sender's address, and copies the frame
-// into the bounded queue of every port it goes to; each receiving VM later takes frames from its own
+// system file): it checks each packet a VM transmits, learns the sender's address, and copies the packet
+// into the bounded queue of every port it goes to; each receiving VM later takes packets from its own
 // port's queue and writes them into its receive buffers.
 //
-// This file owns every byte a guest transmits from the moment `send` is called: the frame is checked
-// (port index, length, source address) and copied into storage allocated at init, so no queue ever
-// points into a sender's memory and a hostile VM can make the switch hold at most `queueCapacity`
-// slots of `slotSize` bytes per port, and fill at most `addressTableCapacity` addresses. Frames are plain
-// Ethernet (IEEE 802.3 §3.1.1 without preamble and FCS): destination, source, EtherType or 802.1Q tag,
-// payload. The virtio_net_hdr is the device model's (VirtioNet.swift): stripped before `send`, added
-// after `receive`. The switch is VLAN-unaware: a tag passes through untouched and one table serves all
-// VLANs. It holds no lock: whoever shares it between CPUs serialises `send` and `receive`.
+// A packet is what a virtio-net transmit chain holds: the 12-byte virtio_net_hdr (VirtioNetHeader),
+// then a plain Ethernet frame (IEEE 802.3 §3.1.1 without preamble and FCS: destination, source,
+// EtherType or 802.1Q tag, payload). The header travels with the frame so that offloads pass between
+// VMs as between a guest and a host NIC: a frame whose TCP checksum is left to do (NEEDS_CSUM), or a
+// TCP frame of up to 64 KiB to be cut into MSS-sized segments (GSO TCPv4/TCPv6). Whether the receiver
+// takes those as they are is its device model's business (VirtioNet.accepts); the switch checks that
+// the header describes the frame it came with.
+//
+// This file owns every byte a guest transmits from the moment `send` is called: the packet is checked
+// (port index, length, source address, header) on the caller's private copy and copied into storage
+// allocated at init, so no queue ever points into a sender's memory and a hostile VM can make the
+// switch hold at most `queueCapacity` packets and `queueBytes` bytes per port, and fill at most
+// `addressTableCapacity` addresses. The switch is VLAN-unaware: a tag passes through untouched and one
+// table serves all VLANs. It holds no lock: whoever shares it between CPUs serialises `send` and
+// `receive`.
 
 /// Frames the switch refused, by reason. Counters wrap rather than trap.
 public struct SwitchDrops: Equatable {
@@ -24,15 +31,19 @@ public struct SwitchDrops: Equatable {
     public var badPort: UInt64 = 0
     /// One per copy that found its destination's queue full (the other copies still go out).
     public var queueFull: UInt64 = 0
+    /// A virtio_net_hdr that does not describe its frame: a checksum range past the frame, a GSO type
+    /// other than TCPv4/TCPv6 (or without NEEDS_CSUM, or with a segment size of 0), shorter than the
+    /// header.
+    public var badHeader: UInt64 = 0
     /// Unicast to an address learned at the sender's own port: a switch never sends a frame back.
     public var hairpin: UInt64 = 0
 
     public init() {}
 }
 
-/// A learning Ethernet switch with fixed ports, each with a bounded FIFO of frames waiting for it.
+/// A learning Ethernet switch with fixed ports, each with a bounded FIFO of packets waiting for it.
 public struct VirtualSwitch {
-    /// Ports are bits of `send`'s result; 16 ports of 256 frames hold at most 16 × 256 × 1518 B ≈ 6 MiB.
+    /// Ports are bits of `send`'s result.
     public static let maximumPorts = 16
     public static let maximumQueueCapacity = 1024
     /// Destination, source, EtherType (IEEE 802.3 §3.1.1). Shorter frames are runts. The 60-byte
@@ -45,19 +56,26 @@ public struct VirtualSwitch {
     /// EtherType, as a guest's VLAN interface of MTU 1500 sends it.
     public static let maximumTaggedFrameSize = 1518
     static let vlanTagProtocol: UInt16 = 0x8100
-    /// Every queued frame occupies one slot of this size, allocated at init.
-    public static let slotSize = maximumTaggedFrameSize
+    /// A GSO frame: Ethernet header with a tag and an IP packet of at most 65,535 bytes (IPv4's total
+    /// length; Linux's GSO limit of 64 KiB keeps IPv6 under it too).
+    public static let maximumSegmentationFrameSize = 18 + 65_535
+    /// The largest packet `send` takes: the virtio_net_hdr and the largest frame.
+    public static let maximumPacketSize = VirtioNetHeader.size + maximumSegmentationFrameSize
     /// Addresses remembered at once; see `learn` for which one a new address replaces.
     public static let addressTableCapacity = 64
 
     public let portCount: Int
     public let queueCapacity: Int
+    /// Bytes of packets a port holds at most (each packet stored whole, in a ring of this size).
+    public let queueBytes: Int
     public private(set) var dropped = SwitchDrops()
 
-    /// Slot s of port p is bytes [(p * queueCapacity + s) * slotSize, + lengths[...]).
+    /// Port p's ring is storage[p * queueBytes ..< (p + 1) * queueBytes]; its entry e (of
+    /// queueCapacity) is the packet at offsets[p * queueCapacity + e] within the ring, lengths[...] long.
     var storage: [UInt8]
-    var lengths: [UInt16]
-    /// Per port: the slot of its oldest frame, and how many frames wait.
+    var offsets: [Int]
+    var lengths: [Int]
+    /// Per port: the entry of its oldest packet, and how many packets wait.
     var heads: [Int]
     var counts: [Int]
 
@@ -73,16 +91,21 @@ public struct VirtualSwitch {
     /// Advances once per learned frame; 2^64 frames do not happen.
     var clock: UInt64 = 0
 
-    /// `portCount` 1...16 and `queueCapacity` 1...1024 come from the system file, checked by the tool.
-    public init(portCount: Int, queueCapacity: Int = 256) {
+    /// `portCount` 1...16, `queueCapacity` 1...1024 packets and `queueBytes` (at least one largest
+    /// packet, at most 16 MiB) per port; the platform chooses them.
+    public init(portCount: Int, queueCapacity: Int = 256, queueBytes: Int = 1 << 20) {
         precondition(portCount >= 1 && portCount <= Self.maximumPorts, "virtual switch: port count out of range")
         precondition(queueCapacity >= 1 && queueCapacity <= Self.maximumQueueCapacity,
                      "virtual switch: queue capacity out of range")
+        precondition(queueBytes >= Self.maximumPacketSize && queueBytes <= 16 << 20,
+                     "virtual switch: queue size out of range")
         self.portCount = portCount
         self.queueCapacity = queueCapacity
-        // Cannot overflow: at most 16 × 1024 × 1518 bytes.
-        storage = [UInt8](repeating: 0, count: portCount * queueCapacity * Self.slotSize)
-        lengths = [UInt16](repeating: 0, count: portCount * queueCapacity)
+        self.queueBytes = queueBytes
+        // Cannot overflow: at most 16 × 16 MiB.
+        storage = [UInt8](repeating: 0, count: portCount * queueBytes)
+        offsets = [Int](repeating: 0, count: portCount * queueCapacity)
+        lengths = [Int](repeating: 0, count: portCount * queueCapacity)
         heads = [Int](repeating: 0, count: portCount)
         counts = [Int](repeating: 0, count: portCount)
         table = []
@@ -92,16 +115,27 @@ public struct VirtualSwitch {
 
     // MARK: Sending
 
-    /// Port `port` sent `frame`; returns the ports that got a copy (bit n = port n), 0 if dropped.
+    /// Port `port` sent `packet` (virtio_net_hdr, then the frame); returns the ports that got a copy
+    /// (bit n = port n), 0 if dropped.
     ///
     /// Known unicast goes to the port its destination was last seen at; broadcast, multicast and
-    /// unknown unicast go to every other port. The frame is copied before `send` returns.
-    public mutating func send(from port: Int, frame: UnsafeRawBufferPointer) -> UInt32 {
+    /// unknown unicast go to every other port. The header is made the device's to fill in (num_buffers
+    /// 0, only NEEDS_CSUM kept of the flags) in `packet` itself, which must be the caller's private copy
+    /// of what the guest sent; the packet is copied before `send` returns.
+    public mutating func send(from port: Int, packet: UnsafeMutableRawBufferPointer) -> UInt32 {
         guard port >= 0 && port < portCount else { dropped.badPort &+= 1; return 0 }
-        guard frame.count >= Self.headerSize else { dropped.runt &+= 1; return 0 }
+        guard packet.count >= VirtioNetHeader.size + Self.headerSize else {
+            if packet.count < VirtioNetHeader.size { dropped.badHeader &+= 1 } else { dropped.runt &+= 1 }
+            return 0
+        }
+        let frame = UnsafeRawBufferPointer(rebasing: packet[VirtioNetHeader.size...])
+        var header = VirtioNetHeader(UnsafeRawBufferPointer(packet))
         let etherType = UInt16(frame[12]) << 8 | UInt16(frame[13])
-        let limit = etherType == Self.vlanTagProtocol ? Self.maximumTaggedFrameSize : Self.maximumFrameSize
+        let limit = header.isSegmentation ? Self.maximumSegmentationFrameSize
+            : etherType == Self.vlanTagProtocol ? Self.maximumTaggedFrameSize : Self.maximumFrameSize
         guard frame.count <= limit else { dropped.oversized &+= 1; return 0 }
+        guard Self.describes(&header, frame: frame) else { dropped.badHeader &+= 1; return 0 }
+        header.store(into: packet)
         let destination = Self.address(in: frame, at: 0)
         let source = Self.address(in: frame, at: 6)
         // IEEE 802 §8.2: a source address is an individual address, never a group one; Linux's bridge
@@ -121,7 +155,7 @@ public struct VirtualSwitch {
 
         var delivered: UInt32 = 0
         for target in 0..<portCount where targets & (1 << target) != 0 {
-            if enqueue(frame, at: target) {
+            if enqueue(UnsafeRawBufferPointer(packet), at: target) {
                 delivered |= 1 << target
             } else {
                 dropped.queueFull &+= 1
@@ -130,37 +164,74 @@ public struct VirtualSwitch {
         return delivered
     }
 
-    /// Copies `frame` (14...slotSize bytes, checked by `send`) behind the newest frame of `port`.
-    mutating func enqueue(_ frame: UnsafeRawBufferPointer, at port: Int) -> Bool {
-        guard counts[port] < queueCapacity else { return false }
-        let slot = port * queueCapacity + (heads[port] + counts[port]) % queueCapacity
-        let start = slot * Self.slotSize
-        storage.withUnsafeMutableBytes { bytes in
-            // SAFETY: slot < portCount * queueCapacity and frame.count <= slotSize, so the range lies
-            // inside the portCount * queueCapacity * slotSize bytes of storage.
-            UnsafeMutableRawBufferPointer(rebasing: bytes[start..<(start + frame.count)]).copyMemory(from: frame)
+    /// Whether `header` describes `frame` (virtio 1.2 §5.1.6.2): a checksum to complete lies inside
+    /// the frame, after the Ethernet header; a GSO frame is TCP over IPv4 or IPv6 with its checksum
+    /// left to do and a non-zero segment size. Flags the driver may not set are cleared, and
+    /// num_buffers, the device's field, zeroed.
+    static func describes(_ header: inout VirtioNetHeader, frame: UnsafeRawBufferPointer) -> Bool {
+        header.flags &= VirtioNetHeader.needsChecksumFlag
+        header.numberOfBuffers = 0
+        if header.needsChecksum {
+            let field = Int(header.checksumStart) + Int(header.checksumOffset)
+            guard Int(header.checksumStart) >= headerSize && field + 2 <= frame.count else { return false }
         }
-        lengths[slot] = UInt16(frame.count)   // Cannot truncate: at most 1518.
+        switch header.gsoType {
+        case VirtioNetHeader.gsoNone:
+            return true
+        case VirtioNetHeader.gsoTCPv4, VirtioNetHeader.gsoTCPv6:
+            return header.needsChecksum && header.gsoSize > 0
+        default:
+            return false
+        }
+    }
+
+    /// Copies `packet` (checked by `send`: at most maximumPacketSize <= queueBytes) behind the newest
+    /// packet of `port`, if its ring has room for it in one piece.
+    mutating func enqueue(_ packet: UnsafeRawBufferPointer, at port: Int) -> Bool {
+        guard counts[port] < queueCapacity else { return false }
+        let length = packet.count
+        var start = 0
+        if counts[port] > 0 {
+            let oldest = offsets[port * queueCapacity + heads[port]]
+            let newestEntry = port * queueCapacity + (heads[port] + counts[port] - 1) % queueCapacity
+            let end = offsets[newestEntry] + lengths[newestEntry]
+            if end > oldest {
+                // In use: [oldest, end). Behind it if it fits, else from the ring's start up to oldest.
+                if end + length <= queueBytes { start = end } else if length <= oldest { start = 0 } else { return false }
+            } else {
+                // Wrapped, in use: [oldest, queueBytes) and [0, end): only the gap between.
+                guard end + length <= oldest else { return false }
+                start = end
+            }
+        }
+        let entry = port * queueCapacity + (heads[port] + counts[port]) % queueCapacity
+        let base = port * queueBytes + start
+        storage.withUnsafeMutableBytes { bytes in
+            // SAFETY: start + length <= queueBytes (checked above), so the range lies inside port's ring.
+            UnsafeMutableRawBufferPointer(rebasing: bytes[base..<(base + length)]).copyMemory(from: packet)
+        }
+        offsets[entry] = start
+        lengths[entry] = length
         counts[port] += 1
         return true
     }
 
     // MARK: Receiving
 
-    /// The oldest frame waiting for `port`, handed to `deliver`, which returns whether it was taken:
-    /// if false the frame stays queued (e.g. the guest posted no buffer). A frame the guest cannot
-    /// hold should count as taken, or it blocks the queue. Returns true when a frame was taken, false
-    /// when the queue is empty, `deliver` declined, or `port` does not exist, so
+    /// The oldest packet waiting for `port` (header, then frame), handed to `deliver`, which returns
+    /// whether it was taken: if false the packet stays queued (e.g. the guest posted no buffer). A
+    /// packet the guest cannot hold should count as taken, or it blocks the queue. Returns true when a
+    /// packet was taken, false when the queue is empty, `deliver` declined, or `port` does not exist, so
     /// `while s.receive(at: p, put) {}` stops by itself. The bytes are valid only during `deliver`,
     /// which must not use the switch.
     public mutating func receive(at port: Int, _ deliver: (UnsafeRawBufferPointer) -> Bool) -> Bool {
         guard port >= 0 && port < portCount && counts[port] > 0 else { return false }
-        let slot = port * queueCapacity + heads[port]
-        let start = slot * Self.slotSize
-        let length = Int(lengths[slot])
+        let entry = port * queueCapacity + heads[port]
+        let base = port * queueBytes + offsets[entry]
+        let length = lengths[entry]
         let taken = storage.withUnsafeBytes { bytes in
-            // SAFETY: slot < portCount * queueCapacity and length <= slotSize (enqueue stored it).
-            deliver(UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)]))
+            // SAFETY: enqueue stored the packet inside port's ring.
+            deliver(UnsafeRawBufferPointer(rebasing: bytes[base..<(base + length)]))
         }
         guard taken else { return false }
         heads[port] = (heads[port] + 1) % queueCapacity
@@ -168,7 +239,7 @@ public struct VirtualSwitch {
         return true
     }
 
-    /// How many frames wait for `port` (0 for a port the switch does not have).
+    /// How many packets wait for `port` (0 for a port the switch does not have).
     public func queued(at port: Int) -> Int {
         port >= 0 && port < portCount ? counts[port] : 0
     }
@@ -237,30 +308,16 @@ public struct VirtualSwitch {
 // MARK: Between a VM's virtio-net device and its switch port
 
 extension VirtualSwitch {
-    /// The Ethernet frame a guest's transmit chain carries after its virtio_net_hdr, copied into
-    /// `scratch` (at least `slotSize` bytes); nil when the chain is shorter than the header, longer
-    /// than a frame the switch takes, or leaves guest RAM.
-    public static func frame(of segments: [VirtqueueBuffer], memory: GuestMemory,
-                             into scratch: UnsafeMutableRawBufferPointer) -> UnsafeRawBufferPointer? {
+    /// What a guest's transmit chain holds (virtio_net_hdr and frame), copied into `scratch` (at least
+    /// `maximumPacketSize` bytes): the private copy `send` checks. Nil when the chain is longer than a
+    /// packet the switch takes or leaves guest RAM.
+    public static func packet(of segments: [VirtqueueBuffer], memory: GuestMemory,
+                              into scratch: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawBufferPointer? {
         let total = totalLength(segments)
-        guard total >= VirtioNet.headerSize, let base = scratch.baseAddress else { return nil }
-        let length = total - VirtioNet.headerSize
-        guard length <= UInt64(min(slotSize, scratch.count)) else { return nil }
+        guard let base = scratch.baseAddress, total <= UInt64(min(maximumPacketSize, scratch.count)) else { return nil }
         let region = SharedRegion(base: base, size: scratch.count)
-        guard copyGuestSegments(segments, skip: VirtioNet.headerSize, count: length, memory: memory, region: region,
+        guard copyGuestSegments(segments, skip: 0, count: total, memory: memory, region: region,
                                 regionOffset: 0, toGuest: false) else { return nil }
-        return UnsafeRawBufferPointer(start: base, count: Int(length))
-    }
-
-    /// `frame` behind a zeroed virtio_net_hdr (no offloads: VIRTIO_F_VERSION_1's 12 bytes, §5.1.6), in
-    /// `scratch` (at least `slotSize + 12` bytes): what a receive buffer gets.
-    public static func withHeader(_ frame: UnsafeRawBufferPointer, in scratch: UnsafeMutableRawBufferPointer)
-        -> UnsafeRawBufferPointer {
-        let header = Int(VirtioNet.headerSize)
-        let length = min(frame.count, scratch.count - header)
-        guard let base = scratch.baseAddress, length >= 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: header)
-        if length > 0, let source = frame.baseAddress { (base + header).copyMemory(from: source, byteCount: length) }
-        return UnsafeRawBufferPointer(start: base, count: header + length)
+        return UnsafeMutableRawBufferPointer(start: base, count: Int(total))
     }
 }

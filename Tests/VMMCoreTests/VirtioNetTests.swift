@@ -169,4 +169,63 @@ final class VirtioNetTests: XCTestCase, PlaysTheDriver {
         XCTAssertEqual(try deliver(frame(payload: 60)), .dropped)
         XCTAssertEqual(driver.usedElement(0).length, 0)
     }
+
+    // MARK: Offloads (a card on a VMM network, §5.1.3.1, §5.1.6)
+
+    /// A header with NEEDS_CSUM and the given GSO type, then `payload` bytes of frame.
+    private func offloadFrame(gsoType: UInt8, payload: Int) -> [UInt8] {
+        [1, gsoType, 54, 0, 0xA8, 0x05, 34, 0, 16, 0, 7, 7] + (0..<payload).map { UInt8(truncatingIfNeeded: $0) }
+    }
+
+    func testCardOnAVMMNetworkOffersChecksumAndTCPSegmentationBothWays() {
+        let card = VirtioNet(device: 0, mac: mac, offloads: true)
+        let expected: UInt64 = 0x1_19A3   // CSUM, GUEST_CSUM, MAC, GUEST_TSO4/6, HOST_TSO4/6, STATUS
+        XCTAssertEqual(card.deviceFeatures, expected)
+        var linux = card
+        XCTAssertTrue(linux.negotiate(features: VirtioFeature.version1 | card.deviceFeatures))
+        XCTAssertFalse(linux.negotiate(features: VirtioFeature.version1 | (1 << 10)))   // GUEST_UFO: not offered
+    }
+
+    func testAcceptsOnlyTheOffloadsItsDriverNegotiated() {
+        var card = VirtioNet(device: 0, mac: mac, offloads: true)
+        func header(_ flags: UInt8, _ gso: UInt8) -> VirtioNetHeader {
+            var h = VirtioNetHeader()
+            h.flags = flags
+            h.gsoType = gso
+            return h
+        }
+        XCTAssertTrue(card.accepts(header(0, 0)))
+        XCTAssertFalse(card.accepts(header(1, 0)))                   // nothing negotiated yet
+        XCTAssertFalse(card.accepts(header(1, 1)))
+        XCTAssertTrue(card.negotiate(features: VirtioFeature.version1 | VirtioNet.Feature.guestChecksum
+                                     | VirtioNet.Feature.guestTSO4))
+        XCTAssertTrue(card.accepts(header(1, 0)))
+        XCTAssertTrue(card.accepts(header(1, 1)))
+        XCTAssertFalse(card.accepts(header(1, 4)))                   // TCPv6 not negotiated
+        XCTAssertFalse(card.accepts(header(1, 3)))                   // UDP: never offered
+    }
+
+    func testReceivePassesNegotiatedOffloadsAndSetsOnlyNumBuffers() throws {
+        net = VirtioNet(device: 0, mac: mac, offloads: true)
+        XCTAssertTrue(net.negotiate(features: VirtioFeature.version1 | VirtioNet.Feature.offloads))
+        let buffer = writable(70_000)
+        post([buffer])
+        let bytes = offloadFrame(gsoType: 1, payload: 65_000)
+        XCTAssertEqual(try deliver(bytes), .delivered)
+        var expected = bytes
+        expected[10] = 1
+        expected[11] = 0
+        XCTAssertEqual(Array(contents(buffer)[0..<bytes.count]), expected)
+    }
+
+    func testReceiveNeverHandsADriverAnOffloadItDidNotNegotiate() throws {
+        // The caller completes such frames first; should one slip through, its header says nothing.
+        let buffer = writable(1526)
+        post([buffer])
+        var bytes = offloadFrame(gsoType: 0, payload: 100)
+        bytes[0] = 3                                                // NEEDS_CSUM | DATA_VALID
+        XCTAssertEqual(try deliver(bytes), .delivered)
+        XCTAssertEqual(Array(contents(buffer)[0..<12]), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+        XCTAssertEqual(Array(contents(buffer)[12..<112]), Array(bytes[12...]))
+    }
 }

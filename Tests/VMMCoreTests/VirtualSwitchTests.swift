@@ -16,15 +16,30 @@ final class VirtualSwitchTests: XCTestCase {
         return Array((header + payload).prefix(length))
     }
 
-    private func send(_ s: inout VirtualSwitch, from port: Int, _ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBytes { s.send(from: port, frame: $0) }
+    /// Sends `bytes` behind a plain virtio_net_hdr (or `header`).
+    private func send(_ s: inout VirtualSwitch, from port: Int, _ bytes: [UInt8],
+                      header: [UInt8] = [UInt8](repeating: 0, count: 12)) -> UInt32 {
+        var packet = header + bytes
+        return packet.withUnsafeMutableBytes { s.send(from: port, packet: $0) }
     }
 
-    /// Takes every frame waiting at `port`.
+    /// Takes every packet waiting at `port`: its frames, without their headers.
     private func drain(_ s: inout VirtualSwitch, at port: Int) -> [[UInt8]] {
-        var frames: [[UInt8]] = []
-        while s.receive(at: port, { frames.append(Array($0)); return true }) {}
-        return frames
+        drainPackets(&s, at: port).map { Array($0.dropFirst(12)) }
+    }
+
+    /// Takes every packet waiting at `port`, headers included.
+    private func drainPackets(_ s: inout VirtualSwitch, at port: Int) -> [[UInt8]] {
+        var packets: [[UInt8]] = []
+        while s.receive(at: port, { packets.append(Array($0)); return true }) {}
+        return packets
+    }
+
+    /// A virtio_net_hdr: flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers.
+    private func header(flags: UInt8 = 0, gsoType: UInt8 = 0, gsoSize: UInt16 = 0, checksumStart: UInt16 = 0,
+                        checksumOffset: UInt16 = 0, buffers: UInt16 = 0) -> [UInt8] {
+        func le(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+        return [flags, gsoType] + le(54) + le(gsoSize) + le(checksumStart) + le(checksumOffset) + le(buffers)
     }
 
     private func mac(_ bytes: [UInt8]) -> UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
@@ -160,8 +175,8 @@ final class VirtualSwitchTests: XCTestCase {
         for bytes in frames { XCTAssertEqual(send(&s, from: 0, bytes), 0b10) }
 
         var offered: [[UInt8]] = []
-        XCTAssertFalse(s.receive(at: 1) { offered.append(Array($0)); return false })   // no buffer posted
-        XCTAssertFalse(s.receive(at: 1) { offered.append(Array($0)); return false })
+        XCTAssertFalse(s.receive(at: 1) { offered.append(Array($0.dropFirst(12))); return false })   // no buffer posted
+        XCTAssertFalse(s.receive(at: 1) { offered.append(Array($0.dropFirst(12))); return false })
         XCTAssertEqual(offered, [frames[0], frames[0]])
         XCTAssertEqual(s.queued(at: 1), 3)
         XCTAssertEqual(drain(&s, at: 1), frames)
@@ -179,7 +194,7 @@ final class VirtualSwitchTests: XCTestCase {
                 sent.append(bytes)
                 XCTAssertEqual(send(&s, from: 0, bytes), 0b10)
             }
-            XCTAssertTrue(s.receive(at: 1) { received.append(Array($0)); return true })
+            XCTAssertTrue(s.receive(at: 1) { received.append(Array($0.dropFirst(12))); return true })
             if round % 2 == 1 { received += drain(&s, at: 1) }
         }
         received += drain(&s, at: 1)
@@ -198,9 +213,9 @@ final class VirtualSwitchTests: XCTestCase {
 
     func testQueuedFrameIsACopyOfTheSendersBytes() {
         var s = VirtualSwitch(portCount: 2)
-        var bytes = frame(to: broadcast, from: station(1), length: 1514, seed: 7)
-        let original = bytes
-        XCTAssertEqual(bytes.withUnsafeMutableBytes { s.send(from: 0, frame: UnsafeRawBufferPointer($0)) }, 0b10)
+        var bytes = [UInt8](repeating: 0, count: 12) + frame(to: broadcast, from: station(1), length: 1514, seed: 7)
+        let original = Array(bytes.dropFirst(12))
+        XCTAssertEqual(bytes.withUnsafeMutableBytes { s.send(from: 0, packet: $0) }, 0b10)
         for i in bytes.indices { bytes[i] = 0xEE }                   // the guest reuses its transmit buffer
         XCTAssertEqual(drain(&s, at: 1), [original])
     }
@@ -227,7 +242,7 @@ final class VirtualSwitchTests: XCTestCase {
         _ = drain(&s, at: 2)
 
         XCTAssertEqual(send(&s, from: 0, []), 0)
-        XCTAssertEqual(s.send(from: 0, frame: UnsafeRawBufferPointer(start: nil, count: 0)), 0)
+        XCTAssertEqual(s.send(from: 0, packet: UnsafeMutableRawBufferPointer(start: nil, count: 0)), 0)
         XCTAssertEqual(send(&s, from: 0, frame(to: station(2), from: station(1), length: 13)), 0)
         XCTAssertEqual(send(&s, from: 0, frame(to: station(2), from: station(1), length: 1515)), 0)
         XCTAssertEqual(send(&s, from: 0, frame(to: station(2), from: station(1), etherType: 0x8100, length: 1519)), 0)
@@ -240,7 +255,8 @@ final class VirtualSwitchTests: XCTestCase {
         }
 
         var expected = SwitchDrops()
-        expected.runt = 3
+        expected.runt = 2
+        expected.badHeader = 1
         expected.oversized = 3
         expected.badSource = 3
         expected.badPort = 4
@@ -256,5 +272,100 @@ final class VirtualSwitchTests: XCTestCase {
         XCTAssertEqual(send(&s, from: 0, frame(to: broadcast, from: station(1))), 0)
         XCTAssertEqual(s.queued(at: 0), 0)
         XCTAssertEqual(s.dropped, SwitchDrops())
+    }
+
+    // MARK: The virtio_net_hdr that travels with each frame
+
+    func testHeaderKeepsOffloadFieldsAndLosesWhatOnlyTheDeviceSets() {
+        var s = VirtualSwitch(portCount: 2)
+        let bytes = frame(to: broadcast, from: station(1), length: 1514)
+        // NEEDS_CSUM | DATA_VALID | an unknown flag, num_buffers 5: the device's fields are cleared.
+        let sent = header(flags: 0x83, checksumStart: 34, checksumOffset: 16, buffers: 5)
+        XCTAssertEqual(send(&s, from: 0, bytes, header: sent), 0b10)
+        XCTAssertEqual(drainPackets(&s, at: 1), [header(flags: 1, checksumStart: 34, checksumOffset: 16) + bytes])
+    }
+
+    func testTCPSegmentationFramesUpTo64KiBPassWhole() {
+        var s = VirtualSwitch(portCount: 2)
+        for (gso, length) in [(UInt8(1), 65_549), (UInt8(4), 20_000), (UInt8(1), 18 + 65_535)] {
+            let bytes = frame(to: broadcast, from: station(1), etherType: gso == 1 ? 0x0800 : 0x86DD, length: length)
+            let tso = header(flags: 1, gsoType: gso, gsoSize: 1448, checksumStart: 34, checksumOffset: 16)
+            XCTAssertEqual(send(&s, from: 0, bytes, header: tso), 0b10)
+            XCTAssertEqual(drainPackets(&s, at: 1), [tso + bytes])
+        }
+        XCTAssertEqual(s.dropped, SwitchDrops())
+    }
+
+    func testHeadersThatDoNotDescribeTheirFrameAreDropped() {
+        var s = VirtualSwitch(portCount: 2)
+        let bytes = frame(to: broadcast, from: station(1), length: 1000)
+        let bad = [
+            header(flags: 1, checksumStart: 990, checksumOffset: 9),             // field ends past the frame
+            header(flags: 1, checksumStart: 10, checksumOffset: 6),              // starts in the Ethernet header
+            header(flags: 1, checksumStart: 0xFFFF, checksumOffset: 0xFFFF),
+            header(gsoType: 1, gsoSize: 1448),                                   // TSO without NEEDS_CSUM
+            header(flags: 1, gsoType: 4, gsoSize: 0, checksumStart: 54, checksumOffset: 16),
+            header(flags: 1, gsoType: 3, gsoSize: 1448, checksumStart: 34, checksumOffset: 6),   // UDP fragmentation
+            header(flags: 1, gsoType: 0x81, gsoSize: 1448, checksumStart: 34, checksumOffset: 16), // ECN: not offered
+        ]
+        for h in bad { XCTAssertEqual(send(&s, from: 0, bytes, header: h), 0) }
+        // Too big even for segmentation, and a plain frame over the MTU with a valid GSO-less header.
+        let tso = header(flags: 1, gsoType: 1, gsoSize: 1448, checksumStart: 34, checksumOffset: 16)
+        XCTAssertEqual(send(&s, from: 0, frame(to: broadcast, from: station(1), length: 18 + 65_536), header: tso), 0)
+        XCTAssertEqual(send(&s, from: 0, frame(to: broadcast, from: station(1), length: 1515),
+                            header: header(flags: 1, checksumStart: 34, checksumOffset: 16)), 0)
+        var short = [UInt8](repeating: 0, count: 11)
+        XCTAssertEqual(short.withUnsafeMutableBytes { s.send(from: 0, packet: $0) }, 0)
+
+        var expected = SwitchDrops()
+        expected.badHeader = UInt64(bad.count + 1)
+        expected.oversized = 2
+        XCTAssertEqual(s.dropped, expected)
+        XCTAssertEqual(s.queued(at: 1), 0)
+        XCTAssertEqual(s.table.count, 0)
+    }
+
+    // MARK: The byte ring behind each port
+
+    func testPortHoldsNoMoreBytesThanItsRing() {
+        var s = VirtualSwitch(portCount: 2, queueBytes: VirtualSwitch.maximumPacketSize)
+        let tso = header(flags: 1, gsoType: 1, gsoSize: 1448, checksumStart: 34, checksumOffset: 16)
+        let big = frame(to: broadcast, from: station(1), length: 40_000, seed: 1)
+        let second = frame(to: broadcast, from: station(1), length: 40_000, seed: 2)
+        XCTAssertEqual(send(&s, from: 0, big, header: tso), 0b10)
+        XCTAssertEqual(send(&s, from: 0, second, header: tso), 0)          // 80 KB do not fit 64 KiB
+        XCTAssertEqual(s.dropped.queueFull, 1)
+        XCTAssertEqual(send(&s, from: 0, frame(to: broadcast, from: station(1), length: 1514)), 0b10)
+        XCTAssertEqual(drain(&s, at: 1).map(\.count), [40_000, 1514])
+        XCTAssertEqual(send(&s, from: 0, second, header: tso), 0b10)       // room again, from the ring's start
+        XCTAssertEqual(drain(&s, at: 1), [second])
+    }
+
+    func testRingOfMixedSizesStaysInOrderAndNeverOverlaps() {
+        // A model queue checks every packet that comes out against what went in, over many wraps.
+        var s = VirtualSwitch(portCount: 2, queueCapacity: 64, queueBytes: VirtualSwitch.maximumPacketSize + 5_000)
+        var model: [[UInt8]] = []
+        var generator = SystemRandomNumberGenerator()
+        var accepted = 0
+        let tso = header(flags: 1, gsoType: 1, gsoSize: 1448, checksumStart: 34, checksumOffset: 16)
+        for round in 0..<2_000 {
+            if Int.random(in: 0..<3, using: &generator) > 0 {
+                let length = [60, 1514, 9_000, 30_000, 65_000].randomElement(using: &generator)!
+                let bytes = frame(to: broadcast, from: station(1), length: length, seed: UInt8(truncatingIfNeeded: round))
+                if send(&s, from: 0, bytes, header: length > 1514 ? tso : header()) == 0b10 {
+                    model.append(bytes)
+                    accepted += 1
+                }
+            } else {
+                var got: [UInt8]? = nil
+                _ = s.receive(at: 1) { got = Array($0.dropFirst(12)); return true }
+                XCTAssertEqual(got, model.first)
+                if !model.isEmpty { model.removeFirst() }
+            }
+            XCTAssertEqual(s.queued(at: 1), model.count)
+        }
+        XCTAssertEqual(drain(&s, at: 1), model)
+        XCTAssertGreaterThan(accepted, 300)
+        XCTAssertGreaterThan(s.dropped.queueFull, 0)
     }
 }
