@@ -6,7 +6,7 @@
 import XCTest
 @testable import VMMCore
 
-final class VirtualMachineNetworkTests: XCTestCase {
+final class VirtualMachineNetworkTests: XCTestCase, PlaysAVirtioDriver {
     let base: UInt64 = 0x0a00_0000
     let mac: [UInt8] = [0x52, 0x54, 0x00, 0x00, 0x01, 0x0b]
     var ram: TestGuestRAM!
@@ -23,36 +23,6 @@ final class VirtualMachineNetworkTests: XCTestCase {
         vm.vgic.distributorWrite(vcpu: 0, offset: 0, width: 4, value: 1, sink: &platform)
         vm.vgic.distributorWrite(vcpu: 0, offset: 0x104, width: 4, value: 1 << 16, sink: &platform)
         receive = DriverSideQueue(ram: ram, size: 64)
-    }
-
-    func write(_ offset: UInt64, _ value: UInt32) {
-        registers.write(1, UInt64(value))
-        let action = vm.fault(vcpu: 0, syndrome: dataAbortSyndrome(size: 4, register: 1, write: true),
-                              address: GuestPhysicalAddress(base + offset), registers: &registers, platform: &platform)
-        XCTAssertEqual(action, .resume)
-    }
-
-    func read(_ offset: UInt64) -> UInt32 {
-        _ = vm.fault(vcpu: 0, syndrome: dataAbortSyndrome(size: 4, register: 2, write: false),
-                     address: GuestPhysicalAddress(base + offset), registers: &registers, platform: &platform)
-        return UInt32(truncatingIfNeeded: registers.read(2))
-    }
-
-    /// §3.1.1 with `features` (device-specific, the low 32 bits) and the receive queue ready.
-    func initialize(features: UInt64) {
-        XCTAssertEqual(read(0x008), 1, "DeviceID: network")
-        write(0x070, 0); write(0x070, 1); write(0x070, 3)
-        write(0x024, 0); write(0x020, UInt32(truncatingIfNeeded: features))
-        write(0x024, 1); write(0x020, 1)                              // VIRTIO_F_VERSION_1
-        write(0x070, 11)
-        XCTAssertEqual(read(0x070) & 8, 8, "FEATURES_OK")
-        write(0x030, 0)
-        write(0x038, UInt32(receive.configuration.size))
-        write(0x080, UInt32(receive.configuration.descriptorTable.raw)); write(0x084, 0)
-        write(0x090, UInt32(receive.configuration.availableRing.raw)); write(0x094, 0)
-        write(0x0a0, UInt32(receive.configuration.usedRing.raw)); write(0x0a4, 0)
-        write(0x044, 1)
-        write(0x070, 15)
     }
 
     /// Posts `count` receive buffers of `size` bytes (0xEE), each a chain of one.
@@ -80,7 +50,7 @@ final class VirtualMachineNetworkTests: XCTestCase {
     }
 
     func testTCPFrameOf64KiBIsCutIntoSegmentsForAGuestWithoutOffloads() {
-        initialize(features: 1 << 5)
+        initialize(receive, deviceID: 1, features: 1 << 5)
         let buffers = postBuffers(8)
         let payload = (0..<5_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let frame = TCPFrame(payload: payload, sequence: 1000)
@@ -100,7 +70,7 @@ final class VirtualMachineNetworkTests: XCTestCase {
     }
 
     func testPartialChecksumIsCompletedForAGuestWithoutGuestChecksum() {
-        initialize(features: 1 << 5)
+        initialize(receive, deviceID: 1, features: 1 << 5)
         let buffers = postBuffers(1)
         let frame = TCPFrame(payload: Array(repeating: 0x5A, count: 300), sequence: 7)
         XCTAssertTrue(deliver(frame.packet(gsoSize: nil)))
@@ -111,7 +81,7 @@ final class VirtualMachineNetworkTests: XCTestCase {
     }
 
     func testGuestWithOffloadsGetsTheFrameWholeWithItsHeader() {
-        initialize(features: 1 << 5 | VirtioNet.Feature.guestChecksum | VirtioNet.Feature.guestTSO4)
+        initialize(receive, deviceID: 1, features: 1 << 5 | VirtioNet.Feature.guestChecksum | VirtioNet.Feature.guestTSO4)
         let buffers = postBuffers(1, size: 70_000)
         let frame = TCPFrame(payload: (0..<60_000).map { UInt8(truncatingIfNeeded: $0) }, sequence: 1)
         let packet = frame.packet(gsoSize: 1448)
@@ -124,7 +94,7 @@ final class VirtualMachineNetworkTests: XCTestCase {
     }
 
     func testSegmentsStopWhereTheBuffersEnd() {
-        initialize(features: 1 << 5)
+        initialize(receive, deviceID: 1, features: 1 << 5)
         let frame = TCPFrame(payload: Array(repeating: 1, count: 5_000), sequence: 1)
         XCTAssertFalse(deliver(frame.packet(gsoSize: 1448)), "no buffer at all: the caller keeps the packet")
         let buffers = postBuffers(2)
@@ -133,7 +103,7 @@ final class VirtualMachineNetworkTests: XCTestCase {
     }
 
     func testMalformedGSOFrameIsDroppedWithoutTouchingTheGuest() {
-        initialize(features: 1 << 5)
+        initialize(receive, deviceID: 1, features: 1 << 5)
         let buffers = postBuffers(4)
         var packet = TCPFrame(payload: Array(repeating: 1, count: 3_000), sequence: 1).packet(gsoSize: 1448)
         packet[12 + 14 + 2] = 0xFF                                    // IPv4 total length past the frame

@@ -27,7 +27,53 @@ struct RAMDiskPlatform: VMMPlatform {
     }
 }
 
-final class VirtualMachineVirtioTests: XCTestCase {
+/// A guest's virtio-mmio driver whose register accesses are trapped loads and stores through the VM's
+/// exit path, at the device window at `base` (register x1 for stores, x2 for loads).
+protocol PlaysAVirtioDriver: AnyObject {
+    var base: UInt64 { get }
+    var vm: VirtualMachine! { get set }
+    var platform: RAMDiskPlatform { get set }
+    var registers: RegisterFile { get set }
+}
+
+extension PlaysAVirtioDriver {
+    func write(_ offset: UInt64, _ value: UInt32) {
+        registers.write(1, UInt64(value))
+        let action = vm.fault(vcpu: 0, syndrome: dataAbortSyndrome(size: 4, register: 1, write: true),
+                              address: GuestPhysicalAddress(base + offset), registers: &registers, platform: &platform)
+        XCTAssertEqual(action, .resume)
+    }
+
+    func read(_ offset: UInt64) -> UInt32 {
+        let action = vm.fault(vcpu: 0, syndrome: dataAbortSyndrome(size: 4, register: 2, write: false),
+                              address: GuestPhysicalAddress(base + offset), registers: &registers, platform: &platform)
+        XCTAssertEqual(action, .resume)
+        return UInt32(truncatingIfNeeded: registers.read(2))
+    }
+
+    /// §3.1.1 as Linux does it: the device-specific `features` (low 32 bits) and VERSION_1, then queue 0
+    /// at `driver`'s rings.
+    func initialize(_ driver: DriverSideQueue, deviceID: UInt32, features: UInt64 = 0) {
+        XCTAssertEqual(read(0x000), 0x7472_6976)
+        XCTAssertEqual(read(0x008), deviceID, "DeviceID")
+        write(0x070, 0)
+        write(0x070, 1)
+        write(0x070, 3)
+        write(0x024, 1); write(0x020, 1)          // VIRTIO_F_VERSION_1 (bit 32)
+        write(0x024, 0); write(0x020, UInt32(truncatingIfNeeded: features))
+        write(0x070, 11)
+        XCTAssertEqual(read(0x070) & 8, 8, "FEATURES_OK accepted")
+        write(0x030, 0)
+        write(0x038, UInt32(driver.configuration.size))
+        write(0x080, UInt32(driver.configuration.descriptorTable.raw)); write(0x084, 0)
+        write(0x090, UInt32(driver.configuration.availableRing.raw)); write(0x094, 0)
+        write(0x0a0, UInt32(driver.configuration.usedRing.raw)); write(0x0a4, 0)
+        write(0x044, 1)
+        write(0x070, 15)
+    }
+}
+
+final class VirtualMachineVirtioTests: XCTestCase, PlaysAVirtioDriver {
     let base: UInt64 = 0x0a00_0000
     var ram: TestGuestRAM!
     var vm: VirtualMachine!
@@ -44,43 +90,9 @@ final class VirtualMachineVirtioTests: XCTestCase {
         vm.vgic.distributorWrite(vcpu: 0, offset: 0x104, width: 4, value: 1 << 16, sink: &platform)
     }
 
-    func write(_ offset: UInt64, _ value: UInt32) {
-        registers.write(1, UInt64(value))
-        let action = vm.fault(vcpu: 0, syndrome: dataAbortSyndrome(size: 4, register: 1, write: true),
-                              address: GuestPhysicalAddress(base + offset), registers: &registers, platform: &platform)
-        XCTAssertEqual(action, .resume)
-    }
-
-    func read(_ offset: UInt64) -> UInt32 {
-        let action = vm.fault(vcpu: 0, syndrome: dataAbortSyndrome(size: 4, register: 2, write: false),
-                              address: GuestPhysicalAddress(base + offset), registers: &registers, platform: &platform)
-        XCTAssertEqual(action, .resume)
-        return UInt32(truncatingIfNeeded: registers.read(2))
-    }
-
-    /// §3.1.1 as Linux does it, with queue 0 at `driver`'s rings.
-    func initialize(_ driver: DriverSideQueue) {
-        XCTAssertEqual(read(0x000), 0x7472_6976)
-        XCTAssertEqual(read(0x008), 2, "DeviceID: block")
-        write(0x070, 0)
-        write(0x070, 1)
-        write(0x070, 3)
-        write(0x024, 1); write(0x020, 1)          // VIRTIO_F_VERSION_1 (bit 32)
-        write(0x024, 0); write(0x020, 0)
-        write(0x070, 11)
-        XCTAssertEqual(read(0x070) & 8, 8, "FEATURES_OK accepted")
-        write(0x030, 0)
-        write(0x038, UInt32(driver.configuration.size))
-        write(0x080, UInt32(driver.configuration.descriptorTable.raw)); write(0x084, 0)
-        write(0x090, UInt32(driver.configuration.availableRing.raw)); write(0x094, 0)
-        write(0x0a0, UInt32(driver.configuration.usedRing.raw)); write(0x0a4, 0)
-        write(0x044, 1)
-        write(0x070, 15)
-    }
-
     func testReadRequestReachesTheBackendAndRaisesTheDeviceInterrupt() {
         let driver = DriverSideQueue(ram: ram, size: 16)
-        initialize(driver)
+        initialize(driver, deviceID: 2)
         let header = ram.allocate(16), data = ram.allocate(1024), status = ram.allocate(1)
         ram.memory.store(UInt32(0), at: header)                       // VIRTIO_BLK_T_IN
         ram.memory.store(UInt64(3), at: header.adding(8)!)            // sector 3
@@ -98,7 +110,7 @@ final class VirtualMachineVirtioTests: XCTestCase {
 
     func testLoopingChainMarksTheDeviceNeedsResetAndTheVMMGoesOn() {
         let driver = DriverSideQueue(ram: ram, size: 16)
-        initialize(driver)
+        initialize(driver, deviceID: 2)
         let buffer = ram.allocate(16)
         // Descriptor 0 points to itself: a chain that never ends (§2.7.5.2 forbids loops).
         driver.writeDescriptor(0, address: buffer.raw, length: 16, flags: 1, next: 0)

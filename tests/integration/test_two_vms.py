@@ -4,8 +4,8 @@ VM a with a network forwarding a host port to its port 80), native platform.
 The system is run the user's way, `vmm run FILE`. The system file is generated from the example into a
 temporary directory: kernel and initrd made absolute, each VM's disk there (a-disk.img, b-disk.img),
 VM b's serial socket there (`serial = ".../b.serial.sock"`), the forwarded host port a free one; so the
-test never touches build/two-vms/ nor port 8080. Everything else is the example's (its other
-networks, such as a VM-to-VM network through the VMM's switch, are kept as they are and not checked here).
+test never touches build/two-vms/ nor port 8080. Everything else is the example's, its network "lan"
+between the VMs (the VMM's switch) included.
 
 Consoles: VM a's ttyAMA0 is the board's PL011, the terminal of `vmm run` (a SerialConsole); the VMM's
 own messages ("vmm: VM 1 reset; ...", stop reports) go to that line too, between VM a's output. VM b's
@@ -21,6 +21,8 @@ Two boots, each check a subtest (one failing check does not hide the later ones)
     long line  a ~160-byte command line written to VM b's socket at once reaches its shell whole;
     disks      1 MiB of "...-disk-a" lines at 1 MiB of VM a's /dev/vda, of "...-disk-b" lines on VM b's
                (dd conv=fsync): each host file holds its VM's pattern there and nowhere the other's;
+    lan        the VMs' cards on the example's network "lan" (found by their MACs) get 10.0.9.1 and
+               10.0.9.2; ping both ways; 2 MiB of /dev/urandom from a to b with nc arrive with a's md5;
     stop       `devmem 0x08030000` in VM b (the board GIC's hypervisor interface, GICH) stops VM b: the
                board's line shows "vmm: guest stopped: ..." and "vmm:   VM 1 vCPU n PC .. ESR .. address
                0x..08030000", then "vmm: VM 1 stopped; the other VMs go on";
@@ -80,6 +82,7 @@ LONG_LINE_TIMEOUT = 30.0
 
 MIB = 1 << 20
 GICH = 0x08030000           # the board's GIC hypervisor interface (QEMU virt, GICv2)
+LAN_ADDRESSES = ("10.0.9.1", "10.0.9.2")   # VM a's and VM b's cards on the example's network "lan"
 
 
 def disk_pattern(vm):
@@ -421,6 +424,7 @@ class TwoVMTests(unittest.TestCase):
             ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
             ("a line longer than the PL011's FIFO, written at once, reaches VM b whole", self.check_long_line),
             ("each VM's disk writes land in its own file only", self.check_disks),
+            ("the VMM network joins a and b: ping both ways, 2 MiB over TCP arrive intact", self.check_lan),
             ("VM b reading the GIC hypervisor interface is stopped with a report", self.check_stop),
             ("VM b's console stops answering", self.check_b_silent),
             ("VM a still answers and reads and writes its disk with O_DIRECT", self.check_a_disk),
@@ -491,6 +495,36 @@ class TwoVMTests(unittest.TestCase):
             self.assertNotIn(other_line, data, f"{self.disks[vm].name} (VM {vm}'s disk) holds VM {other}'s "
                                                f"pattern {other_line!r} at {data.find(other_line)}")
             self.assertEqual(data[:MIB], bytes(MIB), f"{self.disks[vm].name}: the first MiB changed")
+
+    def check_lan(self, board, b):
+        """The example's network "lan" (the VMM's switch): each VM's card on it, found by the MAC the file
+        gives it, gets an address; ping goes both ways; 2 MiB of random bytes go from a to b over TCP
+        (Linux uses the card's checksum and segmentation offloads) and arrive with the same md5."""
+        data = tomllib.loads(EXAMPLE.read_text())
+        addresses = {"a": LAN_ADDRESSES[0], "b": LAN_ADDRESSES[1]}
+        for vm, console in (("a", board), ("b", b)):
+            cards = [t for t in next(v for v in data["vm"] if v["name"] == vm).get("net", []) if "network" in t]
+            self.assertEqual(len(cards), 1, f"{EXAMPLE}: vm '{vm}' should have one card on a VMM network")
+            name = console.run(f"for i in /sys/class/net/*; do [ \"$(cat $i/address)\" = {cards[0]['mac'].lower()} ] "
+                               f"&& basename $i; done", timeout=COMMAND_TIMEOUT).strip()
+            self.assertRegex(name, r"^eth\d$", f"VM {vm} has no card with MAC {cards[0]['mac']}{self.logs(board, b)}")
+            console.run(f"ip addr add {addresses[vm]}/24 dev {name} && ip link set {name} up",
+                        timeout=COMMAND_TIMEOUT, check=True)
+        for vm, console, other in (("a", board, "b"), ("b", b, "a")):
+            output = console.run(f"ping -c 3 -W 10 {addresses[other]}", timeout=COMMAND_TIMEOUT)
+            self.assertEqual(console.last_status, 0, f"VM {vm} cannot ping VM {other} ({addresses[other]}) over the "
+                                                     f"VMM network:\n{output}{self.logs(board, b)}")
+        b.run("rm -f /tmp/lan.bin; sleep 100000 | nc -l -p 5001 > /tmp/lan.bin &", timeout=COMMAND_TIMEOUT)
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        while ":5001 " not in b.run("netstat -ltn", timeout=COMMAND_TIMEOUT):
+            self.assertLess(time.monotonic(), deadline, f"VM b's nc does not listen{self.logs(board, b)}")
+            time.sleep(0.5)
+        sent = board.run("dd if=/dev/urandom of=/tmp/lan.bin bs=64k count=32 2>/dev/null && md5sum /tmp/lan.bin "
+                         f"&& nc {addresses['b']} 5001 < /tmp/lan.bin", timeout=COMMAND_TIMEOUT, check=True)
+        b.run("kill $(pidof sleep) 2>/dev/null; wait", timeout=COMMAND_TIMEOUT)
+        got = b.run("wc -c < /tmp/lan.bin; md5sum /tmp/lan.bin", timeout=COMMAND_TIMEOUT)
+        self.assertEqual(got.split()[:2], [str(2 * MIB), sent.split()[0]],
+                         f"VM b did not receive VM a's 2 MiB intact (a: {sent!r}, b: {got!r}){self.logs(board, b)}")
 
     def check_stop(self, board, b):
         b.sendline(f"devmem 0x{GICH:08x}")
