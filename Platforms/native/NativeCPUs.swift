@@ -22,7 +22,7 @@ import VMMCore
 /// One VM: the core's model of it, the board devices behind it and where it lives.
 final class NativeVM {
     let index: Int
-    /// The VM lock (a word for `spin_lock`).
+    /// The VM lock (a word for `NativeLock`).
     let lock: UnsafeMutablePointer<UInt32>
     var machine: VirtualMachine
     var platform: NativePlatform
@@ -59,8 +59,8 @@ final class NativeVM {
         self.vcpuCount = vcpuCount
     }
 
-    func acquire() { spin_lock(lock) }
-    func release() { spin_unlock(lock) }
+    func acquire() { NativeLock.acquire(lock) }
+    func release() { NativeLock.release(lock) }
 }
 
 /// One board CPU and the vCPU it runs; the mutable parts only under its VM's lock.
@@ -336,10 +336,10 @@ enum NativeCPUs {
         for cpu in vm.cpus where cpu != me {
             NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu)
         }
-        spin_lock(systemLock)
+        NativeLock.acquire(systemLock)
         runningVMs -= 1
         let last = runningVMs == 0
-        spin_unlock(systemLock)
+        NativeLock.release(systemLock)
         if vms.count == 1 {
             if ending == .poweredOff { NativeConsole.write("vmm: guest powered off\n") }
         } else {

@@ -41,8 +41,13 @@ struct NativeGIC {
 
     /// GICD_SGIR (§4.3.11): SGI `interrupt` to the one CPU `cpu` (TargetListFilter 0, CPUTargetList).
     static func sendSoftwareInterrupt(_ interrupt: UInt32, toCPU cpu: Int) {
+        sendSoftwareInterrupt(interrupt, toCPUs: UInt32(1) << UInt32(cpu & 7))
+    }
+
+    /// The same to every CPU whose bit is set in `cpus` (GICD_SGIR's target list, bits 0-7).
+    static func sendSoftwareInterrupt(_ interrupt: UInt32, toCPUs cpus: UInt32) {
         dsb_sy()   // what the kicked CPU will read is visible before the SGI reaches it
-        distributorWrite(0xf00, (UInt32(1) << (16 + UInt32(cpu & 7))) | (interrupt & 0xf))
+        distributorWrite(0xf00, ((cpus & 0xff) << 16) | (interrupt & 0xf))
     }
 
     /// The number of list registers (GICH_VTR.ListRegs + 1).

@@ -49,12 +49,12 @@ enum NativeSwitches {
     /// that got a copy is kicked. True: the chain is consumed (a frame the switch dropped is lost, as
     /// on a wire).
     static func send(from attachment: SwitchAttachment, _ segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
-        spin_lock(switchLock)
+        NativeLock.acquire(switchLock)
         var delivered: UInt32 = 0
         if let packet = VirtualSwitch.packet(of: segments, memory: memory, into: scratch) {
             delivered = switches[attachment.network].send(from: attachment.port, packet: packet)
         }
-        spin_unlock(switchLock)
+        NativeLock.release(switchLock)
         while delivered != 0 {
             let port = delivered.trailingZeroBitCount
             delivered &= delivered - 1
@@ -73,14 +73,14 @@ enum NativeSwitches {
         guard !vm.platform.board.switched.isEmpty else { return }
         var sink = NativeInterruptSink(cpus: vm.cpus)
         var backlog = false
-        spin_lock(switchLock)
+        NativeLock.acquire(switchLock)
         for attachment in vm.platform.board.switched {
             while switches[attachment.network].receive(at: attachment.port, { packet in
                 vm.machine.networkReceived(device: attachment.guestDevice, frame: packet, platform: &sink)
             }) {}
             if switches[attachment.network].queued(at: attachment.port) > 0 { backlog = true }
         }
-        spin_unlock(switchLock)
+        NativeLock.release(switchLock)
         vm.switchBacklog = backlog
     }
 }

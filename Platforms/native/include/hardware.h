@@ -49,15 +49,15 @@ static inline void sev(void) { __asm__ volatile("dsb ish\n sev" ::: "memory"); }
 /// The index of the CPU running this code (start.S keeps it in TPIDR_EL2).
 static inline unsigned current_cpu(void) { return (unsigned)read_tpidr_el2(); }
 
-/// A spinlock over one word (0 free, 1 held), acquire on lock and release on unlock: the order the
-/// VMM's shared state needs between the CPUs of a VM. The MMU is on (Normal, inner shareable), so
-/// the exclusives work.
-static inline void spin_lock(uint32_t *lock) {
-    while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE)) {
-        while (__atomic_load_n(lock, __ATOMIC_RELAXED)) {}
-    }
+/// Atomic read-modify-write of one word (sequentially consistent: the VMM's locks, NativeLock.swift,
+/// build on them); each returns the word's value before.
+static inline uint32_t atomic_fetch_or32(uint32_t *word, uint32_t bits) {
+    return __atomic_fetch_or(word, bits, __ATOMIC_SEQ_CST);
 }
-static inline void spin_unlock(uint32_t *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELEASE); }
+static inline uint32_t atomic_fetch_and32(uint32_t *word, uint32_t bits) {
+    return __atomic_fetch_and(word, bits, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t atomic_load32(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
 
 /// Where secondary CPUs start (start.S): their PSCI CPU_ON entry point.
 void secondary_entry(void);
