@@ -15,7 +15,7 @@
 // core fills an LR of a sibling vCPU (an SGI from GICD_SGIR, an SPI the guest routed there, a device
 // completion), the value waits in that CPU's pending slots and the CPU is kicked with a physical
 // SGI; the kick makes it exit (or stay out) and copy its pending slots into its LRs before it enters
-// its guest again. Secondary vCPUs wait (WFE) until their VM's PSCI CPU_ON; CPU_OFF sends them back.
+// its guest again. Secondary vCPUs sleep (WFI) until their VM's PSCI CPU_ON kicks them; CPU_OFF sends them back.
 import NativeHardware
 import VMMCore
 
@@ -159,12 +159,20 @@ enum NativeCPUs {
 
     /// Sleeps until the vCPU has a start request, then loads it. A vCPU started by CPU_ON begins as
     /// PSCI says: MMU and caches off (SCTLR_EL1's reset value), its virtual timer off.
+    ///
+    /// The CPU sleeps in WFI, and whoever sets `start` kicks it (under TCG a waiting loop would take a
+    /// host core from the CPUs that run). Each time it wakes it takes what is pending on it as at an
+    /// exit (the kick that woke it, or an interrupt of its VM that came meanwhile), so that the next
+    /// WFI sleeps again. A CPU whose VM has ended goes to `idle` for good.
     static func waitForStart(_ slot: CPUSlot) {
         while true {
             slot.vm.acquire()
-            let request = slot.vm.stopped || slot.vm.resetting ? nil : slot.start
+            handleInterrupts(slot)
+            let stopped = slot.vm.stopped
+            let request = stopped || slot.vm.resetting ? nil : slot.start
             if request != nil { slot.start = nil }
             slot.vm.release()
+            if stopped { idle() }
             if let registers = request {
                 slot.frame.clear()
                 slot.frame.registers = registers
@@ -173,7 +181,7 @@ enum NativeCPUs {
                 isb()
                 return
             }
-            wfe()
+            wfi()
         }
     }
 
@@ -252,7 +260,7 @@ enum NativeCPUs {
             // The core turned `target` on (PSCI SUCCESS to the caller); its CPU is waiting in WFE.
             guard target >= 0 && target < vm.vcpuCount else { return .resume }
             cpuSlots[vm.cpus[target]]!.start = cpuOnRegisters(entry: entry, context: context)
-            sev()
+            NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: vm.cpus[target])
             return .resume
         case .stopVCPU:
             // PSCI CPU_OFF: what this vCPU's LRs held goes with it; its timer stops.
@@ -308,7 +316,7 @@ enum NativeCPUs {
             for cpu in vm.cpus { cpuSlots[cpu]!.pendingMask = 0 }
             cpuSlots[vm.firstCPU]!.start = registers
             for route in vm.guest.routes where route.physical >= 32 { NativeGIC.enable(route.physical, toCPU: vm.firstCPU) }
-            sev()
+            NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: vm.firstCPU)
             NativeConsole.write("\nvmm: VM ")
             NativeConsole.decimal(UInt64(vm.index))
             NativeConsole.write(" reset; the other VMs go on\n")
