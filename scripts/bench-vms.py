@@ -69,7 +69,6 @@ import argparse
 import json
 import os
 import re
-import select
 import shutil
 import socket
 import statistics
@@ -84,8 +83,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 from serial_console import toml_table  # noqa: E402
 from serial_console import (  # noqa: E402
-    HOST_VMM, INIT_DONE, LOG_TAIL_LINES, PROMPT, SerialConsole, SerialConsoleError, free_port, guest_paths,
-    strip_ansi)
+    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, SocketConsole, free_port, guest_paths)
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 CONFIGS = ("2 VMs", "1 VM")
@@ -103,8 +101,6 @@ COMMAND_TIMEOUT = 120.0       # one shell command line
 NET_TIMEOUT = 900.0           # one transfer
 # The VMM's messages on the board's line that mean a VM will not reach its prompt.
 VMM_GAVE_UP = rb"vmm: [^\r\n]*(?:rebuild it with|cannot boot the guest|guest stopped)[^\r\n]*"
-TYPE_CHUNK = 16               # bytes typed at once into VM b's console (its PL011's FIFO holds 32)
-ECHO_WAIT = 5.0               # how long a typed piece may take to come back echoed
 
 
 # -- the system files ------------------------------------------------------------------------------
@@ -186,147 +182,6 @@ def write_system(directory, vm_names):
     path = directory / f"{'two-vms' if len(vm_names) > 1 else 'one-vm'}.toml"
     path.write_text("\n".join(lines))
     return Layout(path, serial if "b" in vm_names else None, port, interfaces)
-
-
-# -- VM b's console: a unix socket ----------------------------------------------------------------
-
-class SocketConsole:
-    """VM b's serial console through the unix socket QEMU serves (server=on,wait=off: bytes sent while
-    no one is connected are lost, so connect early). SerialConsole's technique: every byte kept and
-    logged under build/logs/ (or $VMM_LOG_DIR), `run` follows the command with `echo __B_END_<n>_$?__`
-    (its echo shows `$?` literally, so only the command's real output matches). Lines are typed
-    TYPE_CHUNK bytes at a time, each piece after the echo of the one before: the emulated PL011's
-    receive FIFO holds 32 bytes. Failures raise SerialConsoleError with the tails of this console's
-    log and of the board's line (`board`, the SerialConsole of `vmm run`)."""
-
-    def __init__(self, path, board, name):
-        self.path, self.board, self.sock = str(path), board, None
-        self.prompt = re.compile(PROMPT)
-        self._buf, self._pos, self._eof, self._runs = bytearray(), 0, False, 0
-        self.last_status = None
-        log_dir = Path(os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
-        self._log = open(self.log_path, "wb")
-        self._log.write(f"$ connect {self.path}\n".encode())
-
-    def connect(self, timeout):
-        deadline, last_error = time.monotonic() + timeout, None
-        while time.monotonic() < deadline:
-            if self.board.proc.poll() is not None:
-                self.fail(f"QEMU exited (status {self.board.proc.returncode}) before VM b's serial socket "
-                          f"{self.path} accepted a connection")
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(self.path)
-            except OSError as error:
-                sock.close()
-                last_error = error
-                time.sleep(0.02)
-                continue
-            sock.setblocking(False)
-            self.sock = sock
-            return
-        self.fail(f"could not connect to VM b's serial socket {self.path} in {timeout:.0f}s: {last_error}")
-
-    def _read_some(self, deadline):
-        if self._eof or self.sock is None:
-            return False
-        ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            return False
-        try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
-            return True
-        except OSError:
-            data = b""
-        if not data:
-            self._eof = True
-            return False
-        self._buf += data
-        if not self._log.closed:
-            self._log.write(data)
-            self._log.flush()
-        return True
-
-    def tail(self, lines=LOG_TAIL_LINES):
-        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
-        return "\n".join(text.split("\n")[-lines:])
-
-    def fail(self, message):
-        state = "connected" if self.sock is not None and not self._eof else \
-            ("closed by QEMU" if self._eof else "not connected")
-        raise SerialConsoleError(
-            f"{message}\n(VM b's socket {state}; its log: {self.log_path}; board's log: {self.board.log_path})\n"
-            f"--- last {LOG_TAIL_LINES} lines of VM b's console ---\n{self.tail()}\n--- end ---\n"
-            f"--- last {LOG_TAIL_LINES} lines of the board's serial line (VM a, VMM) ---\n{self.board.tail()}\n"
-            f"--- end ---")
-
-    def expect(self, pattern, timeout):
-        regex = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self._buf, self._pos)
-            if match:
-                self._pos = match.end()
-                return match
-            if not self._read_some(deadline):
-                if self._eof:
-                    self.fail(f"VM b's socket closed before {regex.pattern!r} appeared")
-                if time.monotonic() >= deadline:
-                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r} on VM b's console")
-
-    def wait_for_prompt(self, timeout):
-        return self.expect(self.prompt, timeout)
-
-    def _send_raw(self, data):
-        if self.sock is None:
-            self.fail(f"cannot send {data[:40]!r}: not connected")
-        try:
-            self.sock.setblocking(True)
-            self.sock.sendall(data)
-        except OSError as error:
-            self.fail(f"cannot send {data[:40]!r} to VM b's socket: {error}")
-        finally:
-            self.sock.setblocking(False)
-
-    def sendline(self, line):
-        data = line.encode() + b"\n"
-        for at in range(0, len(data), TYPE_CHUNK):
-            piece, mark = data[at:at + TYPE_CHUNK], len(self._buf)
-            self._send_raw(piece)
-            deadline = time.monotonic() + ECHO_WAIT
-            while piece not in strip_ansi(bytes(self._buf[mark:])).replace(b"\r", b""):
-                if not self._read_some(deadline) and (self._eof or time.monotonic() >= deadline):
-                    break
-
-    def run(self, command, timeout=COMMAND_TIMEOUT, check=False):
-        """SerialConsole.run on VM b's console."""
-        self._runs += 1
-        n = self._runs
-        literal = f"__B_END_{n}_$?__"
-        stripped = command.rstrip()
-        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
-        start = len(self._buf)
-        self.sendline(f"{stripped}{sep}echo {literal}")
-        marker = self.expect(re.compile(rb"__B_END_%d_(\d+)__" % n), timeout)
-        self.last_status = int(marker.group(1))
-        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
-        at = raw.find(literal)
-        at = raw.find("\n", at if at >= 0 else 0)
-        output = raw[at + 1:].replace("\r", "").rstrip("\n") if at >= 0 else ""
-        self.wait_for_prompt(timeout)
-        if check and self.last_status != 0:
-            self.fail(f"command {command!r} in VM b exited with status {self.last_status}:\n{output}")
-        return output
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        if not self._log.closed:
-            self._log.close()
 
 
 # -- one boot ---------------------------------------------------------------------------------------

@@ -343,3 +343,191 @@ def toml_table(header, table):
     the temporary copies of system files that tests and benchmarks write (booleans, integers, strings
     and lists of them)."""
     return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
+
+
+# A VM's emulated PL011 on a unix socket (SocketConsole): typed 16 bytes at a time, each piece after
+# the echo of the one before (its receive FIFO holds 32), a piece's echo awaited this long.
+TYPE_CHUNK = 16
+ECHO_WAIT = 5.0
+SOCKET_CONNECT_TIMEOUT = 60.0   # the socket appears when QEMU starts
+
+# -- a later VM's console: a unix socket ----------------------------------------------------------
+
+class SocketConsole:
+    """VM b's serial console through the unix socket QEMU serves (server=on,wait=off: bytes sent while
+    no one is connected are lost, so connect early). The same reading and marker technique as
+    SerialConsole: every byte is kept and logged under build/logs/ (or $VMM_LOG_DIR); `run` follows the
+    command with `echo __B_END_<n>_$?__`, whose echo shows `$?` literally, so only the command's real
+    output matches the marker. A failure raises SerialConsoleError with the tail of this console's log
+    and of the board's line (`board`, the SerialConsole of `vmm run`)."""
+
+    def __init__(self, path, board, name="console-b", prompt=PROMPT, log_dir=None):
+        self.path = str(path)
+        self.board = board
+        self.prompt = re.compile(prompt)
+        self.sock = None
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._runs = 0
+        self.last_status = None
+        log_dir = Path(log_dir or os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = log_dir / f"{name}-{stamp}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
+        self._log = open(self.log_path, "wb")
+        self._log.write(f"$ connect {self.path}\n".encode())
+
+    def connect(self, timeout=SOCKET_CONNECT_TIMEOUT):
+        """Connect, retrying while QEMU has not created the socket yet (or `vmm run` is still starting it)."""
+        deadline, last_error = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            if self.board.proc.poll() is not None:
+                self.fail(f"`vmm run` exited (status {self.board.proc.returncode}) before VM b's serial socket "
+                          f"{self.path} accepted a connection")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+            except OSError as error:
+                sock.close()
+                last_error = error
+                time.sleep(0.05)
+                continue
+            sock.setblocking(False)
+            self.sock = sock
+            return
+        self.fail(f"could not connect to VM b's serial socket {self.path} in {timeout:.0f} s: {last_error}")
+
+    # -- reading -----------------------------------------------------------
+    @property
+    def log(self) -> bytes:
+        return bytes(self._buf)
+
+    def _read_some(self, deadline) -> bool:
+        if self._eof or self.sock is None:
+            return False
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True
+            return False
+        self._buf += data
+        if not self._log.closed:
+            self._log.write(data)
+            self._log.flush()
+        return True
+
+    def drain(self, seconds) -> bytes:
+        """Everything that arrives in the next `seconds` (consumed)."""
+        start = len(self._buf)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self._read_some(deadline) and self._eof:
+                break
+        self._pos = len(self._buf)
+        return bytes(self._buf[start:])
+
+    def tail(self, lines=LOG_TAIL_LINES) -> str:
+        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
+        return "\n".join(text.split("\n")[-lines:])
+
+    def fail(self, message):
+        state = "connected" if self.sock is not None and not self._eof else \
+            ("closed by QEMU" if self._eof else "not connected")
+        raise SerialConsoleError(
+            f"{message}\n(VM b's socket {state}; its log: {self.log_path}; board's log: {self.board.log_path})\n"
+            f"--- last {LOG_TAIL_LINES} lines of VM b's console ---\n{self.tail()}\n--- end ---\n"
+            f"--- last {LOG_TAIL_LINES} lines of the board's serial line (VM a, VMM) ---\n{self.board.tail()}\n"
+            f"--- end ---")
+
+    def expect(self, pattern, timeout=30.0):
+        regex = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self._buf, self._pos)
+            if match:
+                self._pos = match.end()
+                return match
+            if not self._read_some(deadline):
+                if self._eof:
+                    self.fail(f"VM b's socket closed before {regex.pattern!r} appeared")
+                if time.monotonic() >= deadline:
+                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r} on VM b's console")
+
+    def wait_for_prompt(self, timeout=60.0):
+        return self.expect(self.prompt, timeout)
+
+    # -- writing -----------------------------------------------------------
+    def send_raw(self, text):
+        """Write `text` to the socket at once, as `socat - UNIX-CONNECT:...` sends a typed line."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        if self.sock is None:
+            self.fail(f"cannot send {data[:40]!r}: not connected")
+        try:
+            self.sock.setblocking(True)
+            self.sock.sendall(data)
+        except OSError as error:
+            self.fail(f"cannot send {data[:40]!r} to VM b's socket: {error}")
+        finally:
+            self.sock.setblocking(False)
+
+    def send(self, text):
+        """Type `text` TYPE_CHUNK bytes at a time, each piece after the guest echoed the one before (or
+        ECHO_WAIT passed): the guest's PL011 has a receive FIFO of 32 bytes, and the VMM gives it only
+        what fits (the rest of a longer write is lost; check_long_line is about that)."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        for at in range(0, len(data), TYPE_CHUNK):
+            piece = data[at:at + TYPE_CHUNK]
+            mark = len(self._buf)
+            self.send_raw(piece)
+            self._wait_echo(piece, mark)
+
+    def _wait_echo(self, piece, mark):
+        want = piece.replace(b"\r", b"")
+        deadline = time.monotonic() + ECHO_WAIT
+        while want not in strip_ansi(bytes(self._buf[mark:])).replace(b"\r", b""):
+            if not self._read_some(deadline) and (self._eof or time.monotonic() >= deadline):
+                return
+
+    def sendline(self, line):
+        self.send((line.encode() if isinstance(line, str) else bytes(line)) + b"\n")
+
+    def run(self, command, timeout=30.0, check=False, raw=False) -> str:
+        """SerialConsole.run on VM b's console: the command's output (CR and escape sequences removed,
+        without the final newline); its exit status in `last_status`; check=True fails on non-zero.
+        The line is typed piece by piece (`send`), or with raw=True written at once (`send_raw`)."""
+        self._runs += 1
+        n = self._runs
+        literal = f"__B_END_{n}_$?__"
+        stripped = command.rstrip()
+        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
+        start = len(self._buf)
+        line = f"{stripped}{sep}echo {literal}\n"
+        self.send_raw(line) if raw else self.send(line)
+        marker = self.expect(re.compile(rb"__B_END_%d_(\d+)__" % n), timeout)
+        self.last_status = int(marker.group(1))
+        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
+        at = raw.find(literal)
+        at = raw.find("\n", at if at >= 0 else 0)
+        output = raw[at + 1:] if at >= 0 else ""
+        output = output.replace("\r", "").rstrip("\n")
+        self.wait_for_prompt(timeout)
+        if check and self.last_status != 0:
+            self.fail(f"command {command!r} in VM b exited with status {self.last_status}:\n{output}")
+        return output
+
+    def close(self):
+        if self.sock is not None:
+            if not self._eof:
+                self.drain(0.2)
+            self.sock.close()
+            self.sock = None
+        if not self._log.closed:
+            self._log.close()
