@@ -121,6 +121,26 @@ def driverqueues_raw():
     out += bytes([13, 10, 12, 12, 4, 1]) + struct.pack('<H', 10) + b'0123456789' + bytes([0, 0, 2, 3, 1, 1])
     return out
 
+def switch():
+    """Two ports: a plain frame each way, a TCPv4 TSO frame of 3000 bytes, receives in between."""
+    def send(port, header, frame):
+        return bytes([port, 1]) + header + struct.pack('<H', len(frame)) + frame
+    def receive(port):
+        return bytes([port, 0])
+    eth = lambda dst, src, et: bytes(dst) + bytes(src) + struct.pack('>H', et)
+    a, b = [0x52, 0x54, 0, 0, 1, 0x0a], [0x52, 0x54, 0, 0, 1, 0x0b]
+    plain = bytes(12)
+    payload = bytes(range(256)) * 11 + bytes(172)
+    ip = bytes([0x45, 0]) + struct.pack('>H', 40 + len(payload)) + bytes([0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 9, 1, 10, 0, 9, 2])
+    tcp = bytes([0x9c, 0x40, 0x13, 0x89, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0])
+    tso = bytes([1, 1, 54, 0]) + struct.pack('<HHHH', 1448, 34, 16, 0)
+    big = eth(b, a, 0x0800) + ip + tcp + payload
+    out = bytes([1, 3]) + struct.pack('<H', 5000)
+    out += send(0, plain, eth([0xff] * 6, a, 0x0806) + bytes(28)) + receive(1)
+    out += send(1, plain, eth(a, b, 0x0806) + bytes(28)) + receive(0)
+    out += send(0, tso, big) + receive(1) + receive(1)
+    return out
+
 SEEDS = {
     'virtqueue': [virtqueue()],
     'transport': [transport(0, 1, WRITE), transport(1, 2, 0), transport(8, 0, WRITE), transport(4, 0, WRITE)],
@@ -128,6 +148,7 @@ SEEDS = {
     'boot': [boot()],
     'distributor': [distributor()],
     'driverqueues': [driverqueues_block(), driverqueues_net(), driverqueues_console(), driverqueues_raw()],
+    'switch': [switch()],
 }
 
 root = sys.argv[1]

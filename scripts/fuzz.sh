@@ -23,6 +23,7 @@ TARGETS=(
     "boot BootFuzz"
     "distributor DistributorFuzz"
     "driverqueues DriverQueuesFuzz"
+    "switch SwitchFuzz"
 )
 # The Swift runtime's own crash reporter would hold the process (and its pipes) after a trap;
 # libFuzzer's handler reports the crash and writes the reproducer instead.
