@@ -145,7 +145,66 @@ def _compile(pattern):
     return re.compile(pattern)
 
 
-class SerialConsole:
+class _ConsoleReader:
+    """What SerialConsole and SocketConsole share: every byte read is kept (`log`) and written to a log
+    file under build/logs/ (or $VMM_LOG_DIR); `expect` searches what is not consumed yet. A subclass
+    reads with `_read_some(deadline)` (False on timeout or end, `_eof` set at the end), hands what it
+    read to `_keep`, and names itself in failures (`fail`, `_ended`, `_where`)."""
+
+    _where = ""                 # appended to a timeout message, e.g. " on VM b's console"
+
+    def _open_log(self, name, log_dir, first_line):
+        self._buf = bytearray()
+        self._pos = 0           # expect() searches from here: earlier bytes are consumed
+        self._eof = False
+        self._runs = 0
+        self.last_status = None
+        log_dir = Path(log_dir or os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.log_path = log_dir / f"{name}-{stamp}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
+        self._log = open(self.log_path, "wb")
+        self._log.write(first_line.encode() + b"\n")
+
+    @property
+    def log(self) -> bytes:
+        return bytes(self._buf)
+
+    def _keep(self, data):
+        self._buf += data
+        if not self._log.closed:
+            self._log.write(data)
+            self._log.flush()
+
+    def tail(self, lines=LOG_TAIL_LINES) -> str:
+        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
+        return "\n".join(text.split("\n")[-lines:])
+
+    def _ended(self) -> str:
+        """Why no more output comes, for a failure message."""
+        return "output ended"
+
+    def expect(self, pattern, timeout=30.0):
+        """Wait for `pattern` (bytes, str or compiled bytes regex) in output not
+        yet consumed; consume through the match and return the re.Match."""
+        regex = _compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self._buf, self._pos)
+            if match:
+                self._pos = match.end()
+                return match
+            if not self._read_some(deadline):
+                if self._eof:
+                    self.fail(f"{self._ended()} before {regex.pattern!r} appeared")
+                if time.monotonic() >= deadline:
+                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r}{self._where}")
+
+    def wait_for_prompt(self, timeout=60.0):
+        return self.expect(self.prompt, timeout)
+
+
+class SerialConsole(_ConsoleReader):
     """One console process and its log.
 
     `argv` is the command (list of strings), run in `cwd` (default: ours).
@@ -157,17 +216,7 @@ class SerialConsole:
     def __init__(self, argv, name="console", prompt=PROMPT, log_dir=None, env=None, cwd=None):
         self.argv = list(argv)
         self.prompt = _compile(prompt)
-        self._buf = bytearray()
-        self._pos = 0          # expect() searches from here: earlier bytes are consumed
-        self._eof = False
-        self._runs = 0
-        self.last_status = None
-        log_dir = Path(log_dir or os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_path = log_dir / f"{name}-{stamp}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
-        self._log = open(self.log_path, "wb")
-        self._log.write(b"$ " + " ".join(self.argv).encode() + b"\n")
+        self._open_log(name, log_dir, "$ " + " ".join(self.argv))
         self.started_at = time.monotonic()
         try:
             # stderr joins stdout: QEMU's own complaints belong in the same log.
@@ -188,10 +237,6 @@ class SerialConsole:
         return False
 
     # -- reading -----------------------------------------------------------
-    @property
-    def log(self) -> bytes:
-        return bytes(self._buf)
-
     def _read_some(self, deadline) -> bool:
         """Wait until `deadline` for output; False on timeout or end of file."""
         if self._eof or self.proc.stdout.closed:
@@ -208,15 +253,12 @@ class SerialConsole:
         if not data:
             self._eof = True
             return False
-        self._buf += data
-        if not self._log.closed:
-            self._log.write(data)
-            self._log.flush()
+        self._keep(data)
         return True
 
-    def tail(self, lines=LOG_TAIL_LINES) -> str:
-        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
-        return "\n".join(text.split("\n")[-lines:])
+    def _ended(self) -> str:
+        self.proc.wait()
+        return "output ended"
 
     def fail(self, message):
         """Raise SerialConsoleError with `message` and the log's tail."""
@@ -224,26 +266,6 @@ class SerialConsole:
         raise SerialConsoleError(
             f"{message}\n(process {state}; full log: {self.log_path})\n"
             f"--- last {LOG_TAIL_LINES} lines of the serial log ---\n{self.tail()}\n--- end ---")
-
-    def expect(self, pattern, timeout=30.0):
-        """Wait for `pattern` (bytes, str or compiled bytes regex) in output not
-        yet consumed; consume through the match and return the re.Match."""
-        regex = _compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self._buf, self._pos)
-            if match:
-                self._pos = match.end()
-                return match
-            if not self._read_some(deadline):
-                if self._eof:
-                    self.proc.wait()
-                    self.fail(f"output ended before {regex.pattern!r} appeared")
-                if time.monotonic() >= deadline:
-                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r}")
-
-    def wait_for_prompt(self, timeout=60.0):
-        return self.expect(self.prompt, timeout)
 
     # -- writing -----------------------------------------------------------
     def send(self, text):
@@ -353,7 +375,7 @@ SOCKET_CONNECT_TIMEOUT = 60.0   # the socket appears when QEMU starts
 
 # -- a later VM's console: a unix socket ----------------------------------------------------------
 
-class SocketConsole:
+class SocketConsole(_ConsoleReader):
     """VM b's serial console through the unix socket QEMU serves (server=on,wait=off: bytes sent while
     no one is connected are lost, so connect early). The same reading and marker technique as
     SerialConsole: every byte is kept and logged under build/logs/ (or $VMM_LOG_DIR); `run` follows the
@@ -364,19 +386,9 @@ class SocketConsole:
     def __init__(self, path, board, name="console-b", prompt=PROMPT, log_dir=None):
         self.path = str(path)
         self.board = board
-        self.prompt = re.compile(prompt)
+        self.prompt = _compile(prompt)
         self.sock = None
-        self._buf = bytearray()
-        self._pos = 0
-        self._eof = False
-        self._runs = 0
-        self.last_status = None
-        log_dir = Path(log_dir or os.environ.get("VMM_LOG_DIR") or REPO_ROOT / "build" / "logs")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.log_path = log_dir / f"{name}-{stamp}-{os.getpid()}-{id(self) & 0xffff:04x}.log"
-        self._log = open(self.log_path, "wb")
-        self._log.write(f"$ connect {self.path}\n".encode())
+        self._open_log(name, log_dir, f"$ connect {self.path}")
 
     def connect(self, timeout=SOCKET_CONNECT_TIMEOUT):
         """Connect, retrying while QEMU has not created the socket yet (or `vmm run` is still starting it)."""
@@ -399,9 +411,10 @@ class SocketConsole:
         self.fail(f"could not connect to VM b's serial socket {self.path} in {timeout:.0f} s: {last_error}")
 
     # -- reading -----------------------------------------------------------
-    @property
-    def log(self) -> bytes:
-        return bytes(self._buf)
+    _where = " on VM b's console"
+
+    def _ended(self) -> str:
+        return "VM b's socket closed"
 
     def _read_some(self, deadline) -> bool:
         if self._eof or self.sock is None:
@@ -418,10 +431,7 @@ class SocketConsole:
         if not data:
             self._eof = True
             return False
-        self._buf += data
-        if not self._log.closed:
-            self._log.write(data)
-            self._log.flush()
+        self._keep(data)
         return True
 
     def drain(self, seconds) -> bytes:
@@ -434,10 +444,6 @@ class SocketConsole:
         self._pos = len(self._buf)
         return bytes(self._buf[start:])
 
-    def tail(self, lines=LOG_TAIL_LINES) -> str:
-        text = strip_ansi(bytes(self._buf)).decode("utf-8", "replace").replace("\r", "")
-        return "\n".join(text.split("\n")[-lines:])
-
     def fail(self, message):
         state = "connected" if self.sock is not None and not self._eof else \
             ("closed by QEMU" if self._eof else "not connected")
@@ -446,23 +452,6 @@ class SocketConsole:
             f"--- last {LOG_TAIL_LINES} lines of VM b's console ---\n{self.tail()}\n--- end ---\n"
             f"--- last {LOG_TAIL_LINES} lines of the board's serial line (VM a, VMM) ---\n{self.board.tail()}\n"
             f"--- end ---")
-
-    def expect(self, pattern, timeout=30.0):
-        regex = re.compile(pattern) if not isinstance(pattern, re.Pattern) else pattern
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self._buf, self._pos)
-            if match:
-                self._pos = match.end()
-                return match
-            if not self._read_some(deadline):
-                if self._eof:
-                    self.fail(f"VM b's socket closed before {regex.pattern!r} appeared")
-                if time.monotonic() >= deadline:
-                    self.fail(f"timed out after {timeout:.1f}s waiting for {regex.pattern!r} on VM b's console")
-
-    def wait_for_prompt(self, timeout=60.0):
-        return self.expect(self.prompt, timeout)
 
     # -- writing -----------------------------------------------------------
     def send_raw(self, text):
