@@ -257,7 +257,7 @@ enum NativeCPUs {
         case .resume, .waitForInterrupt:
             return .resume
         case .startVCPU(let target, let entry, let context):
-            // The core turned `target` on (PSCI SUCCESS to the caller); its CPU is waiting in WFE.
+            // The core turned `target` on (PSCI SUCCESS to the caller); its CPU sleeps in waitForStart.
             guard target >= 0 && target < vm.vcpuCount else { return .resume }
             cpuSlots[vm.cpus[target]]!.start = cpuOnRegisters(entry: entry, context: context)
             NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: vm.cpus[target])
