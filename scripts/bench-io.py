@@ -56,7 +56,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-from serial_console import HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths  # noqa: E402
+from serial_console import (  # noqa: E402
+    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths, host_sends)
 
 DISK_BYTES = 300 << 20
 BOOT_TIMEOUT = 180.0
@@ -207,25 +208,7 @@ class Guest:
             if time.monotonic() > deadline:
                 console.fail("the guest's nc is not listening on port 80")
             time.sleep(0.1)
-        chunk = b"\xa5" * (1 << 20)
-        started = time.monotonic()
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=NET_TIMEOUT) as sock:
-                sent = 0
-                while sent < nbytes:
-                    piece = chunk[:min(len(chunk), nbytes - sent)]
-                    sock.sendall(piece)
-                    sent += len(piece)
-                sock.shutdown(socket.SHUT_WR)
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    console.fail(f"the guest sent {len(data)} unexpected bytes")
-            elapsed = time.monotonic() - started
-        except OSError as err:
-            console.fail(f"TCP transfer to 127.0.0.1:{self.port} failed after "
-                         f"{time.monotonic() - started:.1f}s: {err!r}")
+        elapsed = host_sends(self.port, nbytes, console, NET_TIMEOUT)
         # nc has exited (it closed the connection); end its pipeline, then count what it wrote.
         console.run("kill $(pidof sleep) 2>/dev/null; wait", timeout=60)
         count = console.run(f"wc -c < {RECEIVED_FILE}; rm -f {RECEIVED_FILE}", timeout=60)

@@ -83,7 +83,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 from serial_console import toml_table  # noqa: E402
 from serial_console import (  # noqa: E402
-    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, SocketConsole, free_port, guest_paths)
+    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, SocketConsole, free_port, guest_paths, host_sends)
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 CONFIGS = ("2 VMs", "1 VM")
@@ -380,25 +380,7 @@ class TwoVMs:
         a = self.a
         start_listener(a, 80, "a")
         before = self.snapshot()
-        chunk = b"\xa5" * (1 << 20)
-        started = time.monotonic()
-        try:
-            with socket.create_connection(("127.0.0.1", self.layout.port), timeout=NET_TIMEOUT) as sock:
-                sent = 0
-                while sent < nbytes:
-                    piece = chunk[:min(len(chunk), nbytes - sent)]
-                    sock.sendall(piece)
-                    sent += len(piece)
-                sock.shutdown(socket.SHUT_WR)
-                while True:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    a.fail(f"VM a sent {len(data)} unexpected bytes")
-            elapsed = time.monotonic() - started
-        except OSError as err:
-            a.fail(f"TCP transfer to 127.0.0.1:{self.layout.port} failed after "
-                   f"{time.monotonic() - started:.1f}s: {err!r}")
+        elapsed = host_sends(self.layout.port, nbytes, a, NET_TIMEOUT)
         received_bytes(a, nbytes, "a")
         self._counters(NET_HOST, before, self.snapshot())
         return elapsed

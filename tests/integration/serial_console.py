@@ -76,6 +76,31 @@ def arch_timer_count(interrupts: str) -> int:
     raise AssertionError(f"no arch_timer line in /proc/interrupts:\n{interrupts}")
 
 
+def host_sends(port, nbytes, console, timeout):
+    """Host seconds to send `nbytes` to 127.0.0.1:`port` (a port forwarded to a guest whose nc listens
+    and writes what it gets to a file), from connect until the guest closes the connection after
+    the host shut its sending side down. `console` (the guest's) reports failures: a connection error,
+    or bytes the guest sent back."""
+    chunk = b"\xa5" * (1 << 20)
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sent = 0
+            while sent < nbytes:
+                piece = chunk[:min(len(chunk), nbytes - sent)]
+                sock.sendall(piece)
+                sent += len(piece)
+            sock.shutdown(socket.SHUT_WR)
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                console.fail(f"the guest sent {len(data)} unexpected bytes")
+        return time.monotonic() - started
+    except OSError as err:
+        console.fail(f"TCP transfer to 127.0.0.1:{port} failed after {time.monotonic() - started:.1f}s: {err!r}")
+
+
 class SerialConsoleError(AssertionError):
     """A console expectation failed; the message ends with the log's tail.
 
@@ -203,6 +228,42 @@ class _ConsoleReader:
     def wait_for_prompt(self, timeout=60.0):
         return self.expect(self.prompt, timeout)
 
+    _marker = "__END_"          # the end marker `run` echoes after a command
+    _in = ""                    # names the console in a failed command's message, e.g. " in VM b"
+
+    def run(self, command, timeout=30.0, check=False, raw=False) -> str:
+        """Run one shell command line and return what it printed (CR removed,
+        escape sequences removed, without the final newline). Its exit status
+        is left in `last_status`; with check=True a non-zero status fails.
+        `raw`: the subclass's way of writing the line at once (`_type`).
+
+        The command is followed on the same line by `echo <marker><n>_$?__`: the
+        echoed command line shows `$?` literally, so only the real output
+        matches the marker regex, whatever the command prints. A command must
+        not end in a comment or read the console's stdin.
+        """
+        self._runs += 1
+        n = self._runs
+        literal = f"{self._marker}{n}_$?__"
+        stripped = command.rstrip()
+        # "cmd &; echo" is a syntax error; "cmd & echo" is what is meant.
+        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
+        start = len(self._buf)
+        self._type(f"{stripped}{sep}echo {literal}\n", raw)
+        marker = self.expect(re.compile(rb"%s%d_(\d+)__" % (self._marker.encode(), n)), timeout)
+        self.last_status = int(marker.group(1))
+        text = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
+        # Drop the shell's echo of the command line: everything through the
+        # line that carries the literal marker.
+        at = text.find(literal)
+        at = text.find("\n", at if at >= 0 else 0)
+        output = text[at + 1:] if at >= 0 else ""
+        output = output.replace("\r", "").rstrip("\n")
+        self.wait_for_prompt(timeout)
+        if check and self.last_status != 0:
+            self.fail(f"command {command!r}{self._in} exited with status {self.last_status}:\n{output}")
+        return output
+
 
 class SerialConsole(_ConsoleReader):
     """One console process and its log.
@@ -280,37 +341,8 @@ class SerialConsole(_ConsoleReader):
     def sendline(self, line):
         self.send((line.encode() if isinstance(line, str) else bytes(line)) + b"\n")
 
-    def run(self, command, timeout=30.0, check=False) -> str:
-        """Run one shell command line and return what it printed (CR removed,
-        escape sequences removed, without the final newline). Its exit status
-        is left in `last_status`; with check=True a non-zero status fails.
-
-        The command is followed on the same line by `echo __END_<n>_$?__`: the
-        echoed command line shows `$?` literally, so only the real output
-        matches the marker regex, whatever the command prints. A command must
-        not end in a comment or read the console's stdin.
-        """
-        self._runs += 1
-        n = self._runs
-        literal = f"__END_{n}_$?__"
-        stripped = command.rstrip()
-        # "cmd &; echo" is a syntax error; "cmd & echo" is what is meant.
-        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
-        start = len(self._buf)
-        self.sendline(f"{stripped}{sep}echo {literal}")
-        marker = self.expect(re.compile(rb"__END_%d_(\d+)__" % n), timeout)
-        self.last_status = int(marker.group(1))
-        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
-        # Drop the shell's echo of the command line: everything through the
-        # line that carries the literal marker.
-        at = raw.find(literal)
-        at = raw.find("\n", at if at >= 0 else 0)
-        output = raw[at + 1:] if at >= 0 else ""
-        output = output.replace("\r", "").rstrip("\n")
-        self.wait_for_prompt(timeout)
-        if check and self.last_status != 0:
-            self.fail(f"command {command!r} exited with status {self.last_status}:\n{output}")
-        return output
+    def _type(self, line, raw):
+        self.send(line)         # a pipe takes the line at once anyway
 
     # -- ending ------------------------------------------------------------
     def wait_exit(self, timeout=30.0) -> int:
@@ -412,6 +444,8 @@ class SocketConsole(_ConsoleReader):
 
     # -- reading -----------------------------------------------------------
     _where = " on VM b's console"
+    _marker = "__B_END_"
+    _in = " in VM b"
 
     def _ended(self) -> str:
         return "VM b's socket closed"
@@ -488,29 +522,9 @@ class SocketConsole(_ConsoleReader):
     def sendline(self, line):
         self.send((line.encode() if isinstance(line, str) else bytes(line)) + b"\n")
 
-    def run(self, command, timeout=30.0, check=False, raw=False) -> str:
-        """SerialConsole.run on VM b's console: the command's output (CR and escape sequences removed,
-        without the final newline); its exit status in `last_status`; check=True fails on non-zero.
-        The line is typed piece by piece (`send`), or with raw=True written at once (`send_raw`)."""
-        self._runs += 1
-        n = self._runs
-        literal = f"__B_END_{n}_$?__"
-        stripped = command.rstrip()
-        sep = " " if stripped.endswith("&") and not stripped.endswith("&&") else "; "
-        start = len(self._buf)
-        line = f"{stripped}{sep}echo {literal}\n"
+    def _type(self, line, raw):
+        """The line piece by piece (`send`), or with raw=True at once (`send_raw`)."""
         self.send_raw(line) if raw else self.send(line)
-        marker = self.expect(re.compile(rb"__B_END_%d_(\d+)__" % n), timeout)
-        self.last_status = int(marker.group(1))
-        raw = strip_ansi(bytes(self._buf[start:marker.start()])).decode("utf-8", "replace")
-        at = raw.find(literal)
-        at = raw.find("\n", at if at >= 0 else 0)
-        output = raw[at + 1:] if at >= 0 else ""
-        output = output.replace("\r", "").rstrip("\n")
-        self.wait_for_prompt(timeout)
-        if check and self.last_status != 0:
-            self.fail(f"command {command!r} in VM b exited with status {self.last_status}:\n{output}")
-        return output
 
     def close(self):
         if self.sock is not None:
