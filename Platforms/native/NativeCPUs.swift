@@ -3,7 +3,9 @@
 // schedules nothing.
 //
 // Each CPU runs the same loop: enter its guest, take its VM's lock, let the core handle the exit,
-// put into its own list registers what sibling CPUs left for it, drop the lock, enter again. A VM's
+// put into its own list registers what sibling CPUs left for it, drop the lock, enter again. The
+// exit that comes most often, the guest's own timer, takes no lock at all: the CPU puts it in a list
+// register of its own, linked to the hardware (`takeWithoutLock`, `forwardTimer`). A VM's
 // lock guards everything its CPUs share: the core's `VirtualMachine` (vGIC, PSCI, virtio models),
 // the board devices behind it, and the per-CPU requests below. It is never held across a guest
 // entry, and a CPU only ever takes its own VM's lock (then, briefly, the system lock), so one VM
@@ -44,6 +46,8 @@ final class NativeVM {
     var resetting = false
     var parked = 0
     var parkTarget = 0
+    /// The core's count of GICD_CTLR changes when this VM's CPUs last refreshed their timer entries.
+    var controlChanges = 0
 
     init(index: Int, machine: VirtualMachine, platform: NativePlatform, vttbr: UInt64, cpus: [Int], vcpuCount: Int,
          bootRegisters: RegisterFile, guest: GuestImages) {
@@ -78,12 +82,19 @@ final class CPUSlot {
     var pending: [UInt32]
     /// The CPU has its GIC interface and EL2 registers set up.
     var ready = false
+    /// The list register after the core's: the guest's timer, linked to the hardware.
+    let timerListRegister: Int
+    /// What that list register gets when the timer fires (`NativeCPUs.forwardTimer`), or 0 while the
+    /// guest's distributor would not forward the timer; set from the core at each exit under the VM
+    /// lock (`refreshTimer`) and read without it, by this CPU only.
+    var timerEntry: UInt32 = 0
 
     init(cpu: Int, vm: NativeVM, vcpu: Int, listRegisters: Int) {
         self.cpu = cpu
         self.vm = vm
         self.vcpu = vcpu
         pending = [UInt32](repeating: 0, count: listRegisters)
+        timerListRegister = listRegisters
     }
 }
 
@@ -170,7 +181,10 @@ enum NativeCPUs {
             handleInterrupts(slot)
             let stopped = slot.vm.stopped
             let request = stopped || slot.vm.resetting ? nil : slot.start
-            if request != nil { slot.start = nil }
+            if request != nil {
+                slot.start = nil
+                refreshTimer(slot)
+            }
             slot.vm.release()
             if stopped { idle() }
             if let registers = request {
@@ -205,15 +219,29 @@ enum NativeCPUs {
     }
 
     /// Enters the vCPU until the core turns it off (returns) or its VM stops (never returns).
+    ///
+    /// An exit for the guest's timer alone goes back in without the VM lock: the timer goes straight
+    /// into this CPU's own list register (`takeWithoutLock`). Everything else takes the lock.
     static func run(_ slot: CPUSlot) {
         let vm = slot.vm
         while true {
             let kind = enter_guest(slot.frame.frame)
+            var kicked = false
+            var first: UInt32? = nil
+            if kind == 1 {
+                (kicked, first) = takeWithoutLock(slot)
+                if !kicked && first == nil { continue }
+            }
             vm.acquire()
-            var next = vm.stopped ? .halt : vm.resetting ? park(slot) : handleExit(kind: kind, slot)
+            if vm.stopped || vm.resetting, let first { NativeGIC.deactivate(first) }   // taken again later
+            var next = vm.stopped ? .halt
+                : vm.resetting ? park(slot) : handleExit(kind: kind, slot, kicked: kicked, first: first)
             if vm.switchBacklog && kind == 0 { NativeSwitches.deliver(to: vm) }
             if vm.stopped { next = .halt }
-            if next == .resume { applyPending(slot) }
+            if next == .resume {
+                applyPending(slot)
+                refreshTimer(slot)
+            }
             vm.release()
             switch next {
             case .resume: continue
@@ -225,8 +253,64 @@ enum NativeCPUs {
 
     enum Next { case resume, offline, halt }
 
-    /// One exit of `slot`'s vCPU, under its VM's lock.
-    static func handleExit(kind: UInt64, _ slot: CPUSlot) -> Next {
+    /// The part of an interrupt exit that needs no lock: acknowledges this CPU's interrupts while
+    /// they are the guest's timer (forwarded) or a kick (deactivated at once, so that a kick sent
+    /// while this CPU waits for the lock can wake it: NativeLock). Returns whether a kick came and the
+    /// first other interrupt, acknowledged with its priority dropped, for `handleInterrupts`.
+    static func takeWithoutLock(_ slot: CPUSlot) -> (kicked: Bool, first: UInt32?) {
+        var kicked = false
+        while true {
+            let iar = NativeGIC.acknowledge()
+            let interrupt = iar & 0x3ff
+            if interrupt >= 1020 { return (kicked, nil) }
+            NativeGIC.dropPriority(iar)
+            if forwardTimer(slot, interrupt) { continue }
+            guard interrupt == kickInterrupt else { return (kicked, iar) }
+            NativeGIC.deactivate(iar)
+            kicked = true
+        }
+    }
+
+    /// If `interrupt` is the guest's timer and its distributor forwards it, puts it in the timer's
+    /// list register, linked to the hardware: the physical PPI stays active until the guest
+    /// deactivates the virtual one, and the GIC then deactivates both, so no maintenance interrupt and
+    /// no lock are needed. The list register is free here: the PPI could not fire again while the
+    /// guest still had it. (Its priority was dropped already; this CPU's own state only.)
+    static func forwardTimer(_ slot: CPUSlot, _ interrupt: UInt32) -> Bool {
+        guard interrupt == QEMUVirtBoard.virtualTimerInterrupt, slot.timerEntry != 0 else { return false }
+        NativeGIC.writeListRegister(slot.timerListRegister, slot.timerEntry)
+        return true
+    }
+
+    /// Under the VM lock, before the vCPU enters: how its timer is to be forwarded, from the core's
+    /// distributor. A change of GICD_CTLR (by any vCPU) bears on every vCPU's entry, so the CPU that
+    /// sees it first kicks the others, which refresh theirs at that exit.
+    static func refreshTimer(_ slot: CPUSlot) {
+        let vm = slot.vm
+        let timer = QEMUVirtBoard.virtualTimerInterrupt
+        slot.timerEntry = vm.machine.vgic.hardwareLinkedEntry(vcpu: slot.vcpu, interrupt: timer, physical: timer)?
+            .gichValue ?? 0
+        let changes = vm.machine.vgic.controlChanges
+        guard changes != vm.controlChanges else { return }
+        vm.controlChanges = changes
+        for cpu in vm.cpus where cpu != slot.cpu { NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: cpu) }
+    }
+
+    /// Empties this CPU's list registers when its vCPU goes off or its VM is reset: what they held
+    /// goes with the vCPU, and its timer stops. A timer the guest still held is deactivated here,
+    /// since no guest will now: the physical PPI would stay active, and silent, for good.
+    static func emptyListRegisters(_ slot: CPUSlot) {
+        for index in 0...slot.timerListRegister { NativeGIC.writeListRegister(index, 0) }
+        slot.pendingMask = 0
+        slot.timerEntry = 0
+        write_cntv_ctl_el0(0)
+        let timer = QEMUVirtBoard.virtualTimerInterrupt
+        if NativeGIC.isActive(timer) { NativeGIC.deactivate(timer) }
+    }
+
+    /// One exit of `slot`'s vCPU, under its VM's lock; for an interrupt exit, what `takeWithoutLock`
+    /// found.
+    static func handleExit(kind: UInt64, _ slot: CPUSlot, kicked: Bool, first: UInt32?) -> Next {
         let vm = slot.vm
         switch kind {
         case 0:
@@ -238,7 +322,7 @@ enum NativeCPUs {
             slot.frame.registers = registers
             return carryOut(action, slot)
         case 1:
-            if handleInterrupts(slot) || vm.switchBacklog { NativeSwitches.deliver(to: vm) }
+            if handleInterrupts(slot, first: first) || kicked || vm.switchBacklog { NativeSwitches.deliver(to: vm) }
             return .resume
         default:
             NativeConsole.write("vmm: unexpected FIQ or SError from the guest, ESR ")
@@ -264,9 +348,7 @@ enum NativeCPUs {
             return .resume
         case .stopVCPU:
             // PSCI CPU_OFF: what this vCPU's LRs held goes with it; its timer stops.
-            for index in 0..<slot.pending.count { NativeGIC.writeListRegister(index, 0) }
-            slot.pendingMask = 0
-            write_cntv_ctl_el0(0)
+            emptyListRegisters(slot)
             vm.machine.vcpuStopped(vcpu: slot.vcpu, platform: &vm.platform)
             return .offline
         case .powerOff:
@@ -299,9 +381,7 @@ enum NativeCPUs {
     /// are emptied, and the last one to park loads the guest again and starts vCPU 0.
     static func park(_ slot: CPUSlot) -> Next {
         let vm = slot.vm
-        for index in 0..<slot.pending.count { NativeGIC.writeListRegister(index, 0) }
-        slot.pendingMask = 0
-        write_cntv_ctl_el0(0)
+        emptyListRegisters(slot)
         // What its LRs held is gone with them: their physical lines (this CPU's timer PPI among them)
         // must not stay masked waiting for an EOI that will never come.
         vm.machine.vcpuStopped(vcpu: slot.vcpu, platform: &vm.platform)

@@ -15,18 +15,26 @@ struct NativeGIC {
 
     static func distributorWrite(_ offset: UInt, _ value: UInt32) { mmio_write32(distributor + offset, value) }
 
-    /// Enables the distributor, then CPU 0's interfaces (`initializeThisCPU`).
+    /// Enables the distributor for both groups, then CPU 0's interfaces (`initializeThisCPU`).
     static func initialize() {
-        distributorWrite(0x000, 1)                           // GICD_CTLR.Enable
+        distributorWrite(0x000, 0b11)                        // GICD_CTLR.EnableGrp0 | EnableGrp1
         initializeThisCPU()
     }
 
-    /// This CPU's banked parts: its CPU interface, where every interrupt that reaches EL2 is
-    /// acknowledged and deactivated at the EOI write (GICC_CTLR.EOImode 0), its virtual CPU interface,
-    /// and its maintenance PPI and the kick SGI (NativeCPUs.kickInterrupt).
+    /// This CPU's banked parts: its CPU interface, its virtual CPU interface, and its maintenance PPI,
+    /// the kick SGI (NativeCPUs.kickInterrupt) and the guest's timer PPI.
+    ///
+    /// The CPU interface splits an interrupt's end in two (GICC_CTLR.EOImode = 1): the EOIR write
+    /// drops the running priority, a GICC_DIR write deactivates. That is what lets the guest's timer
+    /// go to the guest linked to the hardware (`CPUSlot.timerListRegister`): the VMM drops the priority and
+    /// the guest's own deactivation of the virtual interrupt deactivates the physical one. QEMU's GIC
+    /// forwards that deactivation only for a group 1 interrupt, so the timer PPI is group 1 (and the
+    /// interface acknowledges group 1 interrupts too: AckCtl); everything else stays group 0.
     static func initializeThisCPU() {
         mmio_write32(cpuInterface + 0x004, 0xff)             // GICC_PMR: let every priority through
-        mmio_write32(cpuInterface + 0x000, 1)                // GICC_CTLR.Enable
+        distributorWrite(0x080, 1 << QEMUVirtBoard.virtualTimerInterrupt)   // GICD_IGROUPR0 (banked)
+        // GICC_CTLR: EnableGrp0 | EnableGrp1 | AckCtl | EOImode.
+        mmio_write32(cpuInterface + 0x000, 0b111 | 1 << 9)
         mmio_write32(hypervisorInterface + 0x000, 1)         // GICH_HCR.En: virtual CPU interface on
         enable(maintenanceInterrupt)
         enable(NativeCPUs.kickInterrupt)
@@ -55,6 +63,10 @@ struct NativeGIC {
         Int(mmio_read32(hypervisorInterface + 0x004) & 0x3f) + 1
     }
 
+    /// The list registers the core places interrupts in: all but the last, which is the platform's,
+    /// for the guest's timer linked to the hardware (`CPUSlot.timerListRegister`).
+    static var coreListRegisterCount: Int { listRegisterCount - 1 }
+
     /// Enables `interrupt`; an SPI goes to CPU `cpu` (its VM's first CPU), a PPI or SGI is this CPU's.
     static func enable(_ interrupt: UInt32, toCPU cpu: Int = 0) {
         let word = UInt(interrupt / 32) * 4, bit = UInt32(1) << (interrupt % 32)
@@ -71,7 +83,19 @@ struct NativeGIC {
 
     /// GICC_IAR: the raw acknowledge value (INTID in bits [9:0]; 1020–1023 mean none).
     static func acknowledge() -> UInt32 { mmio_read32(cpuInterface + 0x00c) }
-    static func endOfInterrupt(_ iar: UInt32) { mmio_write32(cpuInterface + 0x010, iar) }
+    /// GICC_EOIR: drops the running priority; the interrupt stays active (EOImode 1).
+    static func dropPriority(_ iar: UInt32) { mmio_write32(cpuInterface + 0x010, iar) }
+    /// GICC_DIR: deactivates an interrupt whose priority was dropped.
+    static func deactivate(_ iar: UInt32) { mmio_write32(cpuInterface + 0x1000, iar) }
+
+    /// True while this CPU's `interrupt` (an SGI or PPI) is active (GICD_ISACTIVER0, banked).
+    static func isActive(_ interrupt: UInt32) -> Bool {
+        mmio_read32(distributor + 0x300) & (1 << (interrupt % 32)) != 0
+    }
+
+    static func readListRegister(_ index: Int) -> UInt32 {
+        mmio_read32(hypervisorInterface + 0x100 + UInt(index) * 4)
+    }
 
     static func writeListRegister(_ index: Int, _ value: UInt32) {
         mmio_write32(hypervisorInterface + 0x100 + UInt(index) * 4, value)

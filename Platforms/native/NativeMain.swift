@@ -176,7 +176,7 @@ func nativeMain() {
         guard let vm = bootVM(index, cpus: cpus, hostRAM: nextHostRAM, taken: &taken) else { return }
         vms.append(vm)
         for (vcpu, cpu) in cpus.enumerated() {
-            cpuSlots[cpu] = CPUSlot(cpu: cpu, vm: vm, vcpu: vcpu, listRegisters: NativeGIC.listRegisterCount)
+            cpuSlots[cpu] = CPUSlot(cpu: cpu, vm: vm, vcpu: vcpu, listRegisters: NativeGIC.coreListRegisterCount)
         }
         nextHostRAM += (vm.machine.memory.size + 0x1F_FFFF) & ~0x1F_FFFF
     }
@@ -241,7 +241,7 @@ func loadGuest(_ images: GuestImages, into memory: GuestMemory) -> RegisterFile?
 /// The core's model of a VM as it is at power-on.
 func freshMachine(_ images: GuestImages, memory: GuestMemory) -> VirtualMachine {
     VirtualMachine(memory: memory, vcpuCount: images.configuration.vcpuCount,
-                   listRegisterCount: NativeGIC.listRegisterCount, routes: images.routes, devices: images.devices,
+                   listRegisterCount: NativeGIC.coreListRegisterCount, routes: images.routes, devices: images.devices,
                    emulatedUART: images.emulatedUART)
 }
 
@@ -359,21 +359,32 @@ func configureEL2(vttbr: UInt64, vcpu: Int) {
     tlbi_vmalls12e1()
 }
 
-/// Interrupts that reached EL2 on `slot`'s CPU while its guest ran (under its VM's lock). A VM's
-/// board devices and passthrough lines are SPIs the physical GIC sends to the VM's first CPU; the
-/// timer and maintenance PPIs and the kick SGI are each CPU's own.
+/// Interrupts that reached EL2 on `slot`'s CPU while its guest ran (under its VM's lock), starting
+/// with `first` when `NativeCPUs.takeWithoutLock` already acknowledged it; true when one was a kick.
+/// A VM's board devices and passthrough lines are SPIs the physical GIC sends to the VM's first CPU;
+/// the timer and maintenance PPIs and the kick SGI are each CPU's own. Each interrupt's priority is
+/// dropped as it is acknowledged, and it is deactivated once handled (EOImode 1, NativeGIC).
 @discardableResult
-func handleInterrupts(_ slot: CPUSlot) -> Bool {
+func handleInterrupts(_ slot: CPUSlot, first: UInt32? = nil) -> Bool {
     let vm = slot.vm
     let sinkCPUs = NativeInterruptSink(cpus: vm.cpus)
     var kicked = false
+    var next = first
     while true {
-        let iar = NativeGIC.acknowledge()
+        let iar: UInt32
+        if let taken = next {
+            iar = taken
+            next = nil
+        } else {
+            iar = NativeGIC.acknowledge()
+            if iar & 0x3ff >= 1020 { return kicked }
+            NativeGIC.dropPriority(iar)
+        }
         let interrupt = iar & 0x3ff
-        if interrupt >= 1020 { return kicked }
+        if NativeCPUs.forwardTimer(slot, interrupt) { continue }
         if interrupt == NativeCPUs.kickInterrupt {
             kicked = true                   // pending list registers, or frames on the VM's switch ports
-            NativeGIC.endOfInterrupt(iar)
+            NativeGIC.deactivate(iar)
         } else if let n = vm.platform.board.networks.firstIndex(where: { $0.interrupt == interrupt }) {
             _ = vm.platform.board.networks[n].driver.device.acknowledgeInterrupt()
             var sink = sinkCPUs
@@ -382,21 +393,21 @@ func handleInterrupts(_ slot: CPUSlot) -> Bool {
                 vm.machine.networkReceived(device: guestDevice, frame: frame, platform: &sink)
             }
             _ = vm.platform.board.networks[n].driver.reclaimTransmitted()
-            NativeGIC.endOfInterrupt(iar)
+            NativeGIC.deactivate(iar)
         } else if let n = vm.platform.board.consoles.firstIndex(where: { $0.interrupt == interrupt }) {
             _ = vm.platform.board.consoles[n].driver.device.acknowledgeInterrupt()
             var sink = sinkCPUs
             _ = vm.platform.board.consoles[n].driver.receive { input in
                 vm.machine.consoleReceived(device: n, input: input, platform: &sink)
             }
-            NativeGIC.endOfInterrupt(iar)
+            NativeGIC.deactivate(iar)
         } else if vm.platform.board.serial?.interrupt == interrupt {
             _ = vm.platform.board.serial!.driver.device.acknowledgeInterrupt()
             var sink = sinkCPUs
             _ = vm.platform.board.serial!.driver.receive { input in
                 vm.machine.uartReceived(input: input, platform: &sink)
             }
-            NativeGIC.endOfInterrupt(iar)
+            NativeGIC.deactivate(iar)
         } else if interrupt == NativeGIC.maintenanceInterrupt {
             var finished = NativeGIC.endOfInterruptStatus
             while finished != 0 {
@@ -405,10 +416,10 @@ func handleInterrupts(_ slot: CPUSlot) -> Bool {
                 vm.machine.maintenance(vcpu: slot.vcpu, listRegister: index, platform: &vm.platform)
                 finished &= finished - 1
             }
-            NativeGIC.endOfInterrupt(iar)
+            NativeGIC.deactivate(iar)
         } else {
             NativeGIC.disable(interrupt)
-            NativeGIC.endOfInterrupt(iar)
+            NativeGIC.deactivate(iar)
             vm.machine.notified(interrupt: interrupt, vcpu: slot.vcpu, platform: &vm.platform)
         }
     }

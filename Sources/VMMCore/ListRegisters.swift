@@ -3,9 +3,11 @@
 // Virtual interrupts reach a vCPU through the hardware list registers (GICH_LRn, GICv2 §5.3.8); the
 // platform owns the hardware and the core owns the decision of what goes in which register. This
 // file keeps, per vCPU, a shadow of what the core last asked the platform to write into each LR and a
-// queue of interrupts that are ready but found every LR busy. Every entry is written with the EOI bit
-// set, so the guest's deactivation raises a maintenance interrupt and the platform reports the LR as
-// free (`VGIC.listRegisterFreed`); the queue then refills it, highest priority first, FIFO among equals.
+// queue of interrupts that are ready but found every LR busy. Every entry the core places is written
+// with the EOI bit set, so the guest's deactivation raises a maintenance interrupt and the platform
+// reports the LR as free (`VGIC.listRegisterFreed`); the queue then refills it, highest priority
+// first, FIFO among equals. (A platform may keep an LR of its own outside the core's count for an
+// interrupt it forwards linked to the hardware: `VGIC.hardwareLinkedEntry`.)
 // What an interrupt is, whether it is enabled and where it goes is the distributor's business
 // (VGICDistributor.swift); this file only places and remembers.
 
@@ -22,21 +24,32 @@ public struct ListRegisterEntry: Equatable {
     public var priority: UInt8        // GIC priority byte; the LR keeps its top five bits
     public var group1: Bool           // false: Linux enables group 0 on the virtual CPU interface
     public var sourceCPU: UInt8       // for SGIs: the requesting CPU; 0 otherwise
+    /// Hardware-linked (HW = 1): the physical INTID that the guest's deactivation of this virtual
+    /// interrupt deactivates in the physical GIC, with no maintenance interrupt; nil for the usual
+    /// entry, which asks for an EOI maintenance interrupt instead.
+    public var physical: UInt32?
 
-    public init(interrupt: UInt32, priority: UInt8, group1: Bool = false, sourceCPU: UInt8 = 0) {
+    public init(interrupt: UInt32, priority: UInt8, group1: Bool = false, sourceCPU: UInt8 = 0,
+                physical: UInt32? = nil) {
         self.interrupt = interrupt
         self.priority = priority
         self.group1 = group1
         self.sourceCPU = sourceCPU
+        self.physical = physical
     }
 
-    /// The GICH_LR encoding (GICv2 §5.3.8): VirtualID [9:0], CPUID [12:10], EOI [19] = 1 (HW = 0 so
-    /// bits [19:10] are EOI and CPUID), Priority [27:23], State [29:28] = 0b01 pending, Grp1 [30],
-    /// HW [31] = 0.
+    /// The GICH_LR encoding (GICv2 §5.3.8): VirtualID [9:0], Priority [27:23], State [29:28] = 0b01
+    /// pending, Grp1 [30], HW [31]. With HW = 0, bits [19:10] are EOI [19] = 1 and CPUID [12:10]; with
+    /// HW = 1 they are the PhysicalID.
     public var gichValue: UInt32 {
         var value = interrupt & 0x3FF
-        value |= UInt32(sourceCPU & 0x7) << 10
-        value |= 1 << 19
+        if let physical {
+            value |= (physical & 0x3FF) << 10
+            value |= 1 << 31
+        } else {
+            value |= UInt32(sourceCPU & 0x7) << 10
+            value |= 1 << 19
+        }
         value |= UInt32(priority >> 3) << 23
         value |= 0b01 << 28
         if group1 { value |= 1 << 30 }

@@ -30,6 +30,8 @@ public struct VGIC {
     public let interruptCount: Int
 
     var control: UInt32 = 0
+    /// How many guest writes of GICD_CTLR changed it (see `hardwareLinkedEntry`).
+    public private(set) var controlChanges = 0
     // Banked per vCPU (INTIDs 0–31). PPI bits only in the enable/latch words: SGIs are always
     // enabled and their pending state is per source, in `sgiSources`.
     var privateEnabled: [UInt32]
@@ -88,6 +90,22 @@ public struct VGIC {
     /// The distributor forwards an interrupt only when it and the distributor are enabled (§3.2.1).
     func isForwardable(vcpu: Int, irq: Int) -> Bool {
         control & 1 != 0 && isEnabled(vcpu: vcpu, irq: irq)
+    }
+
+    /// The entry through which a platform may forward physical `physical` straight to `vcpu` as
+    /// `interrupt` (a PPI of its own, such as its virtual timer), linked to the hardware: the guest's
+    /// deactivation deactivates the physical interrupt, so neither a maintenance interrupt nor the
+    /// core's list registers take part. Nil while the guest's distributor would not forward it
+    /// (distributor or interrupt disabled): the platform then hands the interrupt to
+    /// `VirtualMachine.notified`, which latches it here. The entry carries the guest's priority for it.
+    /// What it depends on changes only through this vCPU's own banked registers or GICD_CTLR; the
+    /// latter counts in `controlChanges`, so a platform that keeps entries per CPU knows when all of
+    /// them must be asked again.
+    public func hardwareLinkedEntry(vcpu: Int, interrupt: UInt32, physical: UInt32) -> ListRegisterEntry? {
+        guard vcpu >= 0, vcpu < vcpuCount, interrupt >= 16, interrupt < 32,
+              isForwardable(vcpu: vcpu, irq: Int(interrupt)) else { return nil }
+        return ListRegisterEntry(interrupt: interrupt, priority: priority(vcpu: vcpu, irq: Int(interrupt)),
+                                 physical: physical)
     }
 
     /// Pending in the distributor, i.e. raised and not yet handed to a list register.
@@ -272,6 +290,7 @@ public struct VGIC {
 
     mutating func writeControl<S: VirtualInterruptSink>(_ value: UInt32, sink: inout S) {
         let wasEnabled = control & 1 != 0
+        if value & 0b11 != control { controlChanges &+= 1 }
         // Without Security Extensions GICD_CTLR has EnableGrp0 [0] and EnableGrp1 [1] (§4.3.1);
         // every interrupt is group 0 here, so bit 0 gates forwarding.
         control = value & 0b11

@@ -231,4 +231,55 @@ final class ListRegistersTests: XCTestCase {
         XCTAssertEqual(gic.listRegisterFreed(vcpu: 0, index: 3, sink: &sink), 36)
         XCTAssertEqual(sink.writes.map(\.entry.interrupt), [37])
     }
+
+    // MARK: Hardware-linked entries (a platform's own LR for the vCPU's timer)
+
+    func testHardwareLinkedEntryEncodesThePhysicalIDAndNoMaintenance() {
+        // 27 | PhysicalID 27 << 10 | (0xA0 >> 3) << 23 | pending | HW (1 << 31); no EOI bit, no CPUID.
+        let entry = ListRegisterEntry(interrupt: 27, priority: 0xA0, sourceCPU: 5, physical: 27)
+        XCTAssertEqual(entry.gichValue, 0x9A00_6C1B)
+        XCTAssertEqual(entry.gichValue & (1 << 19), 0, "bit 19 is the PhysicalID's top bit here, not EOI")
+        // The PhysicalID keeps ten bits.
+        XCTAssertEqual(ListRegisterEntry(interrupt: 40, priority: 0, physical: 0x7FF).gichValue >> 10 & 0x3FF, 0x3FF)
+    }
+
+    func testHardwareLinkedEntryFollowsTheGuestsDistributor() {
+        var sink = RecordingInterruptSink()
+        var gic = VGIC(vcpuCount: 2)
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 1, interrupt: 27, physical: 27), "distributor off")
+        gic.write(0x000, 1, &sink)
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 1, interrupt: 27, physical: 27), "PPI 27 not enabled")
+        gic.setPriority(27, 0x40, vcpu: 1, &sink)
+        gic.write(vcpu: 1, 0x100, 1 << 27, &sink)
+        XCTAssertEqual(gic.hardwareLinkedEntry(vcpu: 1, interrupt: 27, physical: 27),
+                       ListRegisterEntry(interrupt: 27, priority: 0x40, physical: 27))
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 0, interrupt: 27, physical: 27), "banked: vCPU 0 did not enable it")
+        XCTAssertTrue(sink.writes.isEmpty, "asking writes no list register")
+        gic.write(vcpu: 1, 0x180, 1 << 27, &sink)
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 1, interrupt: 27, physical: 27), "disabled again")
+    }
+
+    func testHardwareLinkedEntryIsOnlyForAVCPUsOwnPPIs() {
+        var sink = RecordingInterruptSink()
+        var gic = VGIC.enabled(vcpus: 2, spis: [40], &sink)
+        gic.write(0x100, 0xFFFF_FFFF, &sink)
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 0, interrupt: 40, physical: 40), "an SPI")
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 0, interrupt: 1, physical: 1), "an SGI")
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 2, interrupt: 27, physical: 27), "no such vCPU")
+        XCTAssertNil(gic.hardwareLinkedEntry(vcpu: -1, interrupt: 27, physical: 27))
+        XCTAssertNotNil(gic.hardwareLinkedEntry(vcpu: 0, interrupt: 27, physical: 27))
+    }
+
+    func testControlChangesCountsOnlyWritesThatChangeGICDCTLR() {
+        var sink = RecordingInterruptSink()
+        var gic = VGIC(vcpuCount: 1)
+        XCTAssertEqual(gic.controlChanges, 0)
+        gic.write(0x000, 1, &sink)
+        gic.write(0x000, 1, &sink)
+        XCTAssertEqual(gic.controlChanges, 1, "the same value again changes nothing")
+        gic.write(0x000, 0, &sink)
+        XCTAssertEqual(gic.controlChanges, 2)
+        gic.write(0x000, 0xFFFF_FFFC, &sink)
+        XCTAssertEqual(gic.controlChanges, 2, "bits above EnableGrp1 are not kept")
+    }
 }
