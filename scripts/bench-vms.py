@@ -73,17 +73,15 @@ import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-from serial_console import toml_table  # noqa: E402
 from serial_console import (  # noqa: E402
-    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, SocketConsole, free_port, guest_paths, host_sends)
+    HOST_VMM, INIT_DONE, ExampleError, SerialConsole, SerialConsoleError, SocketConsole, guest_paths, host_sends,
+    move_devices, read_example, short_temp_dir, start_vmm_run, vm_copy, write_system)
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 CONFIGS = ("2 VMs", "1 VM")
@@ -113,74 +111,46 @@ class Layout:
         self.path, self.serial, self.port, self.interfaces = path, serial, port, interfaces
 
 
-def write_system(directory, vm_names):
-    """The example rewritten into `directory` with only the VMs `vm_names`: kernel and initrd
-    absolute, VM x's disk directory/x-disk.img, VM b's serial socket directory/b.serial.sock, every
-    forwarded host port a free one; cards on a VMM network dropped when only one VM is kept (a
-    network needs two). Returns a Layout. Raises SerialConsoleError when the example is not the
-    system this benchmark measures."""
-    def wrong(message):
-        raise SerialConsoleError(f"{EXAMPLE.relative_to(REPO_ROOT)}: {message}")
-
-    if not EXAMPLE.is_file():
-        wrong("missing: it is the system this benchmark boots")
-    data = tomllib.loads(EXAMPLE.read_text())
-    if data.get("system", {}).get("platform", "native") != "native":
-        wrong("expected platform \"native\"")
+def system_copy(directory, vm_names):
+    """The example copied into `directory` with only the VMs `vm_names` (serial_console's vm_copy and
+    move_devices): kernel and initrd absolute, VM x's disk directory/x-disk0.img, VM b's serial socket
+    directory/b.serial.sock, every forwarded host port a free one; cards on a VMM network dropped when
+    only one VM is kept (a network needs two). Returns a Layout. Raises ExampleError (a
+    SerialConsoleError) when the example is not the system this benchmark measures."""
+    data = read_example(EXAMPLE, "it is the system this benchmark boots")
     vms = {vm.get("name"): vm for vm in data.get("vm", [])}
     if tuple(vms) != ("a", "b"):
-        wrong(f"expected VMs ('a', 'b'), found {tuple(vms)}")
-    lines = [f"# Written by scripts/bench-vms.py from {EXAMPLE.relative_to(REPO_ROOT)}: "
-             f"VM{'s' if len(vm_names) > 1 else ''} {', '.join(vm_names)}.", ""]
-    lines += toml_table("[system]", data["system"]) if "system" in data else []
-    serial, port, interfaces = directory / "b.serial.sock", None, {}
+        raise ExampleError(EXAMPLE, f"expected VMs ('a', 'b'), found {tuple(vms)}")
+    copies, serial, port, interfaces = [], directory / "b.serial.sock", None, {}
     for name in vm_names:
-        vm = dict(vms[name])
-        kinds = {key: vm.pop(key) for key in list(vm)
-                 if isinstance(vm[key], list) and vm[key] and all(isinstance(t, dict) for t in vm[key])}
-        for key in ("kernel", "initrd"):
-            if key in vm:
-                vm[key] = str((EXAMPLE.parent / vm[key]).resolve())
-        if len(kinds.get("block", [])) != 1:
-            wrong(f"vm '{name}': expected one disk ([[vm.block]])")
-        kinds["block"] = [{**kinds["block"][0], "file": str(directory / f"{name}-disk.img")}]
+        vm, devices = vm_copy(vms[name], EXAMPLE)
+        if len(devices.get("block", [])) != 1:
+            raise ExampleError(EXAMPLE, f"vm '{name}': expected one disk ([[vm.block]])")
         if name == "b":
             vm["serial"] = str(serial)
-        nets, names = [], {}
-        for table in kinds.get("net", []):
-            if "network" in table and len(vm_names) < 2:
-                continue
-            # The guest names its cards eth0, eth1, ... in file order; a MAC the file gives finds it
-            # for sure (checked in the guest).
-            interface = (f"eth{len(nets)}", table.get("mac"))
+        if len(vm_names) < 2:
+            devices["net"] = [t for t in devices.get("net", []) if "network" not in t]
+        _, forwards = move_devices(devices, directory, EXAMPLE, stem=f"{name}-")
+        # The guest names its cards eth0, eth1, ... in file order; a MAC the file gives finds it for
+        # sure (checked in the guest).
+        nets = devices.get("net", [])
+        names = {}
+        for index, table in enumerate(nets):
             if "network" in table:
-                names.setdefault("lan", interface)
-            elif "forward" in table:
-                forwards = []
-                for forward in table["forward"]:
-                    protocol, _, guest = forward.split(":")
-                    host = free_port()
-                    forwards.append(f"{protocol}:{host}:{guest}")
-                    if name == "a" and protocol == "tcp" and guest == "80" and port is None:
-                        port = host
-                        names["board"] = interface
-                table = {**table, "forward": forwards}
-            nets.append(table)
-        kinds["net"] = nets
-        if "console" in kinds:
-            kinds["console"] = [{**t, "socket": str(directory / f"{name}-hvc{n}.sock")}
-                                for n, t in enumerate(kinds["console"])]
+                names.setdefault("lan", (f"eth{index}", table.get("mac")))
+        for index, protocol, host, guest in forwards:
+            if name == "a" and protocol == "tcp" and guest == 80 and port is None and "network" not in nets[index]:
+                port = host
+                names["board"] = (f"eth{index}", nets[index].get("mac"))
         interfaces[name] = names
-        lines += toml_table("[[vm]]", vm)
-        for kind, tables in kinds.items():
-            for table in tables:
-                lines += toml_table(f"[[vm.{kind}]]", table)
+        copies.append((vm, devices))
     if port is None:
-        wrong("expected VM a to forward a host TCP port to its port 80 (a board NIC)")
+        raise ExampleError(EXAMPLE, "expected VM a to forward a host TCP port to its port 80 (a board NIC)")
     if len(vm_names) > 1 and not all("lan" in interfaces[n] for n in vm_names):
-        wrong("expected a card on a VMM network in each VM")
-    path = directory / f"{'two-vms' if len(vm_names) > 1 else 'one-vm'}.toml"
-    path.write_text("\n".join(lines))
+        raise ExampleError(EXAMPLE, "expected a card on a VMM network in each VM")
+    path = write_system(directory / f"{'two-vms' if len(vm_names) > 1 else 'one-vm'}.toml", data.get("system"),
+                        copies, comment=f"Written by scripts/bench-vms.py from {EXAMPLE.relative_to(REPO_ROOT)}: "
+                                        f"VM{'s' if len(vm_names) > 1 else ''} {', '.join(vm_names)}.")
     return Layout(path, serial if "b" in vm_names else None, port, interfaces)
 
 
@@ -412,12 +382,9 @@ class TwoVMs:
 
 
 def vmm_run(system, output, name):
-    """`vmm run SYSTEM --output OUTPUT`, the board's line on a SerialConsole; returns it and the host
-    time QEMU started (when `vmm run` said so, right before it replaced itself with QEMU)."""
-    argv = [str(HOST_VMM), "run", str(system), "--output", str(output)]
-    if os.environ.get("VMM_QEMU"):
-        argv += ["--qemu", os.environ["VMM_QEMU"]]
-    board = SerialConsole(argv, name=name, env={**os.environ}, cwd=REPO_ROOT)
+    """`vmm run SYSTEM --output OUTPUT`, the board's line on a SerialConsole (start_vmm_run); returns it
+    and the host time QEMU started (when `vmm run` said so, right before it replaced itself with QEMU)."""
+    board = start_vmm_run(system, output, name)
     try:
         board.expect(rb"vmm: starting \S+; quit with", BUILD_TIMEOUT)
         return board, time.monotonic()
@@ -428,11 +395,11 @@ def vmm_run(system, output, name):
 
 def run_boot(config, args, results, log):
     """One boot of `config`: its boot time, and with 2 VMs the transfers, --reps times."""
-    directory = Path(tempfile.mkdtemp(prefix="vmsbench-"))     # short: a unix socket path has <= 107 bytes
+    directory = short_temp_dir("vmsbench-")
     board = b = None
     try:
         two = config == "2 VMs"
-        layout = write_system(directory, ("a", "b") if two else ("a",))
+        layout = system_copy(directory, ("a", "b") if two else ("a",))
         board, started = vmm_run(layout.path, directory / "build", f"vmsbench-{'two' if two else 'one'}")
         consoles = {"a": board}
         if two:

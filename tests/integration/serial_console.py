@@ -10,16 +10,24 @@ Every byte read is kept in memory and appended to a log under build/logs/
 (or $VMM_LOG_DIR); any failure raises SerialConsoleError carrying the last
 ~60 lines of that log, so a failed test shows what the guest was doing.
 Reads are non-blocking (select + os.read); no pexpect.
+
+Also what the tests and benchmarks that boot an example share: a copy of the example's system file
+in a short temporary directory (read_example, vm_copy, move_devices, write_system), `vmm run` of it
+(start_vmm_run), and the skip when QEMU is missing (require_qemu_and_host_tool).
 """
 
 import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import tomllib
+import unittest
 from pathlib import Path
 
 # PS1 of the guest shell (scripts/build-guest.sh). busybox line editing may
@@ -380,6 +388,51 @@ class SerialConsole(_ConsoleReader):
             self._log.close()
 
 
+# -- `vmm run` of a system file a test or benchmark wrote ------------------------------------------
+
+def require_qemu_and_host_tool():
+    """For the setUpClass of tests that boot through `vmm run`: returns nothing when both are there;
+    raises unittest.SkipTest without QEMU (qemu-system-aarch64 on PATH, or $VMM_QEMU), which a host
+    may lack, and AssertionError without the host tool, which `make vmm` builds first (so a missing
+    one is a broken build, not a reason to skip)."""
+    qemu = os.environ.get("VMM_QEMU", "qemu-system-aarch64")
+    if not shutil.which(qemu):
+        raise unittest.SkipTest(f"no {qemu} on PATH" + (" ($VMM_QEMU)" if "VMM_QEMU" in os.environ else ""))
+    if not HOST_VMM.is_file():
+        raise AssertionError(f"{HOST_VMM} missing: run `make vmm` first")
+
+
+def short_temp_dir(prefix, test=None):
+    """A new, empty directory for one boot's files, as a Path: the system file, the disks, the console
+    and serial sockets and `vmm run`'s output. Made by tempfile.mkdtemp (under /tmp or $TMPDIR, named
+    `prefix` and a few random characters) and not under build/ of the repo, to keep it short: a unix
+    socket path has at most 107 bytes. With `test` (a unittest.TestCase) it is removed when the test
+    ends (addCleanup); without, the caller removes it (shutil.rmtree)."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    if test is not None:
+        test.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+    return directory
+
+
+def vmm_run_argv(system, output, *options):
+    """The argv of `vmm run SYSTEM --output OUTPUT OPTIONS... [--qemu $VMM_QEMU]`: the host tool run
+    the README's way, its build files in `output` (not build/<name>/ of the repo, which the user's own
+    runs use), with the QEMU binary $VMM_QEMU names when it is set (else the tool's default,
+    qemu-system-aarch64 on PATH)."""
+    argv = [str(HOST_VMM), "run", str(system), "--output", str(output), *options]
+    if os.environ.get("VMM_QEMU"):
+        argv += ["--qemu", os.environ["VMM_QEMU"]]
+    return argv
+
+
+def start_vmm_run(system, output, name, *options):
+    """A SerialConsole (its log named `name`) on `vmm run` of `system` (vmm_run_argv), started in the
+    repo's root with our environment: the board's serial line, where `vmm run` reports its build and
+    then, once it has replaced itself with QEMU, the first VM's console and the VMM's messages. The
+    caller kills it when done."""
+    return SerialConsole(vmm_run_argv(system, output, *options), name=name, env={**os.environ}, cwd=REPO_ROOT)
+
+
 def _toml_value(value):
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -397,6 +450,100 @@ def toml_table(header, table):
     the temporary copies of system files that tests and benchmarks write (booleans, integers, strings
     and lists of them)."""
     return [header] + [f"{key} = {_toml_value(value)}" for key, value in table.items()] + [""]
+
+
+# -- copies of an example system file, rewritten for a test or benchmark -----------------------------
+# A test or benchmark boots an example (examples/*.toml) as the user would, but from a copy in a
+# temporary directory: kernel and initrd absolute, the disks and sockets there, every forwarded host
+# port a free one; so it never touches the example's build folder nor its host ports (8080), and two
+# runs do not collide. Everything else (the [system] table, vCPUs, RAM, MACs, networks) is the example's.
+
+DISK_SIZE = "64M"             # a copied disk the example gives no size (the build makes the file)
+
+
+class ExampleError(SerialConsoleError):
+    """An example system file is not the system a test or benchmark was written for: missing, on
+    another platform, other VMs or devices. A SerialConsoleError, so that unittest reports it as a
+    failure and the benchmarks' handling of a failed boot covers it; nothing ran, so no log's tail."""
+
+    def __init__(self, example, message):
+        super().__init__(f"{Path(example).relative_to(REPO_ROOT)}: {message}")
+
+
+def read_example(example, purpose):
+    """The tables of the system file `example` (tomllib), for a caller that copies it: ExampleError
+    when it is missing (`purpose` says why the caller needs that very file) or when its platform is
+    not "native", the platform the callers boot."""
+    if not example.is_file():
+        raise ExampleError(example, f"missing: {purpose}")
+    data = tomllib.loads(example.read_text())
+    platform = data.get("system", {}).get("platform", "native")
+    if platform != "native":
+        raise ExampleError(example, f"expected platform \"native\", found {platform!r}")
+    return data
+
+
+def vm_copy(vm, example):
+    """(scalars, devices): a copy of the [[vm]] table `vm` of `example` split in two, for the caller to
+    rewrite and write_system to write. `scalars`: its plain keys (name, kernel, ram, vcpus, ...) with
+    kernel and initrd made absolute (the example gives them relative to its own folder, the copy lives
+    elsewhere). `devices`: its device tables by kind, in the file's order ({"block": [...], "net":
+    [...], "console": [...]} for [[vm.block]], [[vm.net]], [[vm.console]]; a key whose value is a
+    list of tables)."""
+    scalars = dict(vm)
+    devices = {key: [dict(t) for t in scalars.pop(key)] for key in list(scalars)
+               if isinstance(scalars[key], list) and scalars[key] and all(isinstance(t, dict) for t in scalars[key])}
+    for key in ("kernel", "initrd"):
+        if key in scalars:
+            scalars[key] = str((example.parent / scalars[key]).resolve())
+    return scalars, devices
+
+
+def move_devices(devices, directory, example, stem=""):
+    """Rewrites `devices` (of vm_copy) in place for a copy in `directory`: disk n on
+    directory/{stem}disk{n}.img (the build makes it, the example's size or DISK_SIZE), console n's
+    socket directory/{stem}hvc{n}.sock, and every forwarded host port ("PROTOCOL:HOST:GUEST" in a
+    [[vm.net]] table) a free one. `stem` tells the VMs of one system apart (e.g. "a-"). Returns (the
+    disks' paths, in order; the forwards, as (index of the [[vm.net]] table, protocol, free host
+    port, guest port)): what the caller reads, checks or connects to. ExampleError when a forward is
+    not of that form."""
+    disks = [directory / f"{stem}disk{n}.img" for n in range(len(devices.get("block", [])))]
+    if "block" in devices:
+        devices["block"] = [{**t, "file": str(disk), "size": t.get("size", DISK_SIZE)}
+                            for disk, t in zip(disks, devices["block"])]
+    if "console" in devices:
+        devices["console"] = [{**t, "socket": str(directory / f"{stem}hvc{n}.sock")}
+                              for n, t in enumerate(devices["console"])]
+    forwards = []
+    for index, table in enumerate(devices.get("net", [])):
+        if "forward" not in table:
+            continue
+        rewritten = []
+        for forward in table["forward"]:
+            parts = forward.split(":")
+            if len(parts) != 3 or not parts[2].isdigit():
+                raise ExampleError(example, f"forward {forward!r} is not \"PROTOCOL:HOSTPORT:GUESTPORT\"")
+            port = free_port()
+            forwards.append((index, parts[0], port, int(parts[2])))
+            rewritten.append(f"{parts[0]}:{port}:{parts[2]}")
+        table["forward"] = rewritten
+    return disks, forwards
+
+
+def write_system(path, system, vms, comment=None):
+    """Writes the system file `path` and returns it (for `vmm run`): the line `comment` (a TOML
+    comment, saying where the copy comes from), the [system] table `system` (none when None), then
+    each VM of `vms`, a (scalars, devices) pair as vm_copy gives it, as its [[vm]] table followed by
+    its device tables."""
+    lines = [f"# {comment}", ""] if comment else []
+    lines += toml_table("[system]", system) if system is not None else []
+    for scalars, devices in vms:
+        lines += toml_table("[[vm]]", scalars)
+        for kind, tables in devices.items():
+            for table in tables:
+                lines += toml_table(f"[[vm.{kind}]]", table)
+    path.write_text("\n".join(lines))
+    return path
 
 
 # A VM's emulated PL011 on a unix socket (SocketConsole): typed 16 bytes at a time, each piece after

@@ -9,16 +9,15 @@ Two boots: two consoles, then the maximum in one VM.
 """
 
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, fetch, free_port, guest_paths  # noqa: E402
+from serial_console import (  # noqa: E402
+    HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, fetch, free_port, guest_paths, short_temp_dir)
 
 BOOT_TIMEOUT = 240.0
 MiB = 1 << 20
@@ -36,8 +35,7 @@ def page(n):
 
 class DeviceLimitTests(unittest.TestCase):
     def setUp(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="vmm-limits-"))
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.dir = short_temp_dir("vmm-limits-", self)
 
     # -- booting -------------------------------------------------------------
     def system_file(self, disks=0, nets=(), consoles=0):

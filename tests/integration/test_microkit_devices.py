@@ -36,16 +36,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import toml_table  # noqa: E402
 from serial_console import (HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole,  # noqa: E402
-                            console_round_trip, fetch, free_port)
+                            console_round_trip, fetch, free_port, short_temp_dir, vm_copy, write_system)
 
 SDK = os.environ.get("MICROKIT_SDK", "")
 CONFIG = os.environ.get("MICROKIT_CONFIG") or "debug"
@@ -131,29 +129,20 @@ def cpu_share(pid, seconds):
 # -- the system file ----------------------------------------------------------------------------
 
 def system_file(directory, port):
-    """The example's system, rewritten into `directory`: platform PLATFORM, absolute guest paths,
-    its first disk on directory/disk.img, its first net forwarding host `port` to the guest's port
-    80, its first console on directory/hvc0.sock. Returns (path, the VM's table)."""
+    """The example's system, rewritten into `directory` (serial_console's vm_copy and write_system):
+    platform PLATFORM, absolute guest paths, its first disk on directory/disk.img, its first net
+    forwarding host `port` to the guest's port 80, its first console on directory/hvc0.sock. Returns
+    (path, the VM's table)."""
     source = EXAMPLE if EXAMPLE.is_file() else REPO_ROOT / "examples/linux.toml"
     print(f"\n[microkit-devices] system from {source.relative_to(REPO_ROOT)}", file=sys.stderr)
     data = tomllib.loads(source.read_text())
-    vm = dict(data["vm"][0])
-    kinds = {kind: vm.pop(kind, []) for kind in ("block", "net", "console", "passthrough")}
-    if not (kinds["block"] and kinds["net"] and kinds["console"]):
+    vm, kinds = vm_copy(data["vm"][0], source)
+    if not (kinds.get("block") and kinds.get("net") and kinds.get("console")):
         raise AssertionError(f"{source}: expected a disk, a network and a console in its [[vm]]")
-    for key in ("kernel", "initrd"):
-        if key in vm:
-            vm[key] = str((source.parent / vm[key]).resolve())
     kinds["block"] = [{**kinds["block"][0], "file": str(directory / "disk.img"), "size": DISK_SIZE}]
     kinds["net"] = [{**kinds["net"][0], "forward": [f"tcp:{port}:80"]}]
     kinds["console"] = [{**kinds["console"][0], "socket": str(directory / "hvc0.sock")}]
-    lines = toml_table("[system]", {**data.get("system", {}), "platform": PLATFORM})
-    lines += toml_table("[[vm]]", vm)
-    for kind, tables in kinds.items():
-        for table in tables:
-            lines += toml_table(f"[[vm.{kind}]]", table)
-    path = directory / "system.toml"
-    path.write_text("\n".join(lines))
+    path = write_system(directory / "system.toml", {**data.get("system", {}), "platform": PLATFORM}, [(vm, kinds)])
     return path, {**vm, **kinds}
 
 
@@ -162,9 +151,7 @@ def system_file(directory, port):
                      "VMM's messages, which only the SDK's debug configuration prints")
 class MicrokitDeviceTests(unittest.TestCase):
     def setUp(self):
-        # Short: a unix socket path has at most 107 bytes.
-        self.dir = Path(tempfile.mkdtemp(prefix="vmm-mkdev-"))
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.dir = short_temp_dir("vmm-mkdev-", self)
         self.port = free_port()
         self.system, self.vm = system_file(self.dir, self.port)
         self.disk = self.dir / "disk.img"

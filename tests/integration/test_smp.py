@@ -28,19 +28,16 @@ missing host tool fails the test, as in the other native tests). A missing examp
 it too: the test is about that example.
 """
 
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
-import tomllib
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import toml_table  # noqa: E402
-from serial_console import HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, free_port  # noqa: E402
+from serial_console import (  # noqa: E402
+    INIT_DONE, REPO_ROOT, ExampleError, move_devices, read_example, require_qemu_and_host_tool,
+    short_temp_dir, start_vmm_run, vm_copy, write_system)
 
 EXAMPLE = REPO_ROOT / "examples/smp.toml"
 VCPUS = 4
@@ -59,53 +56,23 @@ DD_READ = "dd if=/dev/vda of=/dev/null bs=4k count=256 iflag=direct"
 
 # -- the system file ----------------------------------------------------------------------------
 
-def _free_forward(forward):
-    """"tcp:HOST:GUEST" with a free host port instead of HOST."""
-    parts = forward.split(":")
-    if len(parts) != 3:
-        raise AssertionError(f"{EXAMPLE}: forward {forward!r} is not \"PROTOCOL:HOSTPORT:GUESTPORT\"")
-    return f"{parts[0]}:{free_port()}:{parts[2]}"
-
-
 def system_file(directory):
-    """The example's system, rewritten into `directory`: absolute kernel and initrd, disk n on
-    directory/disk{n}.img, console n on directory/hvc{n}.sock, every forwarded host port a free
-    one. Returns the path of the generated file."""
-    if not EXAMPLE.is_file():
-        raise AssertionError(f"{EXAMPLE.relative_to(REPO_ROOT)} is missing: the SMP example "
-                             f"(examples/linux.toml with vcpus = {VCPUS}) is what this test boots")
-    data = tomllib.loads(EXAMPLE.read_text())
+    """The example's system, copied into `directory` (serial_console's vm_copy and move_devices):
+    absolute kernel and initrd, disk n on directory/disk{n}.img, console n on directory/hvc{n}.sock,
+    every forwarded host port a free one. Returns the path of the generated file; ExampleError when
+    the example is not the 4-vCPU system this test is about."""
+    data = read_example(EXAMPLE, f"the SMP example (examples/linux.toml with vcpus = {VCPUS}) is what "
+                                 f"this test boots")
     vms = data.get("vm", [])
     if len(vms) != 1:
-        raise AssertionError(f"{EXAMPLE}: expected exactly one [[vm]], found {len(vms)}")
-    platform = data.get("system", {}).get("platform", "native")
-    if platform != "native":
-        raise AssertionError(f"{EXAMPLE}: expected platform \"native\", found {platform!r}")
-    vm = dict(vms[0])
+        raise ExampleError(EXAMPLE, f"expected exactly one [[vm]], found {len(vms)}")
+    vm, devices = vm_copy(vms[0], EXAMPLE)
     if vm.get("vcpus") != VCPUS:
-        raise AssertionError(f"{EXAMPLE}: expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
-    kinds = {key: vm.pop(key) for key in list(vm)
-             if isinstance(vm[key], list) and vm[key] and all(isinstance(t, dict) for t in vm[key])}
-    if not kinds.get("block"):
-        raise AssertionError(f"{EXAMPLE}: expected a disk ([[vm.block]]): the interrupt check reads /dev/vda")
-    for key in ("kernel", "initrd"):
-        if key in vm:
-            vm[key] = str((EXAMPLE.parent / vm[key]).resolve())
-    kinds["block"] = [{**t, "file": str(directory / f"disk{n}.img"), "size": t.get("size", "64M")}
-                      for n, t in enumerate(kinds["block"])]
-    if "net" in kinds:
-        kinds["net"] = [{**t, **({"forward": [_free_forward(f) for f in t["forward"]]} if "forward" in t else {})}
-                        for t in kinds["net"]]
-    if "console" in kinds:
-        kinds["console"] = [{**t, "socket": str(directory / f"hvc{n}.sock")} for n, t in enumerate(kinds["console"])]
-    lines = toml_table("[system]", data["system"]) if "system" in data else []
-    lines += toml_table("[[vm]]", vm)
-    for kind, tables in kinds.items():
-        for table in tables:
-            lines += toml_table(f"[[vm.{kind}]]", table)
-    path = directory / "smp.toml"
-    path.write_text("\n".join(lines))
-    return path
+        raise ExampleError(EXAMPLE, f"expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
+    if not devices.get("block"):
+        raise ExampleError(EXAMPLE, "expected a disk ([[vm.block]]): the interrupt check reads /dev/vda")
+    move_devices(devices, directory, EXAMPLE)
+    return write_system(directory / "smp.toml", data.get("system"), [(vm, devices)])
 
 
 # -- what the guest reports -----------------------------------------------------------------------
@@ -169,22 +136,14 @@ def qemu_smp_argument(pid):
 class SMPGuestTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not shutil.which(os.environ.get("VMM_QEMU", "qemu-system-aarch64")):
-            raise unittest.SkipTest("no qemu-system-aarch64 on PATH")
-        if not HOST_VMM.is_file():
-            raise AssertionError(f"{HOST_VMM} missing: run `make vmm` first")
+        require_qemu_and_host_tool()
 
     def setUp(self):
-        # Short: a unix socket path has at most 107 bytes.
-        self.dir = Path(tempfile.mkdtemp(prefix="vmm-smp-"))
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.dir = short_temp_dir("vmm-smp-", self)
         self.system = system_file(self.dir)
 
     def boot(self, name):
-        argv = [str(HOST_VMM), "run", str(self.system), "--output", str(self.dir / "build")]
-        if os.environ.get("VMM_QEMU"):
-            argv += ["--qemu", os.environ["VMM_QEMU"]]
-        console = SerialConsole(argv, name=name, env={**os.environ}, cwd=REPO_ROOT)
+        console = start_vmm_run(self.system, self.dir / "build", name)
         self.addCleanup(console.kill)
         console.expect(rb"vmm: starting qemu-system", BUILD_TIMEOUT)   # `vmm run` built the system
         console.expect(INIT_DONE, BOOT_TIMEOUT)

@@ -2,7 +2,7 @@
 VM a with a network forwarding a host port to its port 80), native platform.
 
 The system is run the user's way, `vmm run FILE`. The system file is generated from the example into a
-temporary directory: kernel and initrd made absolute, each VM's disk there (a-disk.img, b-disk.img),
+temporary directory: kernel and initrd made absolute, each VM's disk there (a-disk0.img, b-disk0.img),
 VM b's serial socket there (`serial = ".../b.serial.sock"`), the forwarded host port a free one; so the
 test never touches build/two-vms/ nor port 8080. Everything else is the example's, its network "lan"
 between the VMs (the VMM's switch) included.
@@ -45,21 +45,17 @@ examples/two-vms.toml fails the test.
 """
 
 import hashlib
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import tomllib
 import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import toml_table  # noqa: E402
 from serial_console import (  # noqa: E402
-    HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, SerialConsoleError, SocketConsole, fetch,
-    free_port, strip_ansi)
+    INIT_DONE, REPO_ROOT, ExampleError, SerialConsoleError, SocketConsole, fetch, move_devices, read_example,
+    require_qemu_and_host_tool, short_temp_dir, start_vmm_run, strip_ansi, vm_copy, write_system)
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 VM_NAMES = ("a", "b")
@@ -107,71 +103,36 @@ def guest_md5(offset_mib):
 
 # -- the system file ----------------------------------------------------------------------------
 
-def _free_forward(forward):
-    """("tcp:FREEPORT:GUEST", FREEPORT, GUEST) for "tcp:HOST:GUEST"."""
-    parts = forward.split(":")
-    if len(parts) != 3:
-        raise AssertionError(f"{EXAMPLE}: forward {forward!r} is not \"PROTOCOL:HOSTPORT:GUESTPORT\"")
-    port = free_port()
-    return f"{parts[0]}:{port}:{parts[2]}", port, int(parts[2])
-
-
 def system_file(directory):
-    """The example's system rewritten into `directory`: absolute kernel and initrd, VM x's disk on
-    directory/x-disk.img, VM b's serial socket directory/b.serial.sock, the forwarded host port a free
-    one. Returns (path of the file, {vm: disk path}, serial socket of b, (host port, guest port))."""
-    if not EXAMPLE.is_file():
-        raise AssertionError(f"{EXAMPLE.relative_to(REPO_ROOT)} is missing: the two-VM example is what this "
-                             f"test boots")
-    data = tomllib.loads(EXAMPLE.read_text())
-    platform = data.get("system", {}).get("platform", "native")
-    if platform != "native":
-        raise AssertionError(f"{EXAMPLE}: expected platform \"native\", found {platform!r}")
+    """The example's system copied into `directory` (serial_console's vm_copy and move_devices):
+    absolute kernel and initrd, VM x's disk on directory/x-disk0.img, VM b's serial socket
+    directory/b.serial.sock, the forwarded host port a free one. Returns (path of the file, {vm: disk
+    path}, serial socket of b, (host port, guest port)); ExampleError when the example is not the
+    system this test is about."""
+    data = read_example(EXAMPLE, "the two-VM example is what this test boots")
     vms = data.get("vm", [])
     names = tuple(vm.get("name") for vm in vms)
     if names != VM_NAMES:
-        raise AssertionError(f"{EXAMPLE}: expected VMs {VM_NAMES}, found {names}")
-    lines = toml_table("[system]", data["system"]) if "system" in data else []
-    disks, serial, forward = {}, directory / "b.serial.sock", None
+        raise ExampleError(EXAMPLE, f"expected VMs {VM_NAMES}, found {names}")
+    copies, disks, serial, forward = [], {}, directory / "b.serial.sock", None
     for vm in vms:
-        vm = dict(vm)
+        vm, devices = vm_copy(vm, EXAMPLE)
         name = vm["name"]
         if vm.get("vcpus") != VCPUS:
-            raise AssertionError(f"{EXAMPLE}: vm '{name}': expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
-        kinds = {key: vm.pop(key) for key in list(vm)
-                 if isinstance(vm[key], list) and vm[key] and all(isinstance(t, dict) for t in vm[key])}
-        for key in ("kernel", "initrd"):
-            if key in vm:
-                vm[key] = str((EXAMPLE.parent / vm[key]).resolve())
-        blocks = kinds.get("block", [])
+            raise ExampleError(EXAMPLE, f"vm '{name}': expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
+        blocks = devices.get("block", [])
         if len(blocks) != 1:
-            raise AssertionError(f"{EXAMPLE}: vm '{name}': expected one disk ([[vm.block]]), found {len(blocks)}")
-        disks[name] = directory / f"{name}-disk.img"
-        kinds["block"] = [{**blocks[0], "file": str(disks[name]), "size": blocks[0].get("size", "64M")}]
+            raise ExampleError(EXAMPLE, f"vm '{name}': expected one disk ([[vm.block]]), found {len(blocks)}")
         if name == "b":
             vm["serial"] = str(serial)
-        if "net" in kinds:
-            nets = []
-            for table in kinds["net"]:
-                if "forward" in table:
-                    rewritten = [_free_forward(f) for f in table["forward"]]
-                    table = {**table, "forward": [f for f, _, _ in rewritten]}
-                    if name == "a" and forward is None:
-                        forward = next(((host, guest) for _, host, guest in rewritten), None)
-                nets.append(table)
-            kinds["net"] = nets
-        if "console" in kinds:
-            kinds["console"] = [{**t, "socket": str(directory / f"{name}-hvc{n}.sock")}
-                                for n, t in enumerate(kinds["console"])]
-        lines += toml_table("[[vm]]", vm)
-        for kind, tables in kinds.items():
-            for table in tables:
-                lines += toml_table(f"[[vm.{kind}]]", table)
+        (disks[name],), forwards = move_devices(devices, directory, EXAMPLE, stem=f"{name}-")
+        if name == "a" and forwards:
+            _, _, host, guest = forwards[0]
+            forward = (host, guest)
+        copies.append((vm, devices))
     if forward is None or forward[1] != 80:
-        raise AssertionError(f"{EXAMPLE}: expected VM a to forward a host port to its port 80, found {forward}")
-    path = directory / "two-vms.toml"
-    path.write_text("\n".join(lines))
-    return path, disks, serial, forward
+        raise ExampleError(EXAMPLE, f"expected VM a to forward a host port to its port 80, found {forward}")
+    return write_system(directory / "two-vms.toml", data.get("system"), copies), disks, serial, forward
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -179,24 +140,16 @@ def system_file(directory):
 class TwoVMTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not shutil.which(os.environ.get("VMM_QEMU", "qemu-system-aarch64")):
-            raise unittest.SkipTest("no qemu-system-aarch64 on PATH")
-        if not HOST_VMM.is_file():
-            raise AssertionError(f"{HOST_VMM} missing: run `make vmm` first")
+        require_qemu_and_host_tool()
 
     def setUp(self):
-        # Short: a unix socket path has at most 107 bytes.
-        self.dir = Path(tempfile.mkdtemp(prefix="vmm-2vm-"))
-        self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
+        self.dir = short_temp_dir("vmm-2vm-", self)
         self.system, self.disks, self.serial, (self.port, _) = system_file(self.dir)
 
     def boot(self, name):
         """`vmm run` of the generated system; returns (board = VM a's console, VM b's console), both at
         their shell's prompt."""
-        argv = [str(HOST_VMM), "run", str(self.system), "--output", str(self.dir / "build")]
-        if os.environ.get("VMM_QEMU"):
-            argv += ["--qemu", os.environ["VMM_QEMU"]]
-        board = SerialConsole(argv, name=f"{name}-board", env={**os.environ}, cwd=REPO_ROOT)
+        board = start_vmm_run(self.system, self.dir / "build", f"{name}-board")
         self.addCleanup(board.kill)
         announced = board.expect(rb"vm 'b': serial console on (\S+) \(connect with", BUILD_TIMEOUT)
         if announced.group(1).decode() != str(self.serial):
