@@ -5,7 +5,8 @@
 #   make test    everything the tests need, then host unit tests, integration tests and a short run
 #                of each fuzz target; the last line counts them: tests: N passed, N failed, N skipped
 #   make install put `vmm` on PATH (PREFIX=/usr/local)
-#   make bench   benchmarks: boot time, disk and network throughput, SMP scaling, each against plain QEMU
+#   make bench   benchmarks: boot time, disk and network throughput, SMP scaling, exit costs, each
+#                against plain QEMU
 #
 # With MICROKIT_SDK=/path/to/microkit-sdk the same targets build and run the Microkit platform
 # (examples/microkit.toml). Everything comes from Debian's packages and this repository, except the
@@ -26,9 +27,9 @@ Q           := $(if $(V),,@)
 SWIFT_PROGRESS := awk -f scripts/progress.awk
 
 EMBEDDED    := -target aarch64-none-none-elf -enable-experimental-feature Embedded -wmo -parse-as-library \
-               -Osize -Xfrontend -disable-stack-protector -Xcc -ffreestanding
+               -O -Xfrontend -disable-stack-protector -Xcc -ffreestanding -Xcc -mgeneral-regs-only
 CFLAGS      := --target=aarch64-none-elf -ffreestanding -fno-builtin -nostdlib -O2 -mcpu=cortex-a53 \
-               -Wall -Werror -fno-stack-protector
+               -mgeneral-regs-only -Wall -Werror -fno-stack-protector
 CORE_SRC    := $(wildcard Sources/VMMCore/*.swift)
 NATIVE_SRC  := $(wildcard Platforms/native/*.swift)
 
@@ -132,6 +133,21 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# The exit benchmark's guest: a bare-metal arm64 Image (C and assembly, no libc) that QEMU's -kernel
+# and the VMM's loader both boot like Linux. ld.lld writes the raw image itself (--oformat binary);
+# exits.elf is the same link as an ELF, for llvm-objdump.
+EXITS       := $(BUILD)/exits
+EXITS_SRC   := bench/exits/start.S bench/exits/exits.c
+LD_LLD      := $(TOOLBIN)ld.lld
+
+$(EXITS)/exits.img: $(EXITS_SRC) bench/exits/exits.ld
+	@mkdir -p $(EXITS)
+	@echo "vmm: building the exit benchmark's guest $@"
+	$(Q)$(CLANG) $(CFLAGS) -c bench/exits/start.S -o $(EXITS)/start.o
+	$(Q)$(CLANG) $(CFLAGS) -c bench/exits/exits.c -o $(EXITS)/exits.o
+	$(Q)$(LD_LLD) -T bench/exits/exits.ld -o $(EXITS)/exits.elf $(EXITS)/start.o $(EXITS)/exits.o
+	$(Q)$(LD_LLD) -T bench/exits/exits.ld --oformat binary -o $@ $(EXITS)/start.o $(EXITS)/exits.o
+
 # Boot time: the guest on bare QEMU with the same board flags (Linux then owns EL2), on bare QEMU at
 # EL1 (virtualization=off: what Linux sees under a VMM), and under our VMM; ratios against the first.
 # Then disk and network throughput against the guest driving QEMU's devices itself.
@@ -141,10 +157,12 @@ fuzz:
 # the native platform, targets >= 0.50. Last, SMP scaling: a CPU-bound job in 1, 2 and 4 pinned copies
 # on a 4-vCPU guest, under the VMM against plain QEMU with -smp 4, target >= 0.90 at each width.
 # Two VMs (examples/two-vms.toml): TCP between them vs one VM from the host (>= 1.00), boot vs 1 VM.
+# Exit costs: the bare-metal guest of bench/exits/ times MMIO, PSCI, virtio, timer and IPI round
+# trips on plain QEMU and under the VMM (target <= 2000 ns per GICD read and PSCI call).
 BENCH_RUNS ?= 7
 BENCH_SEL4 = --name sel4 -- $(QEMU) $(subst -m 1G,-m size=2G,$(QEMU_BOARD)) -serial mon:stdio \
              -device loader,file=$(VMM_MICROKIT_IMAGE),addr=0x70000000,cpu-num=0
-bench: vmm $(if $(MICROKIT_SDK),microkit-system-image)
+bench: vmm $(EXITS)/exits.img $(if $(MICROKIT_SDK),microkit-system-image)
 	python3 scripts/bench-boot.py --runs $(BENCH_RUNS) $(if $(MICROKIT_SDK),--target sel4=1.30) \
 		--name qemu -- $(QEMU) $(QEMU_BOARD) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
 		--name qemu-el1 -- $(QEMU) $(subst virtualization=on,virtualization=off,$(QEMU_BOARD)) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
@@ -152,6 +170,7 @@ bench: vmm $(if $(MICROKIT_SDK),microkit-system-image)
 	python3 scripts/bench-io.py $(if $(MICROKIT_SDK),--sel4 --microkit-config $(MICROKIT_CONFIG))
 	python3 scripts/bench-smp.py
 	python3 scripts/bench-vms.py
+	python3 scripts/bench-exits.py
 
 clean:
 	rm -rf $(BUILD)

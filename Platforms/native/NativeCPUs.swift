@@ -88,6 +88,8 @@ final class CPUSlot {
     /// guest's distributor would not forward the timer; set from the core at each exit under the VM
     /// lock (`refreshTimer`) and read without it, by this CPU only.
     var timerEntry: UInt32 = 0
+    /// The core's count of distributor writes when `timerEntry` was last set (-1: set it again).
+    var distributorWrites = -1
 
     init(cpu: Int, vm: NativeVM, vcpu: Int, listRegisters: Int) {
         self.cpu = cpu
@@ -183,6 +185,7 @@ enum NativeCPUs {
             let request = stopped || slot.vm.resetting ? nil : slot.start
             if request != nil {
                 slot.start = nil
+                slot.distributorWrites = -1
                 refreshTimer(slot)
             }
             slot.vm.release()
@@ -287,6 +290,9 @@ enum NativeCPUs {
     /// sees it first kicks the others, which refresh theirs at that exit.
     static func refreshTimer(_ slot: CPUSlot) {
         let vm = slot.vm
+        let writes = vm.machine.vgic.writes
+        guard writes != slot.distributorWrites else { return }    // nothing it depends on changed
+        slot.distributorWrites = writes
         let timer = QEMUVirtBoard.virtualTimerInterrupt
         slot.timerEntry = vm.machine.vgic.hardwareLinkedEntry(vcpu: slot.vcpu, interrupt: timer, physical: timer)?
             .gichValue ?? 0
@@ -303,6 +309,7 @@ enum NativeCPUs {
         for index in 0...slot.timerListRegister { NativeGIC.writeListRegister(index, 0) }
         slot.pendingMask = 0
         slot.timerEntry = 0
+        slot.distributorWrites = -1
         write_cntv_ctl_el0(0)
         let timer = QEMUVirtBoard.virtualTimerInterrupt
         if NativeGIC.isActive(timer) { NativeGIC.deactivate(timer) }
@@ -316,10 +323,11 @@ enum NativeCPUs {
         case 0:
             let syndrome = ExceptionSyndrome(read_esr_el2())
             let address = faultingIPA(hpfar: read_hpfar_el2(), far: read_far_el2())
-            var registers = slot.frame.registers
-            let action = vm.machine.fault(vcpu: slot.vcpu, syndrome: syndrome, address: address,
-                                          registers: &registers, platform: &vm.platform)
-            slot.frame.registers = registers
+            // The core reads and writes the trap frame itself: no copy of the registers either way.
+            let action = slot.frame.withRegisters { registers in
+                vm.machine.fault(vcpu: slot.vcpu, syndrome: syndrome, address: address,
+                                 registers: &registers, platform: &vm.platform)
+            }
             return carryOut(action, slot)
         case 1:
             if handleInterrupts(slot, first: first) || kicked || vm.switchBacklog { NativeSwitches.deliver(to: vm) }

@@ -129,7 +129,7 @@ struct NativeInterruptSink: VMMPlatform {
 
 /// Guest vCPU state while the VMM runs: the trap frame that start.S fills and reloads.
 struct NativeVCPU {
-    static let frameWords = 100
+    static let frameWords = 34
     let frame: UnsafeMutablePointer<UInt64>
 
     init() {
@@ -137,8 +137,15 @@ struct NativeVCPU {
         clear()
     }
 
-    /// Every register zero (general purpose, FP/SIMD, PC, PSTATE).
+    /// Every register zero (general purpose, PC, PSTATE; FP/SIMD stays in the hardware, start.S).
     func clear() { frame.update(repeating: 0, count: NativeVCPU.frameWords) }
+
+    /// `body` with the frame's first 33 words seen as the core's `RegisterFile`, in place: x0-x30,
+    /// then ELR_EL2 as the PC and SPSR_EL2 as PSTATE, the same words in the same order
+    /// (`RegisterFile.isFrameLayout` is checked at boot, and by the host tests).
+    func withRegisters<Result>(_ body: (inout RegisterFile) -> Result) -> Result {
+        frame.withMemoryRebound(to: RegisterFile.self, capacity: 1) { body(&$0.pointee) }
+    }
 
     var registers: RegisterFile {
         get {
@@ -149,7 +156,11 @@ struct NativeVCPU {
             return registers
         }
         nonmutating set {
-            for i in 0..<31 { frame[i] = newValue.x[i] }
+            // One copy of the 31 registers: subscripting `newValue.x` in a loop copies the whole
+            // InlineArray at each step (-Osize), 31 times 248 bytes at every exit.
+            withUnsafeBytes(of: newValue.x) { x in
+                UnsafeMutableRawPointer(frame).copyMemory(from: x.baseAddress!, byteCount: 31 * 8)
+            }
             frame[31] = newValue.pc
             frame[32] = newValue.pstate
         }
@@ -159,6 +170,10 @@ struct NativeVCPU {
 @_cdecl("native_main")
 func nativeMain() {
     NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
+    guard RegisterFile.isFrameLayout else {     // NativeVCPU.withRegisters works in place on the frame
+        NativeConsole.write("vmm: this build lays out RegisterFile unlike the trap frame; it cannot run guests\n")
+        return
+    }
     let count = Int(truncatingIfNeeded: guest_count())
     guard count >= 1 && count <= NativeBoard.maximumCPUs else {
         NativeConsole.write("vmm: this image carries no guest, or more VMs than the board has CPUs; rebuild it with `vmm build`\n")

@@ -9,15 +9,14 @@
 // A lower-EL exception stores the guest's registers back into the frame, unwinds that stack
 // and returns the exit kind (0 sync, 1 IRQ, 2 FIQ, 3 SError) to the caller of enter_guest.
 //
-// Frame layout, in 64-bit words: x0..x30 [0..30], ELR_EL2 [31], SPSR_EL2 [32], pad [33],
-// q0..q31 [34..97], FPSR [98], FPCR [99]. The guest's FP/SIMD state is saved on every exit
-// because the compiled Swift code uses the SIMD registers.
+// Frame layout, in 64-bit words: x0..x30 [0..30], ELR_EL2 [31], SPSR_EL2 [32], pad [33].
+// The guest's FP/SIMD registers (q0-q31, FPSR, FPCR) are neither saved nor restored: nothing at
+// EL2 touches them (the Swift and C code is compiled with -mgeneral-regs-only, which
+// tests/integration/test_el2_code.py checks), and each vCPU owns its CPU, so they simply stay
+// in the hardware, the guest's, across every exit.
 
 #define FRAME_ELR   (31 * 8)
 #define FRAME_SPSR  (32 * 8)
-#define FRAME_Q0    (34 * 8)
-#define FRAME_FPSR  (98 * 8)
-#define FRAME_FPCR  (99 * 8)
 #define HOST_SAVE   112          // x19..x30 (96 bytes) + frame pointer + pad
 #define HOST_FRAME  96
 #define STACK_SIZE  0x10000      // each CPU's EL2 stack (linker.ld reserves MAX_CPUS of them)
@@ -119,27 +118,6 @@ enter_guest:
     stp     x27, x28, [sp, #64]
     stp     x29, x30, [sp, #80]
     str     x0, [sp, #HOST_FRAME]
-    add     x1, x0, #FRAME_Q0
-    ldp     q0, q1, [x1, #0]
-    ldp     q2, q3, [x1, #32]
-    ldp     q4, q5, [x1, #64]
-    ldp     q6, q7, [x1, #96]
-    ldp     q8, q9, [x1, #128]
-    ldp     q10, q11, [x1, #160]
-    ldp     q12, q13, [x1, #192]
-    ldp     q14, q15, [x1, #224]
-    ldp     q16, q17, [x1, #256]
-    ldp     q18, q19, [x1, #288]
-    ldp     q20, q21, [x1, #320]
-    ldp     q22, q23, [x1, #352]
-    ldp     q24, q25, [x1, #384]
-    ldp     q26, q27, [x1, #416]
-    ldp     q28, q29, [x1, #448]
-    ldp     q30, q31, [x1, #480]
-    ldr     x2, [x0, #FRAME_FPSR]
-    msr     fpsr, x2
-    ldr     x2, [x0, #FRAME_FPCR]
-    msr     fpcr, x2
     ldr     x2, [x0, #FRAME_ELR]
     msr     elr_el2, x2
     ldr     x2, [x0, #FRAME_SPSR]
@@ -192,27 +170,6 @@ save_guest_state:                  // x0 = frame, x1 = exit kind
     str     x2, [x0, #FRAME_ELR]
     mrs     x2, spsr_el2
     str     x2, [x0, #FRAME_SPSR]
-    mrs     x2, fpsr
-    str     x2, [x0, #FRAME_FPSR]
-    mrs     x2, fpcr
-    str     x2, [x0, #FRAME_FPCR]
-    add     x2, x0, #FRAME_Q0
-    stp     q0, q1, [x2, #0]
-    stp     q2, q3, [x2, #32]
-    stp     q4, q5, [x2, #64]
-    stp     q6, q7, [x2, #96]
-    stp     q8, q9, [x2, #128]
-    stp     q10, q11, [x2, #160]
-    stp     q12, q13, [x2, #192]
-    stp     q14, q15, [x2, #224]
-    stp     q16, q17, [x2, #256]
-    stp     q18, q19, [x2, #288]
-    stp     q20, q21, [x2, #320]
-    stp     q22, q23, [x2, #352]
-    stp     q24, q25, [x2, #384]
-    stp     q26, q27, [x2, #416]
-    stp     q28, q29, [x2, #448]
-    stp     q30, q31, [x2, #480]
     mov     x0, x1
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]

@@ -15,6 +15,23 @@ public struct RegisterFile {
         pstate = 0
     }
 
+    /// True when a `RegisterFile` is laid out as 33 words: x0-x30, the PC, PSTATE, in that order, so
+    /// that a platform may let the core work in place on a trap frame of that layout (native's
+    /// start.S) instead of copying it in and out at every exit. Swift lays out a struct's stored
+    /// properties in order; this checks it rather than assumes it.
+    public static var isFrameLayout: Bool {
+        var probe = RegisterFile()
+        for n in 0..<31 { probe.x[n] = UInt64(n + 1) }
+        probe.pc = 0x5043
+        probe.pstate = 0x5053
+        guard MemoryLayout<RegisterFile>.size == 33 * 8, MemoryLayout<RegisterFile>.alignment == 8 else { return false }
+        return withUnsafeBytes(of: probe) { bytes in
+            for n in 0..<31 where bytes.load(fromByteOffset: n * 8, as: UInt64.self) != UInt64(n + 1) { return false }
+            return bytes.load(fromByteOffset: 31 * 8, as: UInt64.self) == 0x5043
+                && bytes.load(fromByteOffset: 32 * 8, as: UInt64.self) == 0x5053
+        }
+    }
+
     /// Reads register `n` (0...31); 31 is the zero register.
     @inlinable public func read(_ n: Int) -> UInt64 {
         n >= 0 && n < 31 ? x[n] : 0

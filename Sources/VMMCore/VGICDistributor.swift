@@ -32,6 +32,9 @@ public struct VGIC {
     var control: UInt32 = 0
     /// How many guest writes of GICD_CTLR changed it (see `hardwareLinkedEntry`).
     public private(set) var controlChanges = 0
+    /// How many distributor writes the guest made, of any register: a platform that keeps what it
+    /// derived from the distributor (`hardwareLinkedEntry`) asks again only when this moved.
+    public private(set) var writes = 0
     // Banked per vCPU (INTIDs 0–31). PPI bits only in the enable/latch words: SGIs are always
     // enabled and their pending state is per source, in `sgiSources`.
     var privateEnabled: [UInt32]
@@ -208,6 +211,7 @@ public struct VGIC {
     public mutating func distributorWrite<S: VirtualInterruptSink>(vcpu: Int, offset: UInt64, width: Int,
                                                                   value: UInt32, sink: inout S) {
         guard vcpu >= 0, vcpu < vcpuCount, offset < 0x1000 else { return }
+        writes &+= 1
         let byteOffset = Int(offset)
         let register = DistributorRegister(offset: byteOffset)
         if width == 1 {
