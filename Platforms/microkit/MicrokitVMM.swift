@@ -26,6 +26,7 @@ let faultLayout = SeL4FaultLayout(
     vcpuFaultSyndrome: Int(seL4_VCPUFault_HSR.rawValue),
     vgicMaintenanceIndex: Int(seL4_VGICMaintenance_IDX.rawValue),
     vppiEventInterrupt: Int(seL4_VPPIEvent_IRQ.rawValue),
+    unknownSyscallX0: Int(seL4_UnknownSyscall_X0.rawValue),
     unknownSyscallFaultIP: Int(seL4_UnknownSyscall_FaultIP.rawValue),
     userExceptionFaultIP: Int(seL4_UserException_FaultIP.rawValue))
 
@@ -160,7 +161,7 @@ func vmmInit() {
                              devices: descriptions)
     var context = seL4_UserContext()
     store(guest.registers, into: &context)
-    _ = vmm_write_vcpu_registers(0, &context)
+    _ = vmm_write_vcpu_registers(0, &context, vmm_vcpu_register_count())
     microkit_vcpu_arm_write_reg(0, seL4_Word(seL4_VCPUReg_SCTLR.rawValue), 0x30d0_0800)  // MMU and caches off
     log("vmm: guest loaded; entering the kernel at ")
     logHex(guest.registers.pc)
@@ -245,8 +246,14 @@ func wakeWaitingVCPU() {
     microkit_vcpu_restart(0, seL4_Word(pc))
 }
 
+/// Kernel entries per exit, besides the fault itself and the ReplyRecv that answers it and waits
+/// for the next event (which the Microkit loop makes anyway): a load or store to an emulated device
+/// or a PSCI call over SMC, two (TCB_ReadRegisters, TCB_WriteRegisters, each moving only the words
+/// up to the register the exit uses: `contextWords`); a PSCI call over HVC, none (its registers come
+/// in the fault message and go back in the reply); a list register freed or the timer, none beyond
+/// what the core asks for (inject_irq, ack_vppi).
 @_cdecl("vmm_fault")
-func vmmFault(_ child: microkit_child, _ label: seL4_Word) -> seL4_Bool {
+func vmmFault(_ child: microkit_child, _ label: seL4_Word, _ replyLength: UnsafeMutablePointer<seL4_Word>) -> seL4_Bool {
     guard machine != nil else { return seL4_Bool(0) }
     let vcpu = Int(child)
     let event = SeL4Fault.decode(label: UInt64(label), layout: faultLayout) { index in
@@ -254,17 +261,30 @@ func vmmFault(_ child: microkit_child, _ label: seL4_Word) -> seL4_Bool {
     }
     switch event {
     case .guestException(let syndrome, let address):
+        let words = contextWords(through: GuestExit(syndrome: syndrome, address: address).highestRegister)
         var context = seL4_UserContext()
-        _ = vmm_read_vcpu_registers(child, &context)
+        _ = vmm_read_vcpu_registers(child, &context, words)
         var registers = load(context)
         let action = machine!.fault(vcpu: vcpu, syndrome: syndrome, address: address,
                                     registers: &registers, platform: &platform)
         store(registers, into: &context)
-        _ = vmm_write_vcpu_registers(child, &context)
+        _ = vmm_write_vcpu_registers(child, &context, words)
         if action == .waitForInterrupt {
             return seL4_Bool(suspendUntilInterrupt(child: child, resumeAt: registers.pc) ? 0 : 1)
         }
         return resume(after: action, child: child)
+    case .hypervisorCall(let arguments, let instructionPointer):
+        var registers = RegisterFile()
+        for (n, value) in arguments.enumerated() { registers.write(n, value) }
+        registers.pc = instructionPointer &+ 4      // as ELR_EL2 has it for an HVC: the next instruction
+        let action = machine!.fault(vcpu: vcpu, syndrome: ExceptionSyndrome(0x16 << 26 | 1 << 25),
+                                    address: GuestPhysicalAddress(0), registers: &registers, platform: &platform)
+        guard action == .resume, let reply = SeL4Fault.hypervisorCallReply(layout: faultLayout, registers: registers) else {
+            return resume(after: action, child: child)
+        }
+        for (index, value) in reply.enumerated() { vmm_set_message_register(UInt8(index), seL4_Word(value)) }
+        replyLength.pointee = seL4_Word(reply.count)
+        return seL4_Bool(1)
     case .maintenance(let index):
         machine!.maintenance(vcpu: vcpu, listRegister: index, platform: &platform)
         return seL4_Bool(1)
@@ -312,6 +332,21 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
     }
     microkit_vcpu_stop(child)
     return seL4_Bool(0)
+}
+
+/// How many words of seL4_UserContext reach register x`highest` (pc, sp and spsr come first, then
+/// x0-x8, x16-x18, x29, x30, x9-x15, x19-x28): 3 for none, the PC alone.
+func contextWords(through highest: Int?) -> seL4_Word {
+    guard let n = highest, n >= 0, n < 31 else { return 3 }
+    let position: Int
+    switch n {
+    case 0...8: position = 3 + n
+    case 16...18: position = 12 + (n - 16)
+    case 29, 30: position = 15 + (n - 29)
+    case 9...15: position = 17 + (n - 9)
+    default: position = 24 + (n - 19)          // x19-x28
+    }
+    return seL4_Word(position + 1)
 }
 
 func load(_ context: seL4_UserContext) -> RegisterFile {

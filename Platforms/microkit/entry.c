@@ -8,15 +8,17 @@ uintptr_t guest_ram_size;
 
 void vmm_init(void);
 void vmm_notified(microkit_channel channel);
-seL4_Bool vmm_fault(microkit_child child, seL4_Word label);
+seL4_Bool vmm_fault(microkit_child child, seL4_Word label, seL4_Word *reply_length);
 
 void init(void) { vmm_init(); }
 
 void notified(microkit_channel channel) { vmm_notified(channel); }
 
 seL4_Bool fault(microkit_child child, microkit_msginfo msginfo, microkit_msginfo *reply_msginfo) {
-    *reply_msginfo = microkit_msginfo_new(0, 0);
-    return vmm_fault(child, microkit_msginfo_get_label(msginfo));
+    seL4_Word reply_length = 0;     // message registers the reply carries (label 0), set by vmm_fault
+    seL4_Bool reply = vmm_fault(child, microkit_msginfo_get_label(msginfo), &reply_length);
+    *reply_msginfo = microkit_msginfo_new(0, reply_length);
+    return reply;
 }
 
 microkit_msginfo protected(microkit_channel channel, microkit_msginfo msginfo) {

@@ -227,6 +227,21 @@ public enum GuestExit: Equatable {
         }
     }
 
+    /// The highest-numbered general-purpose register the core reads or writes to handle this exit
+    /// (nil: none, only the PC): the transfer register of an emulated load or store, x3 for a PSCI
+    /// call over HVC or SMC (function and three arguments in x0-x3, the result in x0). A platform
+    /// that pays per register moved (seL4's TCB_ReadRegisters) moves no more than these.
+    public var highestRegister: Int? {
+        switch self {
+        case .dataAbort(let access, _):
+            return access.register < 31 ? access.register : nil
+        case .hypervisorCall, .secureMonitorCall:
+            return 3
+        case .dataAbortWithoutSyndrome, .instructionAbort, .wait, .systemRegister, .unknown:
+            return nil
+        }
+    }
+
     /// Whether the handler must step the PC over the trapping instruction before resuming.
     ///
     /// The exception's "preferred return address" (Arm ARM "Preferred exception return address",

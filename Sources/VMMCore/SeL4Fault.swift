@@ -25,6 +25,7 @@ public struct SeL4FaultLayout: Sendable {
     public var vcpuFaultSyndrome: Int
     public var vgicMaintenanceIndex: Int
     public var vppiEventInterrupt: Int
+    public var unknownSyscallX0: Int          // x1-x7 follow it
     public var unknownSyscallFaultIP: Int
     public var userExceptionFaultIP: Int
 
@@ -32,7 +33,7 @@ public struct SeL4FaultLayout: Sendable {
                 unknownSyscall: UInt64, userException: UInt64,
                 vmFaultIP: Int, vmFaultAddress: Int, vmFaultPrefetch: Int, vmFaultStatus: Int,
                 vcpuFaultSyndrome: Int, vgicMaintenanceIndex: Int, vppiEventInterrupt: Int,
-                unknownSyscallFaultIP: Int, userExceptionFaultIP: Int) {
+                unknownSyscallX0: Int, unknownSyscallFaultIP: Int, userExceptionFaultIP: Int) {
         self.vmFault = vmFault
         self.vcpuFault = vcpuFault
         self.vgicMaintenance = vgicMaintenance
@@ -46,6 +47,7 @@ public struct SeL4FaultLayout: Sendable {
         self.vcpuFaultSyndrome = vcpuFaultSyndrome
         self.vgicMaintenanceIndex = vgicMaintenanceIndex
         self.vppiEventInterrupt = vppiEventInterrupt
+        self.unknownSyscallX0 = unknownSyscallX0
         self.unknownSyscallFaultIP = unknownSyscallFaultIP
         self.userExceptionFaultIP = userExceptionFaultIP
     }
@@ -61,7 +63,12 @@ public enum PlatformEvent: Equatable {
     case spuriousMaintenance
     /// A private peripheral interrupt of the vCPU (the virtual timer) fired; seL4 has masked it.
     case privateInterrupt(UInt32)
-    /// A fault the VMM does not handle (an unknown label, a syscall or user exception from the guest).
+    /// A guest HVC. seL4 takes a vCPU's HVC as a system call, numbered by x7; one with no seL4
+    /// number reaches the VMM as an unknown-syscall fault whose message holds x0-x7 (`arguments`)
+    /// and the HVC's own address. The reply can write x0-x7 and the PC back (seL4's
+    /// copyMRsFaultReply for UnknownSyscall), so the call costs no register read or write.
+    case hypervisorCall(arguments: [UInt64], instructionPointer: UInt64)
+    /// A fault the VMM does not handle (an unknown label, a user exception from the guest).
     case unhandled(label: UInt64, instructionPointer: UInt64)
 }
 
@@ -88,12 +95,22 @@ public enum SeL4Fault {
             guard interrupt < 32 else { return .unhandled(label: label, instructionPointer: 0) }
             return .privateInterrupt(UInt32(interrupt))
         case layout.unknownSyscall:
-            return .unhandled(label: label, instructionPointer: register(layout.unknownSyscallFaultIP))
+            return .hypervisorCall(arguments: (0..<8).map { register(layout.unknownSyscallX0 + $0) },
+                                   instructionPointer: register(layout.unknownSyscallFaultIP))
         case layout.userException:
             return .unhandled(label: label, instructionPointer: register(layout.userExceptionFaultIP))
         default:
             return .unhandled(label: label, instructionPointer: 0)
         }
+    }
+
+    /// The reply to a `hypervisorCall` once the core has handled it: message registers X0...X7 and
+    /// FaultIP in the layout's order, nil unless they are contiguous there (X0 first, FaultIP right
+    /// after X7, as libsel4 has them), since seL4 copies a reply's first registers in order. `pc` is
+    /// where the guest goes on: the instruction after the HVC, its preferred return address.
+    public static func hypervisorCallReply(layout: SeL4FaultLayout, registers: RegisterFile) -> [UInt64]? {
+        guard layout.unknownSyscallX0 == 0, layout.unknownSyscallFaultIP == 8 else { return nil }
+        return (0..<8).map { registers.read($0) } + [registers.pc]
     }
 
     /// seL4 reports ESR_EL2 as the FSR of a VM fault. Should an SDK hand over the ISS alone (no

@@ -10,7 +10,7 @@ let documentedLayout = SeL4FaultLayout(
     vmFault: 6, vcpuFault: 8, vgicMaintenance: 7, vppiEvent: 9, unknownSyscall: 2, userException: 3,
     vmFaultIP: 0, vmFaultAddress: 1, vmFaultPrefetch: 2, vmFaultStatus: 3,
     vcpuFaultSyndrome: 0, vgicMaintenanceIndex: 0, vppiEventInterrupt: 0,
-    unknownSyscallFaultIP: 8, userExceptionFaultIP: 0)
+    unknownSyscallX0: 0, unknownSyscallFaultIP: 8, userExceptionFaultIP: 0)
 
 final class SeL4FaultTests: XCTestCase {
     func decode(_ label: UInt64, _ registers: [UInt64]) -> PlatformEvent {
@@ -57,9 +57,60 @@ final class SeL4FaultTests: XCTestCase {
         XCTAssertEqual(decode(9, [40]), .unhandled(label: 9, instructionPointer: 0), "a VPPI must be a PPI")
     }
 
-    func testSyscallsExceptionsAndUnknownLabelsAreUnhandledWithTheirPC() {
-        XCTAssertEqual(decode(2, [0, 0, 0, 0, 0, 0, 0, 0, 0x4000_1000]), .unhandled(label: 2, instructionPointer: 0x4000_1000))
+    func testUserExceptionsAndUnknownLabelsAreUnhandledWithTheirPC() {
         XCTAssertEqual(decode(3, [0x4000_2000]), .unhandled(label: 3, instructionPointer: 0x4000_2000))
         XCTAssertEqual(decode(1, []), .unhandled(label: 1, instructionPointer: 0))
+    }
+
+    // MARK: A guest's HVC (an unknown system call to seL4)
+
+    func testAnUnknownSyscallIsAHypervisorCallWithX0ToX7AndTheHVCsAddress() {
+        let message: [UInt64] = [0x8400_0000, 1, 2, 3, 4, 5, 6, 0, 0x4020_0100, 0xbad, 0xbad, 0xbad, 0]
+        XCTAssertEqual(decode(2, message),
+                       .hypervisorCall(arguments: [0x8400_0000, 1, 2, 3, 4, 5, 6, 0], instructionPointer: 0x4020_0100))
+    }
+
+    func testAHypervisorCallHandledByTheCoreRepliesWithItsResultAndTheNextInstruction() {
+        // What the Microkit platform does: the message's registers into a RegisterFile with the PC
+        // after the HVC, the core's PSCI, then the reply: x0-x7 as the core left them, then FaultIP.
+        guard case .hypervisorCall(let arguments, let address) = decode(2, [0x8400_0000, 0, 0, 0, 0, 0, 0, 0, 0x4020_0100])
+        else { return XCTFail("not a hypervisor call") }
+        var registers = RegisterFile()
+        for (n, value) in arguments.enumerated() { registers.write(n, value) }
+        registers.pc = address + 4
+        let ram = UnsafeMutableRawPointer.allocate(byteCount: 0x10000, alignment: 4096)
+        defer { ram.deallocate() }
+        let memory = GuestMemory(base: GuestPhysicalAddress(0x4000_0000), size: 0x10000, host: ram)
+        var machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4, routes: [])
+        var platform = RecordingPlatform()
+        let action = machine.fault(vcpu: 0, syndrome: ExceptionSyndrome(0x16 << 26 | 1 << 25), address: GuestPhysicalAddress(0),
+                                   registers: &registers, platform: &platform)
+        XCTAssertEqual(action, .resume)
+        let reply = SeL4Fault.hypervisorCallReply(layout: documentedLayout, registers: registers)
+        XCTAssertEqual(reply, [0x1_0001, 0, 0, 0, 0, 0, 0, 0, 0x4020_0104], "PSCI 1.1 in x0, the PC past the HVC")
+    }
+
+    func testNoReplyWhenTheLayoutIsNotX0ToX7ThenFaultIP() {
+        var shuffled = documentedLayout
+        shuffled.unknownSyscallFaultIP = 9
+        XCTAssertNil(SeL4Fault.hypervisorCallReply(layout: shuffled, registers: RegisterFile()))
+        shuffled = documentedLayout
+        shuffled.unknownSyscallX0 = 1
+        XCTAssertNil(SeL4Fault.hypervisorCallReply(layout: shuffled, registers: RegisterFile()))
+    }
+
+    // MARK: The registers an exit needs (what seL4 is asked to read and write)
+
+    func testHighestRegisterIsTheTransferRegisterOrX3ForPSCI() {
+        let address = GuestPhysicalAddress(0x0800_0004)
+        // LDR w5, [x1] to the distributor: ISV, SAS word, SRT 5, read.
+        XCTAssertEqual(GuestExit(syndrome: ExceptionSyndrome(0x9380_0000 | 5 << 16), address: address).highestRegister, 5)
+        // STR wzr: SRT 31 is the zero register, nothing to read.
+        XCTAssertNil(GuestExit(syndrome: ExceptionSyndrome(0x9380_0040 | 31 << 16), address: address).highestRegister)
+        XCTAssertEqual(GuestExit(syndrome: ExceptionSyndrome(0x16 << 26 | 1 << 25), address: address).highestRegister, 3)
+        XCTAssertEqual(GuestExit(syndrome: ExceptionSyndrome(0x17 << 26 | 1 << 25), address: address).highestRegister, 3)
+        XCTAssertNil(GuestExit(syndrome: ExceptionSyndrome(0x01 << 26 | 1 << 25), address: address).highestRegister, "WFI")
+        XCTAssertNil(GuestExit(syndrome: ExceptionSyndrome(0x24 << 26 | 1 << 25), address: address).highestRegister,
+                     "no syndrome: cannot be emulated")
     }
 }

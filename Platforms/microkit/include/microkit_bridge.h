@@ -25,14 +25,20 @@ static inline size_t guest_config_size(void) { return (size_t)(guest_config_end 
 /// Message register `index` of the fault being handled.
 static inline seL4_Word vmm_message_register(seL4_Uint8 index) { return seL4_GetMR(index); }
 
-/// The general-purpose registers of vCPU `vcpu`'s thread (seL4_TCB_ReadRegisters / WriteRegisters
-/// on the VM's TCB capability).
-static inline seL4_Error vmm_read_vcpu_registers(microkit_child vcpu, seL4_UserContext *context) {
-    return seL4_TCB_ReadRegisters(BASE_VM_TCB_CAP + vcpu, seL4_False, 0, sizeof(seL4_UserContext) / sizeof(seL4_Word), context);
+/// Sets message register `index` of the reply being built.
+static inline void vmm_set_message_register(seL4_Uint8 index, seL4_Word value) { seL4_SetMR(index, value); }
+
+/// The first `count` words of vCPU `vcpu`'s thread registers in seL4_UserContext order (pc, sp,
+/// spsr, x0-x8, x16-x18, x29, x30, x9-x15, x19-x28, ...; seL4_TCB_ReadRegisters / WriteRegisters on
+/// the VM's TCB capability). The kernel copies each word, so an exit moves only those it needs.
+static inline seL4_Error vmm_read_vcpu_registers(microkit_child vcpu, seL4_UserContext *context, seL4_Word count) {
+    return seL4_TCB_ReadRegisters(BASE_VM_TCB_CAP + vcpu, seL4_False, 0, count, context);
 }
-static inline seL4_Error vmm_write_vcpu_registers(microkit_child vcpu, seL4_UserContext *context) {
-    return seL4_TCB_WriteRegisters(BASE_VM_TCB_CAP + vcpu, seL4_False, 0, sizeof(seL4_UserContext) / sizeof(seL4_Word), context);
+static inline seL4_Error vmm_write_vcpu_registers(microkit_child vcpu, seL4_UserContext *context, seL4_Word count) {
+    return seL4_TCB_WriteRegisters(BASE_VM_TCB_CAP + vcpu, seL4_False, 0, count, context);
 }
+/// All of them.
+static inline seL4_Word vmm_vcpu_register_count(void) { return sizeof(seL4_UserContext) / sizeof(seL4_Word); }
 
 /// The system counter (CNTPCT_EL0, readable at EL0: the SDK's kernel sets KernelArmExportPCNTUser)
 /// and its frequency.
