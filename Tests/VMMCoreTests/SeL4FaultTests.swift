@@ -90,6 +90,41 @@ final class SeL4FaultTests: XCTestCase {
         XCTAssertEqual(reply, [0x1_0001, 0, 0, 0, 0, 0, 0, 0, 0x4020_0104], "PSCI 1.1 in x0, the PC past the HVC")
     }
 
+    func testHVCThroughTheReplyEndsAsSMCThroughTheRegistersDoes() {
+        // The same PSCI calls by both ways seL4 delivers them: an SMC is a VCPU fault whose registers
+        // the platform reads (PC at the SMC), an HVC an unknown syscall answered in the reply (PC
+        // after the HVC). Each call must leave x0-x7 and the PC where the guest continues the same.
+        let ram = UnsafeMutableRawPointer.allocate(byteCount: 0x10000, alignment: 4096)
+        defer { ram.deallocate() }
+        let memory = GuestMemory(base: GuestPhysicalAddress(0x4000_0000), size: 0x10000, host: ram)
+        var machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: 4, routes: [])
+        var platform = RecordingPlatform()
+        let calls: [[UInt64]] = [[0x8400_0000], [0x8400_000A, 0x8400_0000], [0x8400_000A, 0xC400_0003],
+                                 [0xC400_0004, 0, 0], [0x8400_0099], [0xC400_0003, 5, 0x4000_0000, 0]]
+        for call in calls {
+            let at: UInt64 = 0x4020_0100
+            var viaSMC = RegisterFile()
+            for (n, value) in call.enumerated() { viaSMC.write(n, value) }
+            viaSMC.write(7, 0x77)
+            viaSMC.pc = at
+            let smc = machine.fault(vcpu: 0, syndrome: ExceptionSyndrome(0x17 << 26 | 1 << 25), address: GuestPhysicalAddress(0),
+                                    registers: &viaSMC, platform: &platform)
+            var message = (0..<8).map { n in n < call.count ? call[n] : 0 }
+            message[7] = 0x77
+            guard case .hypervisorCall(let arguments, let address) = decode(2, message + [at]) else {
+                return XCTFail("not a hypervisor call")
+            }
+            var viaHVC = RegisterFile()
+            for (n, value) in arguments.enumerated() { viaHVC.write(n, value) }
+            viaHVC.pc = address + 4
+            let hvc = machine.fault(vcpu: 0, syndrome: ExceptionSyndrome(0x16 << 26 | 1 << 25), address: GuestPhysicalAddress(0),
+                                    registers: &viaHVC, platform: &platform)
+            XCTAssertEqual(smc, hvc, "call \(call)")
+            XCTAssertEqual(SeL4Fault.hypervisorCallReply(layout: documentedLayout, registers: viaHVC),
+                           (0..<8).map { viaSMC.read($0) } + [viaSMC.pc], "call \(call)")
+        }
+    }
+
     func testNoReplyWhenTheLayoutIsNotX0ToX7ThenFaultIP() {
         var shuffled = documentedLayout
         shuffled.unknownSyscallFaultIP = 9
