@@ -259,6 +259,28 @@ final class ListRegistersTests: XCTestCase {
         XCTAssertNil(gic.hardwareLinkedEntry(vcpu: 1, interrupt: 27, physical: 27), "disabled again")
     }
 
+    /// The native timer fast path (the entry written without the VM lock) gives the guest what the
+    /// slow path (inject through the distributor) gives it: the same interrupt, priority, group and
+    /// GICH_LR fields, only linked to the physical PPI instead of asking for EOI maintenance.
+    func testHardwareLinkedEntryIsTheInjectedEntryLinkedToTheTimer() {
+        for (vcpu, priority) in [(0, UInt8(0xA0)), (1, UInt8(0x08))] {
+            var sink = RecordingInterruptSink()
+            var gic = VGIC(vcpuCount: 2)
+            gic.write(0x000, 1, &sink)
+            gic.setPriority(27, priority, vcpu: vcpu, &sink)
+            gic.write(vcpu: vcpu, 0x100, 1 << 27, &sink)
+            let fast = gic.hardwareLinkedEntry(vcpu: vcpu, interrupt: 27, physical: 27)
+            XCTAssertTrue(gic.inject(vcpu: vcpu, interrupt: 27, sink: &sink))
+            guard let slow = sink.writes.last?.entry, let fast else { return XCTFail("no entry on one of the paths") }
+            XCTAssertEqual(sink.writes.last?.vcpu, vcpu)
+            var unlinked = fast
+            unlinked.physical = nil
+            XCTAssertEqual(unlinked, slow)
+            let eoiAndCPU: UInt32 = 1 << 19 | 0x7 << 10, hwAndPhysical: UInt32 = 1 << 31 | 0x3FF << 10
+            XCTAssertEqual(fast.gichValue & ~hwAndPhysical, slow.gichValue & ~eoiAndCPU)
+        }
+    }
+
     func testHardwareLinkedEntryIsOnlyForAVCPUsOwnPPIs() {
         var sink = RecordingInterruptSink()
         var gic = VGIC.enabled(vcpus: 2, spis: [40], &sink)
