@@ -77,6 +77,9 @@ $(NATIVE)/VMMCore.o: $(CORE_SRC)
 	@echo "vmm: compiling the core with Embedded Swift ($@, about half a minute)"
 	$(Q)$(SWIFTC) $(EMBEDDED) -module-name VMMCore -emit-module -emit-module-path $(NATIVE)/VMMCore.swiftmodule \
 		-c $(CORE_SRC) -o $@
+	@# swiftc leaves an unchanged object's time alone, but the platforms specialise the core's generic
+	@# code themselves: they must rebuild whenever a core source changed.
+	@touch $@
 
 $(NATIVE)/Platform.o: $(NATIVE_SRC) $(NATIVE)/VMMCore.o Platforms/native/include/hardware.h
 	@echo "vmm: compiling the native platform with Embedded Swift ($@)"

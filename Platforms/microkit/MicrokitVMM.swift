@@ -160,7 +160,8 @@ func vmmInit() {
     machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: listRegisterCount, routes: routes,
                              devices: descriptions)
     var context = seL4_UserContext()
-    store(guest.registers, into: &context)
+    var bootRegisters = guest.registers
+    store(&bootRegisters, into: &context, words: vmm_vcpu_register_count())
     _ = vmm_write_vcpu_registers(0, &context, vmm_vcpu_register_count())
     microkit_vcpu_arm_write_reg(0, seL4_Word(seL4_VCPUReg_SCTLR.rawValue), 0x30d0_0800)  // MMU and caches off
     log("vmm: guest loaded; entering the kernel at ")
@@ -264,26 +265,25 @@ func vmmFault(_ child: microkit_child, _ label: seL4_Word, _ replyLength: Unsafe
         let words = contextWords(through: GuestExit(syndrome: syndrome, address: address).highestRegister)
         var context = seL4_UserContext()
         _ = vmm_read_vcpu_registers(child, &context, words)
-        var registers = load(context)
+        var registers = load(&context, words: words)
         let action = machine!.fault(vcpu: vcpu, syndrome: syndrome, address: address,
                                     registers: &registers, platform: &platform)
-        store(registers, into: &context)
+        store(&registers, into: &context, words: words)
         _ = vmm_write_vcpu_registers(child, &context, words)
         if action == .waitForInterrupt {
             return seL4_Bool(suspendUntilInterrupt(child: child, resumeAt: registers.pc) ? 0 : 1)
         }
         return resume(after: action, child: child)
-    case .hypervisorCall(let arguments, let instructionPointer):
-        var registers = RegisterFile()
-        for (n, value) in arguments.enumerated() { registers.write(n, value) }
-        registers.pc = instructionPointer &+ 4      // as ELR_EL2 has it for an HVC: the next instruction
+    case .hypervisorCall(var registers):
         let action = machine!.fault(vcpu: vcpu, syndrome: ExceptionSyndrome(0x16 << 26 | 1 << 25),
                                     address: GuestPhysicalAddress(0), registers: &registers, platform: &platform)
-        guard action == .resume, let reply = SeL4Fault.hypervisorCallReply(layout: faultLayout, registers: registers) else {
+        guard action == .resume, let length = SeL4Fault.hypervisorCallReply(layout: faultLayout, registers: &registers,
+                                                                           store: { index, value in
+            vmm_set_message_register(UInt8(index), seL4_Word(value))
+        }) else {
             return resume(after: action, child: child)
         }
-        for (index, value) in reply.enumerated() { vmm_set_message_register(UInt8(index), seL4_Word(value)) }
-        replyLength.pointee = seL4_Word(reply.count)
+        replyLength.pointee = seL4_Word(length)
         return seL4_Bool(1)
     case .maintenance(let index):
         machine!.maintenance(vcpu: vcpu, listRegister: index, platform: &platform)
@@ -334,45 +334,46 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
     return seL4_Bool(0)
 }
 
-/// How many words of seL4_UserContext reach register x`highest` (pc, sp and spsr come first, then
-/// x0-x8, x16-x18, x29, x30, x9-x15, x19-x28): 3 for none, the PC alone.
-func contextWords(through highest: Int?) -> seL4_Word {
-    guard let n = highest, n >= 0, n < 31 else { return 3 }
-    let position: Int
+/// Where x`n` (0...30) sits in seL4_UserContext, in words: pc, sp and spsr come first, then
+/// x0-x8, x16-x18, x29, x30, x9-x15, x19-x28.
+func contextPosition(ofRegister n: Int) -> Int {
     switch n {
-    case 0...8: position = 3 + n
-    case 16...18: position = 12 + (n - 16)
-    case 29, 30: position = 15 + (n - 29)
-    case 9...15: position = 17 + (n - 9)
-    default: position = 24 + (n - 19)          // x19-x28
+    case 0...8: return 3 + n
+    case 16...18: return 12 + (n - 16)
+    case 29, 30: return 15 + (n - 29)
+    case 9...15: return 17 + (n - 9)
+    default: return 24 + (n - 19)          // x19-x28
     }
-    return seL4_Word(position + 1)
 }
 
-func load(_ context: seL4_UserContext) -> RegisterFile {
+/// How many words of seL4_UserContext reach register x`highest`: 3 for none, the PC alone.
+func contextWords(through highest: Int?) -> seL4_Word {
+    guard let n = highest, n >= 0, n < 31 else { return 3 }
+    return seL4_Word(contextPosition(ofRegister: n) + 1)
+}
+
+/// The first `words` words of `context` (what TCB_ReadRegisters filled) as a RegisterFile; the
+/// registers beyond them read as zero. Word by word in place: no copy of either structure.
+func load(_ context: inout seL4_UserContext, words: seL4_Word) -> RegisterFile {
     var r = RegisterFile()
-    r.x[0] = UInt64(context.x0); r.x[1] = UInt64(context.x1); r.x[2] = UInt64(context.x2); r.x[3] = UInt64(context.x3)
-    r.x[4] = UInt64(context.x4); r.x[5] = UInt64(context.x5); r.x[6] = UInt64(context.x6); r.x[7] = UInt64(context.x7)
-    r.x[8] = UInt64(context.x8); r.x[9] = UInt64(context.x9); r.x[10] = UInt64(context.x10); r.x[11] = UInt64(context.x11)
-    r.x[12] = UInt64(context.x12); r.x[13] = UInt64(context.x13); r.x[14] = UInt64(context.x14); r.x[15] = UInt64(context.x15)
-    r.x[16] = UInt64(context.x16); r.x[17] = UInt64(context.x17); r.x[18] = UInt64(context.x18); r.x[19] = UInt64(context.x19)
-    r.x[20] = UInt64(context.x20); r.x[21] = UInt64(context.x21); r.x[22] = UInt64(context.x22); r.x[23] = UInt64(context.x23)
-    r.x[24] = UInt64(context.x24); r.x[25] = UInt64(context.x25); r.x[26] = UInt64(context.x26); r.x[27] = UInt64(context.x27)
-    r.x[28] = UInt64(context.x28); r.x[29] = UInt64(context.x29); r.x[30] = UInt64(context.x30)
-    r.pc = UInt64(context.pc)
-    r.pstate = UInt64(context.spsr)
+    withUnsafeBytes(of: &context) { raw in
+        r.pc = raw.load(fromByteOffset: 0, as: UInt64.self)
+        r.pstate = raw.load(fromByteOffset: 16, as: UInt64.self)
+        for n in 0..<31 where contextPosition(ofRegister: n) < Int(words) {
+            r.x[n] = raw.load(fromByteOffset: 8 * contextPosition(ofRegister: n), as: UInt64.self)
+        }
+    }
     return r
 }
 
-func store(_ r: RegisterFile, into context: inout seL4_UserContext) {
-    context.x0 = UInt(r.x[0]); context.x1 = UInt(r.x[1]); context.x2 = UInt(r.x[2]); context.x3 = UInt(r.x[3])
-    context.x4 = UInt(r.x[4]); context.x5 = UInt(r.x[5]); context.x6 = UInt(r.x[6]); context.x7 = UInt(r.x[7])
-    context.x8 = UInt(r.x[8]); context.x9 = UInt(r.x[9]); context.x10 = UInt(r.x[10]); context.x11 = UInt(r.x[11])
-    context.x12 = UInt(r.x[12]); context.x13 = UInt(r.x[13]); context.x14 = UInt(r.x[14]); context.x15 = UInt(r.x[15])
-    context.x16 = UInt(r.x[16]); context.x17 = UInt(r.x[17]); context.x18 = UInt(r.x[18]); context.x19 = UInt(r.x[19])
-    context.x20 = UInt(r.x[20]); context.x21 = UInt(r.x[21]); context.x22 = UInt(r.x[22]); context.x23 = UInt(r.x[23])
-    context.x24 = UInt(r.x[24]); context.x25 = UInt(r.x[25]); context.x26 = UInt(r.x[26]); context.x27 = UInt(r.x[27])
-    context.x28 = UInt(r.x[28]); context.x29 = UInt(r.x[29]); context.x30 = UInt(r.x[30])
-    context.pc = UInt(r.pc)
-    context.spsr = UInt(r.pstate)
+/// `r` back into the first `words` words of `context` (what TCB_WriteRegisters will write); sp,
+/// which the core never changes, stays as read.
+func store(_ r: inout RegisterFile, into context: inout seL4_UserContext, words: seL4_Word) {
+    withUnsafeMutableBytes(of: &context) { raw in
+        raw.storeBytes(of: r.pc, toByteOffset: 0, as: UInt64.self)
+        raw.storeBytes(of: r.pstate, toByteOffset: 16, as: UInt64.self)
+        for n in 0..<31 where contextPosition(ofRegister: n) < Int(words) {
+            raw.storeBytes(of: r.read(n), toByteOffset: 8 * contextPosition(ofRegister: n), as: UInt64.self)
+        }
+    }
 }

@@ -316,7 +316,7 @@ func bootVM(_ index: Int, cpus: [Int], hostRAM: UInt64, taken: inout BoardDevice
     NativeConsole.write(" loaded; entering the kernel at ")
     NativeConsole.hex(registers.pc)
     NativeConsole.write(" with its device tree at ")
-    NativeConsole.hex(registers.read(0))
+    NativeConsole.hex(registers.x[0])
     NativeConsole.write("; ")
     NativeCPUs.writeCPUs(cpus)
     NativeConsole.write("\n")

@@ -59,6 +59,19 @@ enum DistributorRegister: Equatable {
         }
     }
 
+    /// Byte `lane` (0...3) of a word access to a register whose bytes are registers of their own
+    /// (`allowsByteAccess`): the same register for the INTID or SGI `lane` further on. A word
+    /// write decodes its offset once and reaches the four bytes through this.
+    func byte(_ lane: Int) -> DistributorRegister {
+        switch self {
+        case .priority(let interrupt): return .priority(interrupt: interrupt + lane)
+        case .targets(let interrupt): return .targets(interrupt: interrupt + lane)
+        case .clearSGIPending(let sgi): return .clearSGIPending(sgi: sgi + lane)
+        case .setSGIPending(let sgi): return .setSGIPending(sgi: sgi + lane)
+        default: return self
+        }
+    }
+
     /// GICD_IIDR (§4.3.3): ProductID 0x02 [31:24], Variant/Revision 0, Implementer 0x43B (ARM).
     static let implementerValue: UInt32 = 0x0200_043B
 

@@ -64,10 +64,12 @@ public enum PlatformEvent: Equatable {
     /// A private peripheral interrupt of the vCPU (the virtual timer) fired; seL4 has masked it.
     case privateInterrupt(UInt32)
     /// A guest HVC. seL4 takes a vCPU's HVC as a system call, numbered by x7; one with no seL4
-    /// number reaches the VMM as an unknown-syscall fault whose message holds x0-x7 (`arguments`)
-    /// and the HVC's own address. The reply can write x0-x7 and the PC back (seL4's
-    /// copyMRsFaultReply for UnknownSyscall), so the call costs no register read or write.
-    case hypervisorCall(arguments: [UInt64], instructionPointer: UInt64)
+    /// number reaches the VMM as an unknown-syscall fault whose message holds x0-x7 and the HVC's
+    /// own address. `registers` has x0-x7 from the message (the others zero) and the PC at the
+    /// instruction after the HVC, as ELR_EL2 has it for an HVC: ready for `VirtualMachine.fault`
+    /// with an HVC syndrome. The reply can write x0-x7 and the PC back (seL4's copyMRsFaultReply for
+    /// UnknownSyscall; `hypervisorCallReply`), so the call costs no register read or write.
+    case hypervisorCall(RegisterFile)
     /// A fault the VMM does not handle (an unknown label, a user exception from the guest).
     case unhandled(label: UInt64, instructionPointer: UInt64)
 }
@@ -95,8 +97,10 @@ public enum SeL4Fault {
             guard interrupt < 32 else { return .unhandled(label: label, instructionPointer: 0) }
             return .privateInterrupt(UInt32(interrupt))
         case layout.unknownSyscall:
-            return .hypervisorCall(arguments: (0..<8).map { register(layout.unknownSyscallX0 + $0) },
-                                   instructionPointer: register(layout.unknownSyscallFaultIP))
+            var registers = RegisterFile()
+            for n in 0..<8 { registers.write(n, register(layout.unknownSyscallX0 + n)) }
+            registers.pc = register(layout.unknownSyscallFaultIP) &+ 4
+            return .hypervisorCall(registers)
         case layout.userException:
             return .unhandled(label: label, instructionPointer: register(layout.userExceptionFaultIP))
         default:
@@ -104,13 +108,17 @@ public enum SeL4Fault {
         }
     }
 
-    /// The reply to a `hypervisorCall` once the core has handled it: message registers X0...X7 and
-    /// FaultIP in the layout's order, nil unless they are contiguous there (X0 first, FaultIP right
-    /// after X7, as libsel4 has them), since seL4 copies a reply's first registers in order. `pc` is
-    /// where the guest goes on: the instruction after the HVC, its preferred return address.
-    public static func hypervisorCallReply(layout: SeL4FaultLayout, registers: RegisterFile) -> [UInt64]? {
+    /// The reply to a `hypervisorCall` once the core has handled it: `store(i, value)` sets message
+    /// register i to x0...x7, then FaultIP (the registers' PC: where the guest goes on), and the
+    /// reply's length comes back; nil, with nothing stored, unless the layout has them contiguous
+    /// (X0 first, FaultIP right after X7, as libsel4 has them), since seL4 copies a reply's first
+    /// registers in order. Allocates nothing: it is on the exit path.
+    public static func hypervisorCallReply(layout: SeL4FaultLayout, registers: inout RegisterFile,
+                                           store: (Int, UInt64) -> Void) -> Int? {
         guard layout.unknownSyscallX0 == 0, layout.unknownSyscallFaultIP == 8 else { return nil }
-        return (0..<8).map { registers.read($0) } + [registers.pc]
+        for n in 0..<8 { store(n, registers.read(n)) }
+        store(8, registers.pc)
+        return 9
     }
 
     /// seL4 reports ESR_EL2 as the FSR of a VM fault. Should an SDK hand over the ISS alone (no

@@ -250,8 +250,8 @@ public struct VGIC {
             sendSoftwareInterrupt(from: vcpu, value, sink: &sink)
         case .priority, .targets, .clearSGIPending, .setSGIPending:
             for lane in 0..<4 {
-                writeByte(DistributorRegister(offset: byteOffset + lane), vcpu: vcpu,
-                          UInt8(truncatingIfNeeded: value >> UInt32(8 * lane)), sink: &sink)
+                writeByte(register.byte(lane), vcpu: vcpu, UInt8(truncatingIfNeeded: value >> UInt32(8 * lane)),
+                          sink: &sink)
             }
         case .type, .implementer, .identification, .group, .reserved:
             return

@@ -40,4 +40,15 @@ final class DistributorRegisterTests: XCTestCase {
         XCTAssertFalse(DistributorRegister(offset: 0xC00).allowsByteAccess)
         XCTAssertFalse(DistributorRegister(offset: 0xF00).allowsByteAccess)
     }
+
+    func testTheBytesOfAWordAreTheRegistersAtTheNextThreeOffsets() {
+        // Every word-aligned offset of a byte-accessible register: lane k names what offset + k names.
+        for offset in stride(from: 0, to: 0x1000, by: 4) {
+            let register = DistributorRegister(offset: offset)
+            guard register.allowsByteAccess else { continue }
+            for lane in 0..<4 {
+                XCTAssertEqual(register.byte(lane), DistributorRegister(offset: offset + lane), "offset \(offset) + \(lane)")
+            }
+        }
+    }
 }

@@ -58,7 +58,7 @@ final class ExitRegisterSubsetTests: XCTestCase {
         let slowAction = slowVM.fault(vcpu: vcpu, syndrome: syndrome, address: address,
                                       registers: &slow, platform: &slowPlatform)
         var fast = RegisterFile()        // what seL4_UserContext holds beyond the words read
-        for n in 0..<31 { fast.write(n, n < moved ? registers.read(n) : 0xbad0_0000_0000_0000 | UInt64(n)) }
+        for n in 0..<31 { fast.write(n, n < moved ? registers.x[n] : 0xbad0_0000_0000_0000 | UInt64(n)) }
         fast.pc = registers.pc
         fast.pstate = registers.pstate
         let untouched = fast
@@ -71,9 +71,9 @@ final class ExitRegisterSubsetTests: XCTestCase {
             XCTAssertEqual(fast.read(n), slow.read(n), "x\(n)", file: file, line: line)
         }
         for n in moved..<31 {
-            XCTAssertEqual(fast.read(n), untouched.read(n), "x\(n) is above the registers moved: never written",
+            XCTAssertEqual(fast.read(n), untouched.x[n], "x\(n) is above the registers moved: never written",
                            file: file, line: line)
-            XCTAssertEqual(slow.read(n), registers.read(n), "x\(n) written by the slow path", file: file, line: line)
+            XCTAssertEqual(slow.read(n), registers.x[n], "x\(n) written by the slow path", file: file, line: line)
         }
         XCTAssertEqual(fastPlatform.listRegisters.map(\.entry), slowPlatform.listRegisters.map(\.entry),
                        "list registers", file: file, line: line)

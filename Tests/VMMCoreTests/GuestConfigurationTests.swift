@@ -484,7 +484,7 @@ final class GuestConfigurationTests: XCTestCase {
                                    devices: configuration.placements { _ in nil })
             }.get()
             // booting.rst: x0 holds the DTB's address; the DTB starts at the next 2 MiB after the kernel.
-            XCTAssertEqual(guest.registers.read(0), 0x4020_0000)
+            XCTAssertEqual(guest.registers.x[0], 0x4020_0000)
             let dtb = UnsafeRawBufferPointer(rebasing: host[0x20_0000..<0x20_0000 + Int(guest.deviceTreeSize)])
             XCTAssertTrue(Self.contains(dtb, Array("quiet loglevel=3\0".utf8)))
             XCTAssertTrue(Self.contains(dtb, Array("cpu@1\0".utf8)))

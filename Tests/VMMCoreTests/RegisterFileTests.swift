@@ -23,7 +23,7 @@ final class RegisterFileTests: XCTestCase {
         XCTAssertEqual(MemoryLayout<RegisterFile>.size, 264)
         var words = [UInt64](repeating: 0, count: 33)
         words[0] = 7; words[30] = 9; words[31] = 0x4020_0000; words[32] = 0x3C5
-        let registers = words.withUnsafeBytes { $0.load(as: RegisterFile.self) }
+        var registers = words.withUnsafeBytes { $0.load(as: RegisterFile.self) }
         XCTAssertEqual(registers.read(0), 7)
         XCTAssertEqual(registers.read(30), 9)
         XCTAssertEqual(registers.pc, 0x4020_0000)
