@@ -55,7 +55,10 @@ struct NativePlatform: VMMPlatform {
 
     /// Output of the VM's emulated PL011 the board console had no buffer for yet (bounded).
     var uartPending: [UInt8] = []
-    static let uartPendingLimit = 4096
+    /// Room for a guest's whole boot log (some 13 KiB) should the board keep its buffers a while.
+    /// (What QEMU's virtconsole cannot write to its socket at once it drops, whatever is kept here:
+    /// the reader on the socket must keep reading.)
+    static let uartPendingLimit = 64 * 1024
 
     /// A byte of the VM's emulated PL011 goes to its board console without waiting: while nobody is
     /// connected to the console's socket the board may keep its buffers, and a guest must not stall
@@ -65,6 +68,14 @@ struct NativePlatform: VMMPlatform {
         guard board.serial != nil else { return }
         if uartPending.count >= Self.uartPendingLimit { uartPending.removeFirst(uartPending.count / 2) }
         uartPending.append(byte)
+        flushUART()
+    }
+
+    /// Hands the board console what it can take now of the pending output: at each byte the guest
+    /// writes, and when the board gives buffers back (its interrupt), so that output waiting behind
+    /// a busy board leaves as soon as it can rather than with the guest's next byte.
+    mutating func flushUART() {
+        guard board.serial != nil, !uartPending.isEmpty else { return }
         let written = uartPending.withUnsafeBytes { board.serial!.driver.write($0) }
         uartPending.removeFirst(written)
     }
@@ -422,6 +433,7 @@ func handleInterrupts(_ slot: CPUSlot, first: UInt32? = nil) -> Bool {
             _ = vm.platform.board.serial!.driver.receive { input in
                 vm.machine.uartReceived(input: input, platform: &sink)
             }
+            vm.platform.flushUART()
             NativeGIC.deactivate(iar)
         } else if interrupt == NativeGIC.maintenanceInterrupt {
             var finished = NativeGIC.endOfInterruptStatus

@@ -18,6 +18,7 @@ in a short temporary directory (read_example, vm_copy, move_devices, write_syste
 
 import json
 import os
+import queue
 import re
 import select
 import shutil
@@ -25,6 +26,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import tomllib
 import unittest
@@ -584,10 +586,27 @@ class SocketConsole(_ConsoleReader):
                 last_error = error
                 time.sleep(0.05)
                 continue
-            sock.setblocking(False)
             self.sock = sock
+            # Read all the time, not only while a test waits: QEMU drops a virtconsole's output when
+            # the socket does not take it at once (hw/char/virtio-console.c flush_buf does not
+            # throttle a console), and a socket that nobody reads fills after a few hundred small
+            # writes. VM b's boot output was lost that way while the test waited for VM a's prompt.
+            self._incoming = queue.Queue()
+            threading.Thread(target=self._receive, args=(sock, self._incoming), daemon=True).start()
             return
         self.fail(f"could not connect to VM b's serial socket {self.path} in {timeout:.0f} s: {last_error}")
+
+    @staticmethod
+    def _receive(sock, incoming):
+        """The reader thread: everything the socket delivers goes to `incoming`; b"" at its end."""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            incoming.put(data)
+            if not data:
+                return
 
     # -- reading -----------------------------------------------------------
     _where = " on VM b's console"
@@ -600,15 +619,10 @@ class SocketConsole(_ConsoleReader):
     def _read_some(self, deadline) -> bool:
         if self._eof or self.sock is None:
             return False
-        ready, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            return False
         try:
-            data = self.sock.recv(65536)
-        except BlockingIOError:
-            return True
-        except OSError:
-            data = b""
+            data = self._incoming.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return False
         if not data:
             self._eof = True
             return False
@@ -641,12 +655,9 @@ class SocketConsole(_ConsoleReader):
         if self.sock is None:
             self.fail(f"cannot send {data[:40]!r}: not connected")
         try:
-            self.sock.setblocking(True)
             self.sock.sendall(data)
         except OSError as error:
             self.fail(f"cannot send {data[:40]!r} to VM b's socket: {error}")
-        finally:
-            self.sock.setblocking(False)
 
     def send(self, text):
         """Type `text` TYPE_CHUNK bytes at a time, each piece after the guest echoed the one before (or
@@ -677,6 +688,10 @@ class SocketConsole(_ConsoleReader):
         if self.sock is not None:
             if not self._eof:
                 self.drain(0.2)
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)    # ends the reader thread's recv first
+            except OSError:
+                pass
             self.sock.close()
             self.sock = None
         if not self._log.closed:
