@@ -68,13 +68,13 @@ import os
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
+import serial_console  # noqa: E402
 from serial_console import HOST_VMM, SerialConsole, SerialConsoleError, toml_table  # noqa: E402
 
 KINDS = ("gicd-read", "gicd-write", "psci-hvc", "psci-smc", "virtio-blk-getid", "vtimer-irq", "sgi-ipi")
@@ -138,16 +138,7 @@ def qemu_command(image, disk, args):
 
 def vmm_build(system, output, extra=()):
     """`vmm build SYSTEM --output OUTPUT`; raises BenchError with the tool's message if it fails."""
-    argv = [str(HOST_VMM), "build", str(system), "--output", str(output), *extra]
-    try:
-        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    except OSError as err:
-        raise BenchError(f"cannot run {argv[0]}: {err} (build it with `make host`)") from err
-    except subprocess.TimeoutExpired as err:
-        raise BenchError(f"{' '.join(argv)} did not finish in {BUILD_TIMEOUT:.0f}s") from err
-    if result.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} failed (status {result.returncode}):\n"
-                         f"{result.stdout}{result.stderr}".rstrip())
+    serial_console.vmm_build(system, output, *extra, error=BenchError, timeout=BUILD_TIMEOUT)
 
 
 def write_system(directory, platform, image, disk, vcpus, args, skip=""):

@@ -48,7 +48,6 @@ import os
 import re
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
 from serial_console import (  # noqa: E402
-    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths, host_sends)
+    HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths, host_sends, vmm_build)
 
 DISK_BYTES = 300 << 20
 BOOT_TIMEOUT = 180.0
@@ -103,14 +102,7 @@ def sel4_image(config):
         "[[vm.block]]", 'file = "disk.img"', f'size = "{DISK_BYTES >> 20}M"', "",
         # examples/linux.toml's MAC, the one QEMU gives the board's virtio-net without mac=.
         "[[vm.net]]", 'mac = "52:54:00:12:34:56"', ""]))
-    argv = [str(HOST_VMM), "build", str(system), "--output", str(SEL4_BUILD), "--microkit-config", config]
-    try:
-        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
-    except OSError as err:
-        raise SerialConsoleError(f"cannot run {argv[0]}: {err} (build it with `make host`)") from err
-    if result.returncode != 0:
-        raise SerialConsoleError(f"{' '.join(argv)} failed (status {result.returncode}):\n"
-                                 f"{result.stdout}{result.stderr}".rstrip())
+    vmm_build(system, SEL4_BUILD, "--microkit-config", config, timeout=None)
     return SEL4_BUILD / "loader.img"
 
 

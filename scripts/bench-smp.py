@@ -50,14 +50,13 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
-from serial_console import HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths  # noqa: E402
+from serial_console import HOST_VMM, INIT_DONE, SerialConsole, SerialConsoleError, guest_paths, vmm_build  # noqa: E402
 
 VCPUS = 4
 WIDTHS = (1, 2, 4)
@@ -103,16 +102,7 @@ def vmm_image():
         "[system]", 'platform = "native"', "",
         "[[vm]]", f"kernel = {json.dumps(str(kernel))}", f"initrd = {json.dumps(str(initrd))}",
         f"cmdline = {json.dumps(BOOTARGS)}", f"vcpus = {VCPUS}", ""]))
-    argv = [str(HOST_VMM), "build", str(system), "--output", str(BUILD_DIR)]
-    try:
-        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    except OSError as err:
-        raise SerialConsoleError(f"cannot run {argv[0]}: {err} (build it with `make host`)") from err
-    except subprocess.TimeoutExpired as err:
-        raise SerialConsoleError(f"{' '.join(argv)} did not finish in {BUILD_TIMEOUT:.0f}s") from err
-    if result.returncode != 0:
-        raise SerialConsoleError(f"{' '.join(argv)} failed (status {result.returncode}):\n"
-                                 f"{result.stdout}{result.stderr}".rstrip())
+    vmm_build(system, BUILD_DIR, timeout=BUILD_TIMEOUT)
     elf = BUILD_DIR / "vmm.elf"
     if not elf.is_file():
         raise SerialConsoleError(f"{' '.join(argv)} succeeded but wrote no {elf}")

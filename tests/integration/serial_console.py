@@ -416,6 +416,22 @@ def short_temp_dir(prefix, test=None):
     return directory
 
 
+def vmm_build(system, output, *options, error=SerialConsoleError, timeout=300.0):
+    """`vmm build SYSTEM --output OUTPUT OPTIONS...` in the repo's root, as the benchmarks build their
+    images; raises `error` with the tool's own message when it cannot run, fails or takes longer than
+    `timeout` seconds (None: no limit)."""
+    argv = [str(HOST_VMM), "build", str(system), "--output", str(output), *options]
+    try:
+        result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    except OSError as err:
+        raise error(f"cannot run {argv[0]}: {err} (build it with `make host`)") from err
+    except subprocess.TimeoutExpired as err:
+        raise error(f"{' '.join(argv)} did not finish in {timeout:.0f}s") from err
+    if result.returncode != 0:
+        raise error(f"{' '.join(argv)} failed (status {result.returncode}):\n"
+                    f"{result.stdout}{result.stderr}".rstrip())
+
+
 def vmm_run_argv(system, output, *options):
     """The argv of `vmm run SYSTEM --output OUTPUT OPTIONS... [--qemu $VMM_QEMU]`: the host tool run
     the README's way, its build files in `output` (not build/<name>/ of the repo, which the user's own
