@@ -30,7 +30,7 @@ EMBEDDED    := -target aarch64-none-none-elf -enable-experimental-feature Embedd
                -O -Xfrontend -disable-stack-protector -Xcc -ffreestanding -Xcc -mgeneral-regs-only
 CFLAGS      := --target=aarch64-none-elf -ffreestanding -fno-builtin -nostdlib -O2 -mcpu=cortex-a53 \
                -mgeneral-regs-only -Wall -Werror -fno-stack-protector
-CORE_SRC    := $(wildcard Sources/VMMCore/*.swift)
+CORE_SRC    := $(sort $(wildcard Sources/VMMCore/*/*.swift))
 NATIVE_SRC  := $(wildcard Platforms/native/*.swift)
 
 ifdef MICROKIT_SDK

@@ -38,7 +38,7 @@ for entry in "${TARGETS[@]}"; do
     read -r name harness <<<"$entry"
     [[ $ONLY == "  " || $ONLY == *" $name "* ]] || continue
     binary="$OUT/$name"
-    sources=(Sources/VMMCore/*.swift Fuzz/FuzzInput.swift "Fuzz/$harness"*.swift)   # the harness and its continuations (HarnessMore.swift)
+    sources=(Sources/VMMCore/*/*.swift Fuzz/FuzzInput.swift "Fuzz/$harness"*.swift)   # the harness and its continuations (HarnessMore.swift)
     if [[ ! -x $binary ]] || [[ -n $(find "${sources[@]}" -newer "$binary" 2>/dev/null) ]]; then
         echo "fuzz: building $name"
         # ld.gold warns about every ASan helper symbol; only real diagnostics are shown.
