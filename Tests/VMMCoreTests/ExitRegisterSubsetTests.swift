@@ -159,4 +159,17 @@ final class ExitRegisterSubsetTests: XCTestCase {
         assertFastPathMatches(ExceptionSyndrome(0x19 << 26 | 1 << 25), at: GuestPhysicalAddress(0),
                               registers: guestRegisters())
     }
+
+    func testIDRegisterReadsIntoLowAndHighRegisters() {
+        let withIDRegisters: (inout VirtualMachine, inout RecordingPlatform) -> Void = { vm, _ in
+            vm.idRegisters = GuestIDRegisters(ipaBits: 40, gicVersion: 2, hardware: IDRegistersTests.allFeatures)
+        }
+        for rt in [0, 7, 30, 31] {
+            // MRS ID_AA64PFR0_EL1 / ID_AA64MMFR0_EL1 into x<rt>.
+            for (crm, op2) in [(4, 0), (7, 0)] {
+                assertFastPathMatches(IDRegistersTests.mrs(crm: crm, op2: op2, rt: rt), at: GuestPhysicalAddress(0), registers: guestRegisters(),
+                                      prepare: withIDRegisters)
+            }
+        }
+    }
 }

@@ -87,6 +87,9 @@ public struct VirtualMachine {
     public var bus: MMIOBus
     public var devices: VirtioDevices
     public private(set) var routes: [InterruptRoute]
+    /// What the guest reads from the ID registers when the platform traps them (HCR_EL2.TID3); nil on a
+    /// platform that does not, where such a read never reaches the core.
+    public var idRegisters: GuestIDRegisters?
     /// The VM's own PL011 at the board's UART address (its interrupt the board's, SPI 1), when it does
     /// not own the board's: emulated, its bytes handed to the platform (`uartWrite`, `uartReceived`).
     public private(set) var uart: EmulatedPL011?
@@ -152,8 +155,12 @@ public struct VirtualMachine {
         case .wait(let kind):
             registers.pc &+= 4
             return kind == .wfi ? .waitForInterrupt : .resume
-        case .systemRegister:
-            return stop(.unhandledSystemRegister)
+        case .systemRegister(let access):
+            guard systemRegister(access, vcpu: vcpu, registers: &registers) else {
+                return stop(.unhandledSystemRegister)
+            }
+            registers.pc &+= 4   // a trapped MSR/MRS returns to itself
+            return .resume
         case .unknown:
             return stop(.unknownException)
         }
@@ -214,6 +221,16 @@ public struct VirtualMachine {
         for freed in vgic.vcpuStopped(vcpu: vcpu, sink: &platform) {
             for route in routes where route.virtual == freed { platform.acknowledgeInterrupt(route.physical) }
         }
+    }
+
+    /// A trapped MSR or MRS the VMM emulates; false for any other, which stops the guest.
+    private mutating func systemRegister(_ access: SystemRegisterAccess, vcpu: Int,
+                                         registers: inout RegisterFile) -> Bool {
+        if let value = idRegisters?.value(of: access) {
+            registers.write(access.register, value)
+            return true
+        }
+        return false
     }
 
     private mutating func firmwareCall(vcpu: Int, registers: inout RegisterFile) -> VCPUAction {
