@@ -12,6 +12,7 @@ struct Stage2Translation {
 
     /// VTCR_EL2: T0SZ 32 (4 GiB IPA), SL0 1 (start at level 1), inner/outer write-back
     /// walks, inner shareable, 4 KiB granule, PS 32-bit, RES1 bit 31.
+    static let ipaBits = 32
     static let vtcr: UInt64 = (1 << 31) | (3 << 12) | (1 << 10) | (1 << 8) | (1 << 6) | 32
 
     private let root: UnsafeMutablePointer<UInt64>

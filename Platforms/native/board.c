@@ -17,3 +17,21 @@ _Noreturn void platform_fatal(const char *message) {
 }
 
 uint64_t platform_entropy(void) { return read_cntpct_el0(); }
+
+// The ID registers of group 3, S3_0_C0_C<crm>_<op2> for crm 1...7 (an MRS names its register in the
+// instruction, so one case per encoding). The architecture has the unassigned ones of this range
+// read as zero at EL1 and above.
+#define ID_REGISTER(crm, op2) \
+    case (crm) * 8 + (op2): __asm__ volatile("mrs %0, S3_0_C0_C" #crm "_" #op2 : "=r"(value)); break;
+#define ID_REGISTERS(crm) \
+    ID_REGISTER(crm, 0) ID_REGISTER(crm, 1) ID_REGISTER(crm, 2) ID_REGISTER(crm, 3) \
+    ID_REGISTER(crm, 4) ID_REGISTER(crm, 5) ID_REGISTER(crm, 6) ID_REGISTER(crm, 7)
+
+uint64_t read_id_register(unsigned crm, unsigned op2) {
+    uint64_t value = 0;
+    switch (crm * 8 + op2) {
+        ID_REGISTERS(1) ID_REGISTERS(2) ID_REGISTERS(3) ID_REGISTERS(4) ID_REGISTERS(5) ID_REGISTERS(6) ID_REGISTERS(7)
+        default: break;
+    }
+    return value;
+}

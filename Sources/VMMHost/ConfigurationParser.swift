@@ -14,7 +14,7 @@ import VMMCore
 enum ConfigurationSchema {
     static let tables: [String: [String]] = [
         "": ["system", "vm"],
-        "system": ["board", "gic", "platform"],
+        "system": ["board", "gic", "cpu", "platform"],
         "vm": ["name", "kernel", "initrd", "cmdline", "ram", "ram_base", "vcpus", "cpus", "serial", "block", "net", "console", "passthrough"],
         "block": ["file", "size", "readonly"],
         "net": ["mac", "network", "forward"],
@@ -138,6 +138,12 @@ struct ConfigurationParser {
                 diagnostics.report(table.keyPath("gic"), "GICv3 is not supported yet (expected 2)")
             } else if let known = SystemConfiguration.GICVersion(rawValue: gic) { system.gic = known } else {
                 diagnostics.report(table.keyPath("gic"), "expected 2 (GICv2), found \(gic)")
+            }
+        }
+        if let cpu = table.string("cpu").value {
+            if let known = SystemConfiguration.CPU(rawValue: cpu) { system.cpu = known } else {
+                let names = SystemConfiguration.CPU.allCases.map(\.rawValue).joined(separator: ", ")
+                diagnostics.report(table.keyPath("cpu"), "unknown CPU '\(cpu)' (expected one of \(names))")
             }
         }
         if let platform = table.string("platform").value {

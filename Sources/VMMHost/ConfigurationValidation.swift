@@ -59,6 +59,9 @@ struct ConfigurationValidator {
         checkBoardDevices()
         // Last, so that the extra VMs are still checked like the first (isPlaceholder would skip them).
         // Native runs several VMs: at most 8 follows from the vCPUs (each VM has one at least).
+        if system.platform == .microkit, system.cpu != .cortexA53 {
+            diagnostics.report("system.cpu", "the microkit platform runs on cortex-a53 (the SDK's qemu_virt_aarch64 board), found \(system.cpu.rawValue)")
+        }
         if system.platform == .microkit, system.vms.count > 1 {
             diagnostics.report("vm[1]", "the \(system.platform.rawValue) platform runs one VM, found \(system.vms.count)")
         }

@@ -438,7 +438,7 @@ public enum SystemBuilder {
     /// all VMs have vCPUs, unless `cpus` leaves a gap: QEMU has that CPU too, and it runs nothing),
     /// and as much RAM as the VMM and all guests need (`nativeMemory`).
     public static func qemuArguments(_ system: SystemConfiguration, image: URL, output: URL) -> [String] {
-        var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-nographic"]
+        var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", system.cpu.qemuName, "-nographic"]
         switch system.platform {
         case .native:
             arguments += ["-m", nativeMemory(system), "-smp", String(nativeCPUs(system))]

@@ -13,6 +13,9 @@
 //     [system]                         optional
 //     board = "qemu-virt"              the only board
 //     gic = 2                          GICv2 only (3: "GICv3 is not supported yet")
+//     cpu = "cortex-a53"               the board's CPU model: cortex-a53, cortex-a72, cortex-a76,
+//                                      neoverse-n1 or max (QEMU's, with pauth-impdef=on); microkit:
+//                                      cortex-a53 only
 //     platform = "native"              "native" (EL2 on the board) or "microkit" (seL4 Microkit)
 //
 //     [[vm]]                           native: one or more (all VMs' vCPUs at most 8, their RAM at most
@@ -111,17 +114,29 @@ public struct ConfigurationErrors: Error, Equatable, Sendable, CustomStringConve
 public struct SystemConfiguration: Equatable, Sendable {
     public enum Board: String, Equatable, Sendable { case qemuVirt = "qemu-virt" }
     public enum GICVersion: Int, Equatable, Sendable { case v2 = 2 }
+    /// The board CPU (QEMU's -cpu). The guest runs on it as it is: the VMM does not trap SVE or
+    /// pointer authentication, and hides from the guest's ID registers what it does not give.
+    public enum CPU: String, Equatable, Sendable, CaseIterable {
+        case cortexA53 = "cortex-a53", cortexA72 = "cortex-a72", cortexA76 = "cortex-a76"
+        case neoverseN1 = "neoverse-n1", max
+
+        /// QEMU's -cpu value: `max` with QEMU's own pointer authentication algorithm, which TCG
+        /// runs many times faster than the architected QARMA.
+        public var qemuName: String { self == .max ? "max,pauth-impdef=on" : rawValue }
+    }
     public enum Platform: String, Equatable, Sendable { case native, microkit }
 
     public var board: Board
     public var gic: GICVersion
+    public var cpu: CPU
     public var platform: Platform
     public var vms: [VMConfiguration]
 
-    public init(board: Board = .qemuVirt, gic: GICVersion = .v2, platform: Platform = .native,
+    public init(board: Board = .qemuVirt, gic: GICVersion = .v2, cpu: CPU = .cortexA53, platform: Platform = .native,
                 vms: [VMConfiguration]) {
         self.board = board
         self.gic = gic
+        self.cpu = cpu
         self.platform = platform
         self.vms = vms
     }

@@ -74,6 +74,14 @@ final class SystemBuilderTests: XCTestCase {
         let arguments = SystemBuilder.qemuArguments(system, image: URL(fileURLWithPath: "/b/vmm.elf"), output: URL(fileURLWithPath: "/b"))
         let line = arguments.joined(separator: " ")
         XCTAssertTrue(line.hasPrefix("-machine virt,virtualization=on,gic-version=2 -cpu cortex-a53 -nographic -m 1G -smp 1 "))
+        var onMax = system
+        onMax.cpu = .max
+        XCTAssertEqual(Array(SystemBuilder.qemuArguments(onMax, image: URL(fileURLWithPath: "/b/vmm.elf"),
+                                                         output: URL(fileURLWithPath: "/b"))[2...3]),
+                       ["-cpu", "max,pauth-impdef=on"], "QEMU's own PAC algorithm: the architected one is slow under TCG")
+        onMax.cpu = .neoverseN1
+        XCTAssertEqual(SystemBuilder.qemuArguments(onMax, image: URL(fileURLWithPath: "/b/vmm.elf"),
+                                                   output: URL(fileURLWithPath: "/b"))[3], "neoverse-n1")
         XCTAssertTrue(line.contains("-global virtio-mmio.force-legacy=false"))
         XCTAssertTrue(line.contains("-drive file=\(directory.appendingPathComponent("disk.img").path),if=none,format=raw,id=disk0,readonly=on -device virtio-blk-device,drive=disk0"))
         XCTAssertTrue(line.contains("-netdev user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-device,netdev=net0,mac=52:54:00:01:02:03"))

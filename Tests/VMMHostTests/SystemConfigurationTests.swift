@@ -124,14 +124,14 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors("""
             kernel = "Image"
             [system]
-            cpu = "a53"
+            cores = 4
             [[vm]]
             kernel = "Image"
             rom = "bios.bin"
             [[vm.block]]
             path = "disk.img"
             """), [
-            "system.toml: system.cpu: unknown key 'cpu' (expected one of: board, gic, platform)",
+            "system.toml: system.cores: unknown key 'cores' (expected one of: board, gic, cpu, platform)",
             "system.toml: vm[0].block[0].file: required key is missing (expected the path of a raw disk image)",
             "system.toml: vm[0].block[0].path: unknown key 'path' (expected one of: file, size, readonly)",
             "system.toml: vm[0].rom: unknown key 'rom' (did you mean 'ram'?)",
@@ -221,6 +221,21 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             "system.toml: system.platform: unknown platform 'xen' (expected native or microkit)",
         ])
         XCTAssertEqual(errors("[system]\ngic = 4\n" + minimal), ["system.toml: system.gic: expected 2 (GICv2), found 4"])
+    }
+
+    func testCPUIsOneOfTheModelsTheVMMRunsOn() throws {
+        try writeGuest()
+        XCTAssertEqual(try parse(minimal).cpu, .cortexA53)
+        for cpu in SystemConfiguration.CPU.allCases {
+            XCTAssertEqual(try parse("[system]\ncpu = \"\(cpu.rawValue)\"\n" + minimal).cpu, cpu)
+        }
+        XCTAssertEqual(errors("[system]\ncpu = \"cortex-a15\"\n" + minimal), [
+            "system.toml: system.cpu: unknown CPU 'cortex-a15' (expected one of cortex-a53, cortex-a72, cortex-a76, neoverse-n1, max)",
+        ])
+        XCTAssertEqual(errors("[system]\ncpu = 53\n" + minimal).count, 1)
+        XCTAssertEqual(errors("[system]\nplatform = \"microkit\"\ncpu = \"max\"\n" + minimal), [
+            "system.toml: system.cpu: the microkit platform runs on cortex-a53 (the SDK's qemu_virt_aarch64 board), found max",
+        ])
     }
 
     func testMicrokitRunsOneVMAndTheSecondIsNamed() throws {

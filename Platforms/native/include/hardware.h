@@ -76,6 +76,13 @@ static inline void mmio_write8(uintptr_t address, uint8_t value) { *(volatile ui
 /// running with its caches off sees what the VMM wrote (Linux arm64 booting.rst).
 void clean_dcache_range(uintptr_t start, size_t length);
 
+/// The board CPU's ID register S3_0_C0_C<crm>_<op2> (crm 1...7, op2 0...7; anything else reads 0).
+uint64_t read_id_register(unsigned crm, unsigned op2);
+
+/// ZCR_EL2 (SVE's vector length for EL1 and EL0; S3_4_C1_C2_0, named by encoding so that the
+/// assembler needs no SVE option). Only on a CPU with SVE, after CPTR_EL2.TZ is cleared.
+static inline void write_zcr_el2(uint64_t v) { __asm__ volatile("msr S3_4_C1_C2_0, %0" :: "r"(v) : "memory"); }
+
 /// Calls the board's firmware (QEMU's PSCI at EL3/firmware level) with SMC #0; returns x0.
 uint64_t firmware_call(uint64_t function, uint64_t a1, uint64_t a2, uint64_t a3);
 
