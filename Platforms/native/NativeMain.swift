@@ -14,12 +14,12 @@ enum NativeBoard {
     /// Where QEMU leaves its device tree for a bare-metal ELF: the start of RAM (linker.ld keeps it free).
     static let firmwareDeviceTree: UInt64 = 0x4000_0000
     /// The end of the board's RAM as its device tree says (QEMU's -m), within the EL2 identity map's
-    /// 4 GiB; 1 GiB of RAM when there is no readable device tree.
+    /// 256 GiB (start.S); 1 GiB of RAM when there is no readable device tree.
     static let ramEnd: UInt64 = {
         let blob = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: UInt(firmwareDeviceTree)), count: 0x10_0000)
         guard let ranges = BoardMemory.ranges(inDeviceTree: blob),
               let ram = ranges.first(where: { $0.base == firmwareDeviceTree }) else { return 0x8000_0000 }
-        return min(ram.base &+ ram.size, 0x1_0000_0000)
+        return min(ram.base &+ ram.size, 0x40_0000_0000)
     }()
     /// Host RAM for the guests: from guestRAMHost to the end of the board's RAM.
     static var hostRAMForGuest: UInt64 { ramEnd > guestRAMHost ? ramEnd - guestRAMHost : 0 }

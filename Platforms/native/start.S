@@ -73,9 +73,10 @@ not_el2_message:
     .asciz  "vmm: not started at EL2; run QEMU with -machine virt,virtualization=on\r\n"
     .balign 4
 
-// Identity map of the low 4 GiB with 1 GiB blocks: [0, 1 GiB) Device-nGnRnE and execute-never
-// (the board's MMIO), [1 GiB, 4 GiB) Normal write-back (RAM). 4 KiB granule, T0SZ = 32. Built once
-// by CPU 0; every CPU turns its MMU on with it.
+// Identity map of the low 256 GiB with 1 GiB blocks: [0, 1 GiB) Device-nGnRnE and execute-never
+// (the board's MMIO), [1 GiB, 256 GiB) Normal write-back (QEMU virt's RAM, 255 GiB at most; its
+// high MMIO above is left unmapped). 4 KiB granule, T0SZ = 25 (a 512 GiB space starting at level 1,
+// one table), PS 40 bits. Built once by CPU 0; every CPU turns its MMU on with it.
 build_el2_page_table:
     ldr     x0, =el2_page_table
     ldr     x1, =0x0040000000000441      // XN | AF | AP[1] (RES1 at EL2) | AttrIndx 0 | block
@@ -86,7 +87,7 @@ build_el2_page_table:
     orr     x4, x4, x2
     str     x4, [x0, x3, lsl #3]
     add     x3, x3, #1
-    cmp     x3, #4
+    cmp     x3, #256
     b.lo    5b
     ret
 
@@ -94,7 +95,7 @@ enable_el2_mmu:
     ldr     x0, =el2_page_table
     ldr     x1, =0xff00                  // Attr0 Device-nGnRnE, Attr1 Normal WB RA/WA
     msr     mair_el2, x1
-    ldr     x1, =0x80803520              // RES1 bits 31, 23 | PS 4 GiB | TG0 4K | SH0 inner | WB/WB | T0SZ 32
+    ldr     x1, =0x80823519              // RES1 bits 31, 23 | PS 40 bits | TG0 4K | SH0 inner | WB/WB | T0SZ 25
     msr     tcr_el2, x1
     msr     ttbr0_el2, x0
     dsb     sy

@@ -10,7 +10,7 @@
 // CPU of its own (at most 8 in all, GICv2), the ones a VM's `cpus` pins, else the lowest no VM pins
 // in file order (without any `cpus`: VM 0's vCPUs on board CPUs 0..<vcpus, the next VM's on the
 // next ones; SystemConfiguration.boardCPUs); each VM's RAM from the host RAM the VMM has for guests
-// (2944 MiB in all); its virtio devices backed by board devices of its own, except network cards
+// (255 GiB less the VMM's 128 MiB, in all); its virtio devices backed by board devices of its own, except network cards
 // on one of the VMM's networks (virtual switches between VMs, checked in checkNetworks), which
 // have no board device. Each VM has its own
 // guest-physical address space, so guest addresses (RAM, virtio windows) are checked per VM and may
@@ -23,16 +23,27 @@ struct ConfigurationValidator {
     let system: SystemConfiguration
     let diagnostics: ConfigurationDiagnostics
 
-    /// qemu-virt's low RAM window (hw/arm/virt.c: RAM from 0x4000_0000, below the 4 GiB boundary for
-    /// 32-bit-clean DMA); everything the board maps below it is devices.
-    static let ramWindow: Range<UInt64> = 0x4000_0000..<0x1_0000_0000
+    /// Where a guest's RAM may sit in its physical address space: from qemu-virt's RAM base
+    /// (hw/arm/virt.c; everything the board maps below it is devices) to the top of the IPA space
+    /// the platform gives a guest: 40 bits on native (Platforms/native/Stage2Translation.swift,
+    /// which every CPU model here can output), the low 4 GiB on Microkit.
+    static func ramWindow(_ platform: SystemConfiguration.Platform) -> Range<UInt64> {
+        switch platform {
+        case .native: ramStart..<(1 << 40)
+        case .microkit: ramStart..<0x1_0000_0000
+        }
+    }
+    static let ramStart: UInt64 = 0x4000_0000
     static let deviceArea: Range<UInt64> = 0..<0x4000_0000
     /// The native platform's host RAM for guests: from 0x4800_0000 (the VMM's 128 MiB at the start of
     /// board RAM below it, Platforms/native/linker.ld) to the end of the board's RAM, which QEMU's -m
-    /// sets (SystemBuilder.qemuArguments) and the VMM reads from QEMU's device tree, up to the 4 GiB
-    /// its EL2 identity map covers: 2944 MiB, for one VM or shared out among several in file order.
+    /// sets (SystemBuilder.qemuArguments) and the VMM reads from QEMU's device tree. qemu-virt has at
+    /// most 255 GiB of RAM (it ends at 256 GiB, where the board's high MMIO starts; the VMM's EL2
+    /// identity map covers that much): 255 GiB less 128 MiB, for one VM or shared out among several
+    /// in file order. (The host running QEMU must have the memory too: TCG backs every guest page
+    /// that is touched with host memory.)
     static let nativeGuestRAMHost: UInt64 = 0x4800_0000
-    static let nativeGuestRAM: UInt64 = 0x1_0000_0000 - nativeGuestRAMHost
+    static let nativeGuestRAM: UInt64 = 0x40_0000_0000 - nativeGuestRAMHost
     /// The Microkit platform (QEMU -m 2G) keeps room for seL4, the VMM's PD and the drivers' memory.
     static let microkitGuestRAM: UInt64 = 512 << 20
     /// The most RAM one VM may have on `platform` (on native also the most all VMs have together).
@@ -89,15 +100,16 @@ struct ConfigurationValidator {
             diagnostics.report("\(path).ram", "\(sizeText(vm.ramSize)) is more than the \(platform) platform gives a guest "
                                + "(expected at most \(sizeText(maxRAM)))")
         }
-        // Cannot overflow once both keys are good: ram_base < 2^63 (a TOML integer), ram < 4G.
+        // Cannot overflow once both keys are good: ram_base < 2^63 (a TOML integer), ram < 256G.
         var ramRange: Range<UInt64>? = nil
         if !diagnostics.hasError(at: "\(path).ram"), !diagnostics.hasError(at: "\(path).ram_base") {
             let range = vm.ramBase..<vm.ramBase + vm.ramSize
-            if range.lowerBound >= Self.ramWindow.lowerBound, range.upperBound <= Self.ramWindow.upperBound {
+            let window = Self.ramWindow(system.platform)
+            if range.lowerBound >= window.lowerBound, range.upperBound <= window.upperBound {
                 ramRange = range
             } else {
                 diagnostics.report("\(path).ram_base", "guest RAM \(Self.text(range)) is outside the qemu-virt RAM window "
-                                   + "\(Self.text(Self.ramWindow))")
+                                   + "\(Self.text(window))")
             }
         }
 

@@ -418,7 +418,7 @@ public enum SystemBuilder {
     /// the VMM reads the board's RAM size from QEMU's device tree). Never less than 1G, the board's
     /// RAM of every system before guests could have more; above it in MiB ("2176M" for one 2 GiB VM).
     static func nativeMemory(_ system: SystemConfiguration) -> String {
-        let vmm = ConfigurationValidator.nativeGuestRAMHost - ConfigurationValidator.ramWindow.lowerBound
+        let vmm = ConfigurationValidator.nativeGuestRAMHost - ConfigurationValidator.ramStart
         let bytes = vmm + system.vms.reduce(UInt64(0)) { $0 + $1.ramSize }
         return bytes <= 1 << 30 ? "1G" : "\((bytes + (1 << 20) - 1) >> 20)M"
     }

@@ -19,14 +19,15 @@
 //     platform = "native"              "native" (EL2 on the board) or "microkit" (seL4 Microkit)
 //
 //     [[vm]]                           native: one or more (all VMs' vCPUs at most 8, their RAM at most
-//                                      2944M in all: QEMU -m is 128M + that, at least 1G); microkit: exactly one
+//                                      255G less 128M in all: QEMU -m is 128M + that, at least 1G); microkit: exactly one
 //     name = "linux"                   1–32 of a-z 0-9 _ -, unique
 //     kernel = "Image"                 REQUIRED: an arm64 Linux Image
 //     initrd = "initramfs.cpio.gz"     optional
 //     cmdline = "console=ttyAMA0 rdinit=/init"   QEMUVirtBoard.bootargs; no NUL, at most 2047 bytes
 //     ram = "512M"                     bytes, or a string with a K/M/G suffix; a multiple of 2M, at least 16M,
-//                                      at most 2944M (native) or 512M (microkit)
-//     ram_base = 0x40000000            2 MiB aligned; RAM inside qemu-virt's [0x40000000, 0x100000000)
+//                                      at most 255G less 128M (native) or 512M (microkit)
+//     ram_base = 0x40000000            2 MiB aligned; RAM inside [0x40000000, 0x10000000000) (native: a
+//                                      40-bit guest physical address space) or [0x40000000, 0x100000000) (microkit)
 //     vcpus = 1                        1–8 (GICv2); native: one board CPU each, all VMs' at most 8; microkit: exactly 1
 //     cpus = [2, 3]                    native only: the board CPU of each vCPU (vCPU i on cpus[i]), 0–7, as
 //                                      many as vcpus, no CPU twice in the system; none: the lowest board CPUs

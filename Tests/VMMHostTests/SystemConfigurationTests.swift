@@ -278,13 +278,14 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors(minimal + "ram = \"8M\"\n"), ["system.toml: vm[0].ram: 8M is too small (expected at least 16M)"])
         XCTAssertEqual(errors(minimal + "ram = \"17M\"\n"),
                        ["system.toml: vm[0].ram: 17M is not a multiple of 2M (guest RAM is mapped in 2 MiB blocks)"])
-        // Native: host RAM from 0x48000000 to 4 GiB (2944M); Microkit: 512M.
+        // Native: host RAM from 0x48000000 to qemu-virt's RAM end at 256 GiB (260992M); Microkit: 512M.
         XCTAssertEqual(try parse(minimal + "ram = \"2G\"\n").vms[0].ramSize, 0x8000_0000)
-        XCTAssertEqual(try parse(minimal + "ram = \"2944M\"\n").vms[0].ramSize, 0xB800_0000)
-        XCTAssertEqual(errors(minimal + "ram = \"2946M\"\n"),
-                       ["system.toml: vm[0].ram: 2946M is more than the native platform gives a guest (expected at most 2944M)"])
-        XCTAssertEqual(errors(minimal + "ram = \"4G\"\n"),
-                       ["system.toml: vm[0].ram: 4G is more than the native platform gives a guest (expected at most 2944M)"])
+        XCTAssertEqual(try parse(minimal + "ram = \"8G\"\n").vms[0].ramSize, 0x2_0000_0000)
+        XCTAssertEqual(try parse(minimal + "ram = \"260992M\"\n").vms[0].ramSize, 0x3F_B800_0000)
+        XCTAssertEqual(errors(minimal + "ram = \"260994M\"\n"),
+                       ["system.toml: vm[0].ram: 260994M is more than the native platform gives a guest (expected at most 260992M)"])
+        XCTAssertEqual(errors(minimal + "ram = \"256G\"\n"),
+                       ["system.toml: vm[0].ram: 256G is more than the native platform gives a guest (expected at most 260992M)"])
         let microkit = "[system]\nplatform = \"microkit\"\n" + minimal
         XCTAssertEqual(try parse(microkit + "ram = \"512M\"\n").vms[0].ramSize, 0x2000_0000)
         XCTAssertEqual(errors(microkit + "ram = \"1G\"\n"),
@@ -292,7 +293,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors(minimal + "ram = \"512MB\"\n"), ["system.toml: vm[0].ram: \(sizeExpected), found '512MB'"])
         XCTAssertEqual(errors(minimal + "ram = -1\n"), ["system.toml: vm[0].ram: \(sizeExpected), found -1"])
         XCTAssertEqual(errors(minimal + "ram = \"17179869183G\"\n"),
-                       ["system.toml: vm[0].ram: 17179869183G is more than the native platform gives a guest (expected at most 2944M)"])
+                       ["system.toml: vm[0].ram: 17179869183G is more than the native platform gives a guest (expected at most 260992M)"])
         XCTAssertEqual(try parse(minimal + "ram = 33554432\n").vms[0].ramSize, 0x200_0000)
     }
 
@@ -301,15 +302,18 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors(minimal + "ram_base = 0x40100000\n"),
                        ["system.toml: vm[0].ram_base: 0x40100000 is not 2 MiB aligned (arm64 kernels need a 2 MiB-aligned base)"])
         XCTAssertEqual(errors(minimal + "ram_base = 0x3000_0000\n"),
-                       ["system.toml: vm[0].ram_base: guest RAM [0x30000000..0x50000000) is outside the qemu-virt RAM window [0x40000000..0x100000000)"])
-        XCTAssertEqual(errors(minimal + "ram_base = 0xF000_0000\n"),
+                       ["system.toml: vm[0].ram_base: guest RAM [0x30000000..0x50000000) is outside the qemu-virt RAM window [0x40000000..0x10000000000)"])
+        // Native: a 40-bit guest physical address space (stage 2's), so RAM may cross 4 GiB and lie above it.
+        XCTAssertEqual(try parse(minimal + "ram_base = 0xF000_0000\n").vms[0].ramBase, 0xF000_0000)
+        XCTAssertEqual(try parse(minimal + "ram_base = 0x80_0000_0000\n").vms[0].ramBase, 0x80_0000_0000)
+        XCTAssertEqual(try parse(minimal + "ram = \"8G\"\n").vms[0].ramBase, 0x4000_0000)
+        XCTAssertEqual(errors(minimal + "ram_base = 0xFF_F000_0000\n"),
+                       ["system.toml: vm[0].ram_base: guest RAM [0xfff0000000..0x10010000000) is outside the qemu-virt RAM window [0x40000000..0x10000000000)"])
+        // Microkit: the low 4 GiB.
+        let microkit = "[system]\nplatform = \"microkit\"\n" + minimal
+        XCTAssertEqual(try parse(microkit + "ram_base = 0xE000_0000\n").vms[0].ramBase, 0xE000_0000)
+        XCTAssertEqual(errors(microkit + "ram_base = 0xF000_0000\n"),
                        ["system.toml: vm[0].ram_base: guest RAM [0xf0000000..0x110000000) is outside the qemu-virt RAM window [0x40000000..0x100000000)"])
-        XCTAssertEqual(try parse(minimal + "ram_base = 0xE000_0000\n").vms[0].ramBase, 0xE000_0000)
-        // The largest VM fits from the window's start; RAM above 4 GiB is never the guest's.
-        XCTAssertEqual(try parse(minimal + "ram = \"2944M\"\n").vms[0].ramBase, 0x4000_0000)
-        XCTAssertEqual(try parse(minimal + "ram = \"2944M\"\nram_base = 0x4800_0000\n").vms[0].ramBase, 0x4800_0000)
-        XCTAssertEqual(errors(minimal + "ram = \"2944M\"\nram_base = 0x4A00_0000\n"),
-                       ["system.toml: vm[0].ram_base: guest RAM [0x4a000000..0x102000000) is outside the qemu-virt RAM window [0x40000000..0x100000000)"])
     }
 
     func testVCPUCountIsWhatTheGICAndThePlatformCanGive() throws {
@@ -579,7 +583,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             [[vm]]
             vcpus = 9
             kernel = "vmlinuz"
-            ram = "4G"
+            ram = "400G"
             [[vm.net]]
             mac = "52:54:00:12:34:56"
             [[vm.net]]
@@ -589,7 +593,7 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             """), [
             "system.toml: system.gic: GICv3 is not supported yet (expected 2)",
             "system.toml: vm[0].kernel: no such file '\(directory)/vmlinuz'",
-            "system.toml: vm[0].ram: 4G is more than the native platform gives a guest (expected at most 2944M)",
+            "system.toml: vm[0].ram: 400G is more than the native platform gives a guest (expected at most 260992M)",
             "system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9",
             "system.toml: vm[0].net[1].mac: 52:54:00:12:34:56 is already the MAC of vm[0].net[0]",
         ])
