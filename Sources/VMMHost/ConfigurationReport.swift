@@ -8,8 +8,9 @@ import Foundation
 extension SystemConfiguration {
     /// Loads and validates the file, then refuses what the platform cannot run yet: every error the
     /// file has, as `vmm check`, `build` and `run` report them.
-    public static func check(path: String) throws(ConfigurationErrors) -> SystemConfiguration {
-        let system = try load(path: path)
+    public static func check(path: String, overrides: BoardOverrides = BoardOverrides()) throws(ConfigurationErrors)
+        -> SystemConfiguration {
+        let system = try load(path: path, overrides: overrides)
         let unsupported = system.unsupportedFeatures(file: path)
         if !unsupported.isEmpty { throw ConfigurationErrors(errors: unsupported) }
         return system

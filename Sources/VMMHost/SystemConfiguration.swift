@@ -171,7 +171,8 @@ public struct SystemConfiguration: Equatable, Sendable {
     }
 
     /// Reads, parses and validates the file at `path`; relative paths in it are relative to its directory.
-    public static func load(path: String) throws(ConfigurationErrors) -> SystemConfiguration {
+    public static func load(path: String, overrides: BoardOverrides = BoardOverrides()) throws(ConfigurationErrors)
+        -> SystemConfiguration {
         func fail(_ message: String) -> ConfigurationErrors {
             ConfigurationErrors(errors: [ConfigurationError(file: path, keyPath: "(file)", message: message)])
         }
@@ -181,20 +182,36 @@ public struct SystemConfiguration: Equatable, Sendable {
         guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read (permission denied?)") }
         guard let text = String(data: data, encoding: .utf8) else { throw fail("is not UTF-8 text (TOML files are UTF-8)") }
         let absolute = ConfigurationPaths.resolve(path, against: FileManager.default.currentDirectoryPath)
-        return try parse(text: text, file: path, baseDirectory: ConfigurationPaths.directory(of: absolute))
+        return try parse(text: text, file: path, baseDirectory: ConfigurationPaths.directory(of: absolute),
+                         overrides: overrides)
     }
 
     /// Parses and validates `text`; `file` only names it in errors, `baseDirectory` anchors relative paths.
-    public static func parse(text: String, file: String, baseDirectory: String)
-        throws(ConfigurationErrors) -> SystemConfiguration {
+    /// `overrides` replace the file's `[system]` keys before validation, as if the file said so.
+    public static func parse(text: String, file: String, baseDirectory: String,
+                             overrides: BoardOverrides = BoardOverrides()) throws(ConfigurationErrors) -> SystemConfiguration {
         let diagnostics = ConfigurationDiagnostics(file: file)
         // Validation runs even after key errors, so that one run reports everything; the model then
         // holds placeholders where keys failed, and checks skip any key that already has an error.
-        if let system = ConfigurationParser(diagnostics: diagnostics, baseDirectory: baseDirectory).parse(text: text) {
+        if var system = ConfigurationParser(diagnostics: diagnostics, baseDirectory: baseDirectory).parse(text: text) {
+            if let gic = overrides.gic { system.gic = gic }
+            if let cpu = overrides.cpu { system.cpu = cpu }
             ConfigurationValidator(system: system, diagnostics: diagnostics).validate()
             if diagnostics.errors.isEmpty { return system }
         }
         throw ConfigurationErrors(errors: diagnostics.sorted())
+    }
+}
+
+/// The board a system file's `[system]` table chooses, replaced for one run (`vmm check/build/run
+/// --gic N --cpu MODEL`): the same system on another GIC or CPU without editing the file.
+public struct BoardOverrides: Equatable, Sendable {
+    public var gic: SystemConfiguration.GICVersion?
+    public var cpu: SystemConfiguration.CPU?
+
+    public init(gic: SystemConfiguration.GICVersion? = nil, cpu: SystemConfiguration.CPU? = nil) {
+        self.gic = gic
+        self.cpu = cpu
     }
 }
 

@@ -47,9 +47,9 @@ func fail(_ lines: [String]) -> Never {
 func fail(_ line: String) -> Never { fail([line]) }
 
 /// Loads and validates a system file, or exits listing every error.
-func loadSystem(_ path: String) -> SystemConfiguration {
+func loadSystem(_ path: String, _ board: BoardOptions) -> SystemConfiguration {
     do {
-        return try SystemConfiguration.check(path: path)
+        return try SystemConfiguration.check(path: path, overrides: board.overrides)
     } catch {
         fail(error.errors.map(\.description))
     }
@@ -66,18 +66,46 @@ struct Check: ParsableCommand {
             """)
 
     @Argument(help: "The system files (TOML).") var files: [String]
+    @OptionGroup var board: BoardOptions
 
     func run() throws {
         var failed = false
         for file in files {
             do {
-                report(try SystemConfiguration.check(path: file).summary(file: file), to: .standardOutput)
+                report(try SystemConfiguration.check(path: file, overrides: board.overrides).summary(file: file),
+                       to: .standardOutput)
             } catch {
                 report(error.errors.map(\.description))
                 failed = true
             }
         }
         if failed { throw ExitCode.failure }
+    }
+}
+
+/// Options shared by check, build and run: the board, in place of the file's `[system]` keys.
+struct BoardOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The GIC version, in place of the file's [system] gic.", valueName: "version"))
+    var gic: Int?
+
+    @Option(help: ArgumentHelp("The board's CPU model, in place of the file's [system] cpu: "
+                               + SystemConfiguration.CPU.allCases.map(\.rawValue).joined(separator: ", ") + ".",
+                               valueName: "model"))
+    var cpu: String?
+
+    func validate() throws {
+        if let gic, SystemConfiguration.GICVersion(rawValue: gic) == nil {
+            throw ValidationError("--gic: expected 2 (GICv2), found \(gic)")
+        }
+        if let cpu, SystemConfiguration.CPU(rawValue: cpu) == nil {
+            throw ValidationError("--cpu: unknown CPU '\(cpu)' (expected one of "
+                                  + SystemConfiguration.CPU.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+    }
+
+    var overrides: BoardOverrides {
+        BoardOverrides(gic: gic.flatMap(SystemConfiguration.GICVersion.init(rawValue:)),
+                       cpu: cpu.flatMap(SystemConfiguration.CPU.init(rawValue:)))
     }
 }
 
@@ -158,11 +186,12 @@ struct Build: ParsableCommand {
 
     @Argument(help: "The system file (TOML).") var file: String
     @OptionGroup var options: BuildOptions
+    @OptionGroup var board: BoardOptions
 
     func run() throws {
         let environment = options.environment(for: file)
         buildGuestImagesIfNeeded(for: file, environment)
-        let system = loadSystem(file)
+        let system = loadSystem(file, board)
         let products = build(system, environment)
         report(products.files.map { "wrote \($0.path)" }, to: .standardOutput)
     }
@@ -190,12 +219,13 @@ struct Run: ParsableCommand {
 
     @Argument(help: "The system file (TOML).") var file: String
     @OptionGroup var options: BuildOptions
+    @OptionGroup var board: BoardOptions
     @Option(help: "The QEMU binary") var qemu: String = "qemu-system-aarch64"
 
     func run() throws {
         let environment = options.environment(for: file)
         buildGuestImagesIfNeeded(for: file, environment)
-        let system = loadSystem(file)
+        let system = loadSystem(file, board)
         let products = build(system, environment)
         let arguments = SystemBuilder.qemuArguments(system, image: products.image, output: environment.output)
         guard let path = executable(qemu) else { fail("'\(qemu)' not found on PATH (Debian: apt-get install qemu-system-arm)") }

@@ -223,6 +223,23 @@ final class SystemConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors("[system]\ngic = 4\n" + minimal), ["system.toml: system.gic: expected 2 (GICv2), found 4"])
     }
 
+    func testBoardOverridesReplaceTheFilesSystemKeysBeforeValidation() throws {
+        try writeGuest()
+        let file = "[system]\ncpu = \"neoverse-n1\"\n" + minimal
+        XCTAssertEqual(try SystemConfiguration.parse(text: file, file: "system.toml", baseDirectory: directory,
+                                                     overrides: BoardOverrides(cpu: .max)).cpu, .max)
+        XCTAssertEqual(try SystemConfiguration.parse(text: file, file: "system.toml", baseDirectory: directory).cpu,
+                       .neoverseN1)
+        // Validated as if the file said so: Microkit runs on a Cortex-A53 only.
+        XCTAssertThrowsError(try SystemConfiguration.parse(text: "[system]\nplatform = \"microkit\"\n" + minimal,
+                                                           file: "system.toml", baseDirectory: directory,
+                                                           overrides: BoardOverrides(cpu: .cortexA76))) {
+            XCTAssertEqual(($0 as? ConfigurationErrors)?.errors.map(\.description), [
+                "system.toml: system.cpu: the microkit platform runs on cortex-a53 (the SDK's qemu_virt_aarch64 board), found cortex-a76",
+            ])
+        }
+    }
+
     func testCPUIsOneOfTheModelsTheVMMRunsOn() throws {
         try writeGuest()
         XCTAssertEqual(try parse(minimal).cpu, .cortexA53)
