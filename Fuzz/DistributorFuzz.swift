@@ -41,7 +41,7 @@ public func fuzzDistributor(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         case 0:
             // Mostly inside the 4 KiB frame, sometimes just past it.
             let offset = UInt64(input.u16()) % 0x1010
-            vgic.distributorWrite(vcpu: vcpu, offset: offset, width: width, value: input.u32(), sink: &sink)
+            vgic.distributorWrite(vcpu: vcpu, offset: offset, width: width, value: UInt64(input.u32()), sink: &sink)
         case 1:
             _ = vgic.distributorRead(vcpu: vcpu, offset: UInt64(input.u16()) % 0x1010, width: width)
         case 2:

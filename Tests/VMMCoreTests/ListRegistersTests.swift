@@ -21,16 +21,16 @@ struct RecordingInterruptSink: VirtualInterruptSink {
 extension VGIC {
     /// Word write as the guest's `str w` would do it.
     mutating func write(vcpu: Int = 0, _ offset: UInt64, _ value: UInt32, _ sink: inout RecordingInterruptSink) {
-        distributorWrite(vcpu: vcpu, offset: offset, width: 4, value: value, sink: &sink)
+        distributorWrite(vcpu: vcpu, offset: offset, width: 4, value: UInt64(value), sink: &sink)
     }
 
     mutating func read(vcpu: Int = 0, _ offset: UInt64) -> UInt32 {
-        distributorRead(vcpu: vcpu, offset: offset, width: 4)
+        UInt32(truncatingIfNeeded: distributorRead(vcpu: vcpu, offset: offset, width: 4))
     }
 
     /// Sets one interrupt's priority byte through GICD_IPRIORITYR (§4.3.11).
     mutating func setPriority(_ irq: UInt32, _ priority: UInt8, vcpu: Int = 0, _ sink: inout RecordingInterruptSink) {
-        distributorWrite(vcpu: vcpu, offset: 0x400 + UInt64(irq), width: 1, value: UInt32(priority), sink: &sink)
+        distributorWrite(vcpu: vcpu, offset: 0x400 + UInt64(irq), width: 1, value: UInt64(priority), sink: &sink)
     }
 
     /// A GIC with the distributor enabled and SPIs `irqs` enabled, all at priority 0xA0.

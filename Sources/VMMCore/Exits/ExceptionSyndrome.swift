@@ -228,16 +228,19 @@ public enum GuestExit: Equatable {
     }
 
     /// The highest-numbered general-purpose register the core reads or writes to handle this exit
-    /// (nil: none, only the PC): the transfer register of an emulated load or store, x3 for a PSCI
-    /// call over HVC or SMC (function and three arguments in x0-x3, the result in x0). A platform
+    /// (nil: none, only the PC): the transfer register of an emulated load or store or of a trapped
+    /// MSR/MRS, x3 for a PSCI call over HVC or SMC (function and three arguments in x0-x3, the result
+    /// in x0). A platform
     /// that pays per register moved (seL4's TCB_ReadRegisters) moves no more than these.
     public var highestRegister: Int? {
         switch self {
         case .dataAbort(let access, _):
             return access.register < 31 ? access.register : nil
+        case .systemRegister(let access):
+            return access.register < 31 ? access.register : nil
         case .hypervisorCall, .secureMonitorCall:
             return 3
-        case .dataAbortWithoutSyndrome, .instructionAbort, .wait, .systemRegister, .unknown:
+        case .dataAbortWithoutSyndrome, .instructionAbort, .wait, .unknown:
             return nil
         }
     }

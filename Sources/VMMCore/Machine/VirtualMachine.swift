@@ -1,4 +1,4 @@
-// One virtual machine as the core sees it: guest RAM, the vGIC, PSCI state, the emulated MMIO
+// One virtual machine as the core sees it: guest RAM, the vGIC (v2 or v3), PSCI state, the emulated MMIO
 // devices and the routes from physical interrupts to virtual ones.
 //
 // The platform calls in with the Microkit's shapes: `fault` for a synchronous exit of a vCPU,
@@ -100,11 +100,14 @@ public struct VirtualMachine {
     private let offloadScratch = OffloadScratch()
     public static let uartBacklogLimit = 4096
 
+    /// `gicVersion` picks the guest's interrupt controller; `bus` defaults to that GIC's frames on
+    /// QEMU virt (`MMIOBus.standard(gic:vcpuCount:)`).
     public init(memory: GuestMemory, vcpuCount: Int, listRegisterCount: Int,
                 routes: [InterruptRoute], devices: [VirtioDeviceDescription] = [],
-                bus: MMIOBus = MMIOBus.standard, emulatedUART: Bool = false) {
+                gicVersion: GICVersion = .v2, bus: MMIOBus? = nil, emulatedUART: Bool = false) {
         self.memory = memory
-        self.vgic = VGIC(vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
+        self.vgic = VGIC(version: gicVersion, vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
+        let bus = bus ?? MMIOBus.standard(gic: gicVersion)
         self.psci = PSCI(vcpuCount: vcpuCount)
         if emulatedUART {
             uart = EmulatedPL011()
@@ -152,10 +155,28 @@ public struct VirtualMachine {
         case .wait(let kind):
             registers.pc &+= 4
             return kind == .wfi ? .waitForInterrupt : .resume
-        case .systemRegister:
-            return stop(.unhandledSystemRegister)
+        case .systemRegister(let access):
+            guard systemRegister(access, vcpu: vcpu, registers: &registers, platform: &platform) else {
+                return stop(.unhandledSystemRegister)
+            }
+            registers.pc &+= 4   // a trapped MSR/MRS returns to itself (Arm ARM D1.10.1)
+            return .resume
         case .unknown:
             return stop(.unknownException)
+        }
+    }
+
+    /// One trapped MSR or MRS of `vcpu`; false when the VMM does not emulate that register (the guest
+    /// is then stopped). A register joins with a case in `TrappedSystemRegister` and one here.
+    private mutating func systemRegister<P: VMMPlatform>(_ access: SystemRegisterAccess, vcpu: Int,
+                                                         registers: inout RegisterFile, platform: inout P) -> Bool {
+        switch TrappedSystemRegister(access) {
+        case .softwareInterrupt(let register) where !access.isRead:
+            // False on a GICv2 guest, whose CPU interface has no such register.
+            return vgic.sendSoftwareInterrupt(from: vcpu, register: register, value: registers.read(access.register),
+                                              sink: &platform)
+        default:
+            return false
         }
     }
 
@@ -245,12 +266,19 @@ public struct VirtualMachine {
         case .gicDistributor:
             if access.isWrite {
                 let value = access.valueToWrite(fromRegister: registers.read(access.register))
-                // The distributor's registers are at most 32 bits wide; a wider store writes the low word.
-                vgic.distributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize,
-                                      value: UInt32(truncatingIfNeeded: value), sink: &platform)
+                vgic.distributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize, value: value, sink: &platform)
             } else {
                 let value = vgic.distributorRead(vcpu: vcpu, offset: offset, width: access.accessSize)
-                registers.write(access.register, access.registerValue(fromRead: UInt64(value)))
+                registers.write(access.register, access.registerValue(fromRead: value))
+            }
+            return true
+        case .gicRedistributor:
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                vgic.redistributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize, value: value, sink: &platform)
+            } else {
+                let value = vgic.redistributorRead(vcpu: vcpu, offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: value))
             }
             return true
         case .virtioBlock(let n):
