@@ -56,6 +56,16 @@ final class ListRegistersTests: XCTestCase {
         XCTAssertEqual(ListRegisterEntry(interrupt: 0, priority: 0x07).gichValue, 0x1008_0000)
     }
 
+    func testIchValueEncodesEveryFieldAtItsSpecPosition() {
+        // ICH_LR<n>_EL2: vINTID 27 | EOI [41] | priority 0xA0 in [55:48] | Group [60] | pending 0b01 [63:62].
+        XCTAssertEqual(ListRegisterEntry(interrupt: 27, priority: 0xA0, group1: true).ichValue, 0x50A0_0200_0000_001B)
+        // HW = 1 [61]: pINTID 27 in [41:32] and no EOI; priority 0xFF keeps its five implemented bits.
+        XCTAssertEqual(ListRegisterEntry(interrupt: 27, priority: 0xFF, group1: true, physical: 27).ichValue,
+                       0x70F8_001B_0000_001B)
+        // Group 0, INTID 1019, priority 0x07 (no implemented bits); a GICv2 source CPU has no field.
+        XCTAssertEqual(ListRegisterEntry(interrupt: 1019, priority: 0x07, sourceCPU: 5).ichValue, 0x4000_0200_0000_03FB)
+    }
+
     func testInjectingAnEnabledInterruptWritesTheFirstFreeListRegister() {
         var sink = RecordingInterruptSink()
         var gic = VGIC.enabled(spis: [33, 34], &sink)
