@@ -90,6 +90,7 @@ public enum SystemBuilder {
         configuration.ramBase = vm.ramBase
         configuration.ramSize = vm.ramSize
         configuration.vcpuCount = vm.vcpus
+        configuration.gicVersion = vm.gicVersion
         configuration.bootargs = Array(vm.cmdline.utf8)
         var numbers = networks
         var devices: [ConfiguredDevice] = []
@@ -114,7 +115,7 @@ public enum SystemBuilder {
     /// The guest's device tree as the VMM will build it, with disk capacities from the files.
     public static func deviceTree(_ vm: VMConfiguration, initrdRange: (UInt64, UInt64)?) -> [UInt8] {
         var board = GuestBoardDescription(ramBase: vm.ramBase, ramSize: vm.ramSize, vcpuCount: vm.vcpus,
-                                          bootargs: Array(vm.cmdline.utf8), initrd: initrdRange)
+                                          gicVersion: vm.gicVersion, bootargs: Array(vm.cmdline.utf8), initrd: initrdRange)
         let placements = guestConfiguration(vm).placements { n in
             guard n < vm.blocks.count else { return nil }
             let size = (try? FileManager.default.attributesOfItem(atPath: vm.blocks[n].file)[.size] as? NSNumber)??.uint64Value

@@ -266,6 +266,9 @@ public struct VMConfiguration: Equatable, Sendable {
     public var ramBase: UInt64
     public var ramSize: UInt64
     public var vcpus: Int
+    /// The guest's interrupt controller. No system-file key sets it yet: every VM has a GICv2, which
+    /// the platforms drive today.
+    public var gicVersion: GICVersion = .v2
     /// The board CPU of each vCPU (native: vCPU i runs on `cpus[i]`); nil: the lowest free ones
     /// (`SystemConfiguration.boardCPUs`).
     public var cpus: [Int]?

@@ -25,7 +25,7 @@
 //   interrupt lives in the hardware list register, not here.
 
 /// Which GIC architecture the guest sees.
-public enum GICVersion: UInt8, Equatable {
+public enum GICVersion: UInt8, Equatable, Sendable {
     case v2 = 2
     case v3 = 3
 
