@@ -110,7 +110,16 @@ public struct ConfigurationErrors: Error, Equatable, Sendable, CustomStringConve
 /// A validated system: the board and the virtual machines the VMM runs on it.
 public struct SystemConfiguration: Equatable, Sendable {
     public enum Board: String, Equatable, Sendable { case qemuVirt = "qemu-virt" }
-    public enum GICVersion: Int, Equatable, Sendable { case v2 = 2 }
+    public enum GICVersion: Int, Equatable, Sendable {
+        case v2 = 2
+
+        /// The controller the VMM's core gives each guest (GuestConfiguration.gicVersion).
+        public var guestController: VMMCore.GICVersion {
+            switch self {
+            case .v2: return .v2
+            }
+        }
+    }
     public enum Platform: String, Equatable, Sendable { case native, microkit }
 
     public var board: Board
@@ -266,9 +275,6 @@ public struct VMConfiguration: Equatable, Sendable {
     public var ramBase: UInt64
     public var ramSize: UInt64
     public var vcpus: Int
-    /// The guest's interrupt controller. No system-file key sets it yet: every VM has a GICv2, which
-    /// the platforms drive today.
-    public var gicVersion: GICVersion = .v2
     /// The board CPU of each vCPU (native: vCPU i runs on `cpus[i]`); nil: the lowest free ones
     /// (`SystemConfiguration.boardCPUs`).
     public var cpus: [Int]?
