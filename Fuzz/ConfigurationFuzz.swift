@@ -17,7 +17,8 @@ public func fuzzConfiguration(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
     fuzzCheck(decoded.encoded() == encoded, "encoding is not stable")
 
     var board = GuestBoardDescription(ramBase: configuration.ramBase, ramSize: configuration.ramSize,
-                                      vcpuCount: configuration.vcpuCount, bootargs: configuration.bootargs)
+                                      vcpuCount: configuration.vcpuCount, gicVersion: configuration.gicVersion,
+                                      bootargs: configuration.bootargs)
     for device in configuration.placements(blockCapacity: { _ in 2048 }) { board.devices.append(device.deviceTreeEntry) }
     for device in configuration.passthrough { board.devices.append(device.deviceTreeEntry) }
     let dtb = GuestDeviceTree.build(board)

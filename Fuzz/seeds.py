@@ -69,6 +69,20 @@ def distributor():
     out += freed(1, 0) + freed(0, 0)
     return out
 
+def distributor_gicv3():
+    out = bytes([0x80 | 20]) + struct.pack('<H', 64) + bytes([4])       # GICv3, 20 vCPUs, 64 SPIs, 4 LRs
+    def write(vcpu, offset, value, width=0): return bytes([0 | width << 3, vcpu + 1]) + struct.pack('<IQ', offset, value)
+    def rwrite(vcpu, offset, value, width=0): return bytes([4 | width << 3, vcpu + 1]) + struct.pack('<IQ', offset, value)
+    def rread(vcpu, offset, width=3): return bytes([5 | width << 3, vcpu + 1]) + struct.pack('<I', offset)
+    def sgi(vcpu, value): return bytes([6, vcpu + 1]) + struct.pack('<Q', value)
+    def inject(vcpu, irq): return bytes([2, vcpu + 1]) + struct.pack('<H', irq)
+    out += write(0, 0x0000, 0x13) + write(0, 0x0104, 0xFFFF_FFFF) + write(0, 0x6108, 0x0103, width=3)
+    for n in range(20): out += rread(0, n * 0x2_0000 + 8)
+    out += rwrite(0, 0x0014, 0) + rwrite(17, 17 * 0x2_0000 + 0x1_0100, 1 << 27)
+    out += write(0, 0x6110, 1 << 31, width=3) + inject(0, 33) + inject(0, 34) + inject(17, 27)
+    out += sgi(0, 3 << 24 | 1 << 16 | 0b11) + sgi(5, 1 << 40 | 7 << 24) + rwrite(3, 0x2_0014, 0)
+    return out
+
 def driverqueues_header(block_blocks=2, rx_buffers=4, tx_buffers=4):
     # No region shrunk; block data of `block_blocks` 4 KiB blocks; net data of so many 2 KiB buffers.
     return bytes([0xFF, block_blocks, rx_buffers | tx_buffers << 4])
@@ -146,7 +160,7 @@ SEEDS = {
     'transport': [transport(0, 1, WRITE), transport(1, 2, 0), transport(8, 0, WRITE), transport(4, 0, WRITE)],
     'configuration': [configuration()],
     'boot': [boot()],
-    'distributor': [distributor()],
+    'distributor': [distributor(), distributor_gicv3()],
     'driverqueues': [driverqueues_block(), driverqueues_net(), driverqueues_console(), driverqueues_raw()],
     'switch': [switch()],
 }

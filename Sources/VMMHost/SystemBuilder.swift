@@ -85,11 +85,14 @@ public enum SystemBuilder {
     /// The guest configuration the VMM reads at boot. A card on one of the VMM's networks gets the
     /// network's number: its index in `networks`, the system's networks (`SystemConfiguration.vmmNetworks`;
     /// networks not in it are numbered after them, in order of first appearance in `vm`).
-    public static func guestConfiguration(_ vm: VMConfiguration, networks: [String] = []) -> GuestConfiguration {
+    /// `gic`: the system's interrupt controller (`SystemConfiguration.gic`), which every VM's guest sees.
+    public static func guestConfiguration(_ vm: VMConfiguration, networks: [String] = [],
+                                          gic: GICVersion = .v2) -> GuestConfiguration {
         var configuration = GuestConfiguration()
         configuration.ramBase = vm.ramBase
         configuration.ramSize = vm.ramSize
         configuration.vcpuCount = vm.vcpus
+        configuration.gicVersion = gic
         configuration.bootargs = Array(vm.cmdline.utf8)
         var numbers = networks
         var devices: [ConfiguredDevice] = []
@@ -112,15 +115,15 @@ public enum SystemBuilder {
     }
 
     /// The guest's device tree as the VMM will build it, with disk capacities from the files.
-    public static func deviceTree(_ vm: VMConfiguration, initrdRange: (UInt64, UInt64)?) -> [UInt8] {
+    public static func deviceTree(_ vm: VMConfiguration, initrdRange: (UInt64, UInt64)?, gic: GICVersion = .v2) -> [UInt8] {
         var board = GuestBoardDescription(ramBase: vm.ramBase, ramSize: vm.ramSize, vcpuCount: vm.vcpus,
-                                          bootargs: Array(vm.cmdline.utf8), initrd: initrdRange)
-        let placements = guestConfiguration(vm).placements { n in
+                                          gicVersion: gic, bootargs: Array(vm.cmdline.utf8), initrd: initrdRange)
+        let placements = guestConfiguration(vm, gic: gic).placements { n in
             guard n < vm.blocks.count else { return nil }
             let size = (try? FileManager.default.attributesOfItem(atPath: vm.blocks[n].file)[.size] as? NSNumber)??.uint64Value
             return (size ?? 0) / 512
         }
-        board.devices = placements.map(\.deviceTreeEntry) + guestConfiguration(vm).passthrough.map(\.deviceTreeEntry)
+        board.devices = placements.map(\.deviceTreeEntry) + guestConfiguration(vm, gic: gic).passthrough.map(\.deviceTreeEntry)
         return GuestDeviceTree.build(board)
     }
 
@@ -163,11 +166,12 @@ public enum SystemBuilder {
         var guests: [GuestImages] = []
         let networks = system.vmmNetworks, boardCPUs = system.boardCPUs
         for (index, vm) in system.vms.enumerated() {
-            let configuration = guestConfiguration(vm, networks: networks)
+            let gic = system.gic.guestController
+            let configuration = guestConfiguration(vm, networks: networks, gic: gic)
             do { try configuration.validate() } catch {
                 throw BuildError("vm[\(index)] '\(vm.name)': the guest configuration is not one the VMM accepts: \(error.message)")
             }
-            let config = Data(configuration.encoded()), dtb = Data(deviceTree(vm, initrdRange: nil))
+            let config = Data(configuration.encoded()), dtb = Data(deviceTree(vm, initrdRange: nil, gic: gic))
             let configURL = environment.output.appendingPathComponent("guest-\(index).config")
             let dtbURL = environment.output.appendingPathComponent("guest-\(index).dtb")
             var written = [(configURL, config), (dtbURL, dtb)]

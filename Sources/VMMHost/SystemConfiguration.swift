@@ -114,7 +114,16 @@ public struct ConfigurationErrors: Error, Equatable, Sendable, CustomStringConve
 /// A validated system: the board and the virtual machines the VMM runs on it.
 public struct SystemConfiguration: Equatable, Sendable {
     public enum Board: String, Equatable, Sendable { case qemuVirt = "qemu-virt" }
-    public enum GICVersion: Int, Equatable, Sendable { case v2 = 2 }
+    public enum GICVersion: Int, Equatable, Sendable {
+        case v2 = 2
+
+        /// The controller the VMM's core gives each guest (GuestConfiguration.gicVersion).
+        public var guestController: VMMCore.GICVersion {
+            switch self {
+            case .v2: return .v2
+            }
+        }
+    }
     /// The board CPU (QEMU's -cpu). The guest runs on it as it is: the VMM does not trap SVE or
     /// pointer authentication, and hides from the guest's ID registers what it does not give.
     public enum CPU: String, Equatable, Sendable, CaseIterable {

@@ -75,6 +75,7 @@ final class GuestConfigurationTests: XCTestCase {
         XCTAssertEqual(defaults.ramBase, 0x4000_0000)
         XCTAssertEqual(defaults.ramSize, 0x2000_0000)
         XCTAssertEqual(defaults.vcpuCount, 1)
+        XCTAssertEqual(defaults.gicVersion, .v2)
         XCTAssertEqual(defaults.bootargs, Array("console=ttyAMA0 rdinit=/init".utf8))
         XCTAssertEqual(defaults.devices, [])
         XCTAssertEqual(defaults.passthrough, [])
@@ -91,6 +92,58 @@ final class GuestConfigurationTests: XCTestCase {
 
     func testGoldenBytesDecodeToTheSmallConfiguration() throws {
         XCTAssertEqual(try Self.decode(Self.smallBlob), Self.small)
+    }
+
+    /// `small` with a GICv3 and 20 vCPUs: version 3, whose header has gic_version at 48.
+    static var smallGICv3: GuestConfiguration {
+        var configuration = small
+        configuration.gicVersion = .v3
+        configuration.vcpuCount = 20
+        return configuration
+    }
+
+    static var smallGICv3Blob: [UInt8] {
+        var bytes = patched(UInt32(3), at: 4)
+        bytes = patched(UInt32(134), at: 8, in: bytes)     // 52 + 3·8 + 53 + 5
+        bytes = patched(UInt32(20), at: 12, in: bytes)
+        bytes.insert(contentsOf: [0x03, 0x00, 0x00, 0x00], at: 48)
+        return bytes
+    }
+
+    func testAGICv3ConfigurationEncodesAsVersion3() throws {
+        XCTAssertEqual(Self.smallGICv3.encoded(), Self.smallGICv3Blob)
+        XCTAssertEqual(try Self.decode(Self.smallGICv3Blob), Self.smallGICv3)
+        XCTAssertEqual(try Self.decode(Self.smallBlob).gicVersion, .v2, "a version 2 blob is a GICv2 guest")
+    }
+
+    func testVersion3WithGICv2DecodesAndReencodesAsVersion2() throws {
+        var blob = Self.smallGICv3Blob
+        blob[48] = 2
+        blob = Self.patched(UInt32(2), at: 12, in: blob)
+        XCTAssertEqual(try Self.decode(blob), Self.small)
+        XCTAssertEqual(try Self.decode(blob).encoded(), Self.smallBlob)
+    }
+
+    func testVersion3BlobsAreCheckedLikeVersion2() {
+        for bad: UInt32 in [0, 1, 4, 0x103, UInt32.max] {
+            XCTAssertEqual(Self.decodeError(Self.patched(bad, at: 48, in: Self.smallGICv3Blob)), .badGICVersion(bad))
+        }
+        for length in 0..<Self.smallGICv3Blob.count {
+            XCTAssertEqual(Self.decodeError(Array(Self.smallGICv3Blob.prefix(length))), .tooShort, "cut at \(length)")
+        }
+        XCTAssertNil(Self.decodeError(Self.patched(UInt32(123), at: 12, in: Self.smallGICv3Blob)))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(124), at: 12, in: Self.smallGICv3Blob)), .badVCPUCount(124))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(0), at: 12, in: Self.smallGICv3Blob)), .badVCPUCount(0))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(135), at: 8, in: Self.smallGICv3Blob) + [0]),
+                       .badLength(declared: 135, computed: 134))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt8(4), at: 52, in: Self.smallGICv3Blob)), .badDevice(index: 0))
+    }
+
+    func testVCPULimitFollowsTheGIC() {
+        XCTAssertEqual(GuestConfiguration.maxVCPUsGICv3, 123)
+        XCTAssertNil(Self.validationError(GuestConfiguration(vcpuCount: 64, gicVersion: .v3)))
+        XCTAssertEqual(Self.validationError(GuestConfiguration(vcpuCount: 9, gicVersion: .v2)), .badVCPUCount(9))
+        XCTAssertEqual(Self.validationError(GuestConfiguration(vcpuCount: 124, gicVersion: .v3)), .badVCPUCount(124))
     }
 
     func testDefaultsRoundTrip() throws {
@@ -156,7 +209,7 @@ final class GuestConfigurationTests: XCTestCase {
     func testOtherVersionIsRejected() {
         // Version 1 had a 40-byte header: read as version 2, its device records would be misread.
         XCTAssertEqual(Self.decodeError(Self.patched(UInt32(1), at: 4)), .unsupportedVersion(1))
-        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(3), at: 4)), .unsupportedVersion(3))
+        XCTAssertEqual(Self.decodeError(Self.patched(UInt32(4), at: 4)), .unsupportedVersion(4))
         XCTAssertEqual(Self.decodeError(Self.patched(UInt32(0), at: 4)), .unsupportedVersion(0))
     }
 
@@ -394,6 +447,20 @@ final class GuestConfigurationTests: XCTestCase {
         XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x08ff_f000; $0.size = 0x2000 }),
                        .passthroughOverlaps(index: 0))
         XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0900_1000 }))
+        // GICv3: the distributor [0x0800_0000, 0x0801_0000) and the redistributor region
+        // [0x080A_0000, 0x0900_0000), whatever the vCPU count; nothing in between.
+        func withGICv3(_ device: PassthroughDevice) -> GuestConfigurationError? {
+            var configuration = Self.small
+            configuration.gicVersion = .v3
+            configuration.passthrough = [device]
+            return Self.validationError(configuration)
+        }
+        XCTAssertEqual(withGICv3(Self.rtc { $0.address = 0x0800_f000 }), .passthroughOverlaps(index: 0))
+        XCTAssertNil(withGICv3(Self.rtc { $0.address = 0x0801_0000 }))
+        XCTAssertNil(withGICv3(Self.rtc { $0.address = 0x0809_f000 }))
+        XCTAssertEqual(withGICv3(Self.rtc { $0.address = 0x080A_0000 }), .passthroughOverlaps(index: 0))
+        XCTAssertEqual(withGICv3(Self.rtc { $0.address = 0x08ff_f000 }), .passthroughOverlaps(index: 0))
+        XCTAssertNil(withGICv3(Self.rtc { $0.address = 0x0900_1000 }))
         // Three transports end at 0x0a00_0600, inside the first page; nine reach into the second.
         XCTAssertEqual(Self.withPassthrough(Self.rtc { $0.address = 0x0a00_0000 }), .passthroughOverlaps(index: 0))
         XCTAssertNil(Self.withPassthrough(Self.rtc { $0.address = 0x0a00_0000 }, devices: []))

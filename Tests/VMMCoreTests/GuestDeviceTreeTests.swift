@@ -136,6 +136,50 @@ final class GuestDeviceTreeTests: XCTestCase {
             """)
     }
 
+    func testGICv3TreeHasTheGICv3NodeAndTimerFlagsWithoutACPUMask() throws {
+        var board = twoCPUBoard()
+        board.gicVersion = .v3
+        let dts = try DeviceTreeCompiler.decompile(GuestDeviceTree.build(board))
+        XCTAssertEqual(dts.stderr, "", "dtc warned about the tree")
+        // arm,gic-v3.yaml: GICD (64 KiB), then one redistributor region of 2 x 128 KiB; the
+        // maintenance interrupt is PPI 9, level-high. The timer's flags are level-high (4) alone.
+        XCTAssertTrue(dts.stdout.contains("""
+            \tintc@8000000 {
+            \t\tcompatible = "arm,gic-v3";
+            \t\t#interrupt-cells = <0x03>;
+            \t\tinterrupt-controller;
+            \t\t#address-cells = <0x02>;
+            \t\t#size-cells = <0x02>;
+            \t\t#redistributor-regions = <0x01>;
+            \t\treg = <0x00 0x8000000 0x00 0x10000 0x00 0x80a0000 0x00 0x40000>;
+            \t\tinterrupts = <0x01 0x09 0x04>;
+            \t\tphandle = <0x01>;
+            \t};
+
+            \ttimer {
+            \t\tcompatible = "arm,armv8-timer";
+            \t\tinterrupts = <0x01 0x0d 0x04 0x01 0x0e 0x04 0x01 0x0b 0x04 0x01 0x0a 0x04>;
+            """), dts.stdout)
+        XCTAssertFalse(dts.stdout.contains("0x8010000"), "no GICv2 CPU interface")
+    }
+
+    func testGICv3TreeNamesCPUsByAffinityPastSixteen() throws {
+        var board = twoCPUBoard()
+        board.gicVersion = .v3
+        board.vcpuCount = 64
+        let dts = try DeviceTreeCompiler.decompile(GuestDeviceTree.build(board))
+        XCTAssertEqual(dts.stderr, "", "dtc warned about the tree")
+        // vCPU 15: Aff0 15; vCPU 16: Aff1 1, Aff0 0; vCPU 63: Aff1 3, Aff0 15 (MPIDRAffinity).
+        XCTAssertTrue(dts.stdout.contains("\t\tcpu@f {\n\t\t\tdevice_type = \"cpu\";\n\t\t\tcompatible = \"arm,cortex-a53\";\n\t\t\treg = <0x0f>;"),
+                      dts.stdout)
+        XCTAssertTrue(dts.stdout.contains("\t\tcpu@100 {\n"), dts.stdout)
+        XCTAssertTrue(dts.stdout.contains("reg = <0x100>;"), dts.stdout)
+        XCTAssertTrue(dts.stdout.contains("reg = <0x30f>;"), dts.stdout)
+        XCTAssertFalse(dts.stdout.contains("cpu@10 "), dts.stdout)
+        XCTAssertTrue(dts.stdout.contains("reg = <0x00 0x8000000 0x00 0x10000 0x00 0x80a0000 0x00 0x800000>;"),
+                      "64 redistributors of 128 KiB")
+    }
+
     func testWithoutInitrdChosenHasNoInitrdProperties() throws {
         var board = twoCPUBoard()
         board.initrd = nil

@@ -21,16 +21,16 @@ struct RecordingInterruptSink: VirtualInterruptSink {
 extension VGIC {
     /// Word write as the guest's `str w` would do it.
     mutating func write(vcpu: Int = 0, _ offset: UInt64, _ value: UInt32, _ sink: inout RecordingInterruptSink) {
-        distributorWrite(vcpu: vcpu, offset: offset, width: 4, value: value, sink: &sink)
+        distributorWrite(vcpu: vcpu, offset: offset, width: 4, value: UInt64(value), sink: &sink)
     }
 
     mutating func read(vcpu: Int = 0, _ offset: UInt64) -> UInt32 {
-        distributorRead(vcpu: vcpu, offset: offset, width: 4)
+        UInt32(truncatingIfNeeded: distributorRead(vcpu: vcpu, offset: offset, width: 4))
     }
 
     /// Sets one interrupt's priority byte through GICD_IPRIORITYR (§4.3.11).
     mutating func setPriority(_ irq: UInt32, _ priority: UInt8, vcpu: Int = 0, _ sink: inout RecordingInterruptSink) {
-        distributorWrite(vcpu: vcpu, offset: 0x400 + UInt64(irq), width: 1, value: UInt32(priority), sink: &sink)
+        distributorWrite(vcpu: vcpu, offset: 0x400 + UInt64(irq), width: 1, value: UInt64(priority), sink: &sink)
     }
 
     /// A GIC with the distributor enabled and SPIs `irqs` enabled, all at priority 0xA0.
@@ -54,6 +54,16 @@ final class ListRegistersTests: XCTestCase {
         XCTAssertEqual(sgiLike.gichValue, 0x5F88_17FB)
         // The LR holds only priority bits [7:3]; lower bits cannot appear.
         XCTAssertEqual(ListRegisterEntry(interrupt: 0, priority: 0x07).gichValue, 0x1008_0000)
+    }
+
+    func testIchValueEncodesEveryFieldAtItsSpecPosition() {
+        // ICH_LR<n>_EL2: vINTID 27 | EOI [41] | priority 0xA0 in [55:48] | Group [60] | pending 0b01 [63:62].
+        XCTAssertEqual(ListRegisterEntry(interrupt: 27, priority: 0xA0, group1: true).ichValue, 0x50A0_0200_0000_001B)
+        // HW = 1 [61]: pINTID 27 in [41:32] and no EOI; priority 0xFF keeps its five implemented bits.
+        XCTAssertEqual(ListRegisterEntry(interrupt: 27, priority: 0xFF, group1: true, physical: 27).ichValue,
+                       0x70F8_001B_0000_001B)
+        // Group 0, INTID 1019, priority 0x07 (no implemented bits); a GICv2 source CPU has no field.
+        XCTAssertEqual(ListRegisterEntry(interrupt: 1019, priority: 0x07, sourceCPU: 5).ichValue, 0x4000_0200_0000_03FB)
     }
 
     func testInjectingAnEnabledInterruptWritesTheFirstFreeListRegister() {

@@ -154,4 +154,19 @@ final class PSCITests: XCTestCase {
         // Linux passes the MPIDR with bit 31 masked off (MPIDR_HWID_BITMASK) as target_cpu.
         XCTAssertEqual(PSCI(vcpuCount: 4).vcpu(forAffinity: PSCI.mpidr(ofVCPU: 3) & PSCI.affinityMask), 3)
     }
+
+    func testVCPUsPastFifteenTakeAff1AsOnQEMUVirtWithGICv3() {
+        XCTAssertEqual(PSCI.mpidr(ofVCPU: 15), 0x8000_000F)
+        XCTAssertEqual(PSCI.mpidr(ofVCPU: 16), 0x8000_0100)
+        XCTAssertEqual(PSCI.mpidr(ofVCPU: 63), 0x8000_030F)
+        let psci = PSCI(vcpuCount: 64)
+        for n in 0..<64 { XCTAssertEqual(psci.vcpu(forAffinity: PSCI.mpidr(ofVCPU: n) & PSCI.affinityMask), n) }
+        XCTAssertNil(psci.vcpu(forAffinity: 0x0010), "Aff0 16 does not exist: each cluster has 16")
+        XCTAssertNil(psci.vcpu(forAffinity: 0x0400), "vCPU 64")
+        XCTAssertNil(psci.vcpu(forAffinity: 0x01_0000), "Aff2 1")
+        XCTAssertNil(psci.vcpu(forAffinity: 0x01_0000_0000), "Aff3 1")
+        var on = PSCI(vcpuCount: 20)
+        XCTAssertEqual(on.handle(function: 0xC400_0003, arguments: (0x0103, 0x4000_0000, 7), caller: 0),
+                       .startCPU(target: 19, entry: 0x4000_0000, context: 7))
+    }
 }

@@ -154,5 +154,8 @@ final class SeL4FaultTests: XCTestCase {
         XCTAssertNil(GuestExit(syndrome: ExceptionSyndrome(0x01 << 26 | 1 << 25), address: address).highestRegister, "WFI")
         XCTAssertNil(GuestExit(syndrome: ExceptionSyndrome(0x24 << 26 | 1 << 25), address: address).highestRegister,
                      "no syndrome: cannot be emulated")
+        // MSR ICC_SGI1R_EL1, x7 (Rt [9:5]); MSR of xzr reads nothing.
+        XCTAssertEqual(GuestExit(syndrome: ExceptionSyndrome(0x18 << 26 | 1 << 25 | 7 << 5), address: address).highestRegister, 7)
+        XCTAssertNil(GuestExit(syndrome: ExceptionSyndrome(0x18 << 26 | 1 << 25 | 31 << 5), address: address).highestRegister)
     }
 }

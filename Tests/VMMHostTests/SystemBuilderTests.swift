@@ -56,6 +56,21 @@ final class SystemBuilderTests: XCTestCase {
         XCTAssertEqual(decoded, configuration)
     }
 
+    func testAGICv3VMGetsAVersion3BlobAndAGICv3DeviceTree() throws {
+        var vm = fullVM()
+        vm.vcpus = 20
+        let configuration = SystemBuilder.guestConfiguration(vm, gic: .v3)
+        XCTAssertEqual(configuration.gicVersion, .v3)
+        let blob = configuration.encoded()
+        XCTAssertEqual(blob[4], 3, "blob version 3")
+        let decoded = try blob.withUnsafeBytes { bytes throws(GuestConfigurationError) in try GuestConfiguration(decoding: bytes) }
+        XCTAssertEqual(decoded, configuration)
+        let text = try decompile(SystemBuilder.deviceTree(vm, initrdRange: nil, gic: .v3))
+        XCTAssertTrue(text.contains("compatible = \"arm,gic-v3\""), text)
+        XCTAssertTrue(text.contains("cpu@103"), text)
+        XCTAssertEqual(SystemBuilder.guestConfiguration(fullVM()).encoded()[4], 2, "a GICv2 VM's blob stays version 2")
+    }
+
     func testDeviceTreeHoldsTheMemoryDevicesAndInterruptsTheFileAskedFor() throws {
         let text = try decompile(SystemBuilder.deviceTree(fullVM(), initrdRange: nil))
         XCTAssertTrue(text.contains("memory@40000000"))

@@ -5,6 +5,8 @@
 
 public enum EmulatedDevice: Equatable {
     case gicDistributor
+    /// GICv3 only: the redistributors, one 128 KiB frame pair per vCPU (offsets from the first).
+    case gicRedistributor
     /// The n-th virtio block, network or console device of the VM (`VirtioDevices`).
     case virtioBlock(Int)
     case virtioNetwork(Int)
@@ -34,9 +36,18 @@ public struct MMIOBus {
     public mutating func add(_ more: [MMIORegion]) { regions.append(contentsOf: more) }
 
     /// QEMU virt's GICv2 distributor at 0x0800_0000 (64 KiB frame, registers in the first 4 KiB).
-    public static var standard: MMIOBus {
-        MMIOBus(regions: [MMIORegion(base: GuestPhysicalAddress(QEMUVirtBoard.gicDistributor),
-                                     size: QEMUVirtBoard.gicDistributorSize, device: .gicDistributor)])
+    public static var standard: MMIOBus { standard(gic: .v2) }
+
+    /// The emulated frames of QEMU virt's GIC: the distributor, and for GICv3 the whole
+    /// redistributor region (frames past the last vCPU's read as zero rather than stop the guest).
+    public static func standard(gic: GICVersion) -> MMIOBus {
+        var regions = [MMIORegion(base: GuestPhysicalAddress(QEMUVirtBoard.gicDistributor),
+                                  size: QEMUVirtBoard.gicDistributorSize, device: .gicDistributor)]
+        if gic == .v3 {
+            regions.append(MMIORegion(base: GuestPhysicalAddress(QEMUVirtBoard.gicRedistributor),
+                                      size: QEMUVirtBoard.gicRedistributorSize, device: .gicRedistributor))
+        }
+        return MMIOBus(regions: regions)
     }
 
     /// The device owning all of [address, address + length) and the offset of `address` in it.

@@ -229,8 +229,8 @@ public enum GuestExit: Equatable {
 
     /// The highest-numbered general-purpose register the core reads or writes to handle this exit
     /// (nil: none, only the PC): the transfer register of an emulated load or store or of a trapped
-    /// MSR/MRS, x3 for a PSCI
-    /// call over HVC or SMC (function and three arguments in x0-x3, the result in x0). A platform
+    /// MSR/MRS, x3 for a PSCI call over HVC or SMC (function and three arguments in x0-x3, the result
+    /// in x0). A platform
     /// that pays per register moved (seL4's TCB_ReadRegisters) moves no more than these.
     public var highestRegister: Int? {
         switch self {

@@ -75,10 +75,53 @@ public enum AffinityState: UInt64, Equatable {
     case onPending = 2
 }
 
+/// The MPIDR_EL1 affinity of a vCPU: the one numbering that PSCI, the GICv3 (GICR_TYPER, GICD_IROUTER,
+/// ICC_SGI1R_EL1) and the guest's device tree (cpu@ reg) share. vCPU n has Aff0 = n % 16 and
+/// Aff1 = n / 16, Aff2 = Aff3 = 0, as QEMU's virt board numbers its CPUs with a GICv3: an
+/// ICC_SGI1R_EL1 TargetList names 16 Aff0 values, so 16 CPUs per cluster need no range selector.
+/// (For n < 16 this is Aff0 = n, the numbering GICv2 guests always had.)
+public struct MPIDRAffinity: Equatable {
+    public var aff0: UInt8
+    public var aff1: UInt8
+    public var aff2: UInt8 = 0
+    public var aff3: UInt8 = 0
+
+    public init(vcpu index: Int) {
+        aff0 = UInt8(truncatingIfNeeded: index % 16)
+        aff1 = UInt8(truncatingIfNeeded: index / 16)
+    }
+
+    /// The fields of an MPIDR-shaped value: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16], Aff3 [39:32]
+    /// (MPIDR_EL1, PSCI target_cpu, GICD_IROUTER); other bits are ignored.
+    public init(mpidr: UInt64) {
+        aff0 = UInt8(truncatingIfNeeded: mpidr)
+        aff1 = UInt8(truncatingIfNeeded: mpidr >> 8)
+        aff2 = UInt8(truncatingIfNeeded: mpidr >> 16)
+        aff3 = UInt8(truncatingIfNeeded: mpidr >> 32)
+    }
+
+    /// The affinity fields in MPIDR_EL1's positions.
+    public var mpidrBits: UInt64 {
+        UInt64(aff3) << 32 | UInt64(aff2) << 16 | UInt64(aff1) << 8 | UInt64(aff0)
+    }
+
+    /// Aff3.Aff2.Aff1.Aff0 in 32 bits: GICR_TYPER.Affinity_Value, and Linux's cpu@ `reg` below Aff3.
+    public var packed: UInt32 {
+        UInt32(aff3) << 24 | UInt32(aff2) << 16 | UInt32(aff1) << 8 | UInt32(aff0)
+    }
+
+    /// The vCPU with this affinity when the VM has `count` of them; nil when none has it.
+    public func vcpu(count: Int) -> Int? {
+        guard aff0 < 16, aff2 == 0, aff3 == 0 else { return nil }
+        let index = Int(aff1) * 16 + Int(aff0)
+        return index < count ? index : nil
+    }
+}
+
 /// The PSCI state of one VM: which of its vCPUs are on.
 ///
-/// vCPU i has MPIDR affinity Aff0 = i and Aff1..Aff3 = 0; the guest sees MPIDR_EL1 =
-/// 0x8000_0000 | i (bit 31 is RES1). The guest's device tree must give `reg = <i>` to cpu@i.
+/// vCPU i has the affinity `MPIDRAffinity(vcpu: i)`; the guest sees MPIDR_EL1 = 0x8000_0000 | its
+/// fields (bit 31 is RES1). The guest's device tree must give cpu@ nodes the same `reg`.
 public struct PSCI {
     /// PSCI 1.1: major in bits [31:16], minor in [15:0] (DEN0022 "PSCI_VERSION").
     public static let version: UInt32 = 0x0001_0001
@@ -87,7 +130,7 @@ public struct PSCI {
     /// MPIDR_EL1 affinity fields Aff3 [39:32], Aff2 [23:16], Aff1 [15:8], Aff0 [7:0]. DEN0022
     /// "CPU_ON" requires every other bit of target_cpu to be zero.
     public static let affinityMask: UInt64 = 0xFF_00FF_FFFF
-    /// Aff0 is 8 bits and the only affinity field used here.
+    /// Aff0 0...15 and Aff1 0...15 (`MPIDRAffinity`).
     public static let maximumVCPUs = 256
 
     public let vcpuCount: Int
@@ -106,14 +149,13 @@ public struct PSCI {
     }
 
     /// MPIDR_EL1 value the platform gives vCPU `index` (VMPIDR_EL2 on native).
-    public static func mpidr(ofVCPU index: Int) -> UInt64 { 0x8000_0000 | UInt64(index & 0xFF) }
+    public static func mpidr(ofVCPU index: Int) -> UInt64 { 0x8000_0000 | MPIDRAffinity(vcpu: index).mpidrBits }
 
-    /// The vCPU a PSCI target_cpu names, or nil when it has bits outside the affinity fields, a
-    /// non-zero Aff1..Aff3, or an Aff0 with no vCPU behind it.
+    /// The vCPU a PSCI target_cpu names, or nil when it has bits outside the affinity fields or an
+    /// affinity with no vCPU behind it.
     public func vcpu(forAffinity target: UInt64) -> Int? {
-        guard target & ~PSCI.affinityMask == 0, target <= 0xFF else { return nil }
-        let index = Int(target)
-        return index < vcpuCount ? index : nil
+        guard target & ~PSCI.affinityMask == 0 else { return nil }
+        return MPIDRAffinity(mpidr: target).vcpu(count: vcpuCount)
     }
 
     public func affinityState(ofVCPU index: Int) -> AffinityState {

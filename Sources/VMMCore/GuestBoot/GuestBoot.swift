@@ -41,7 +41,8 @@ public enum GuestBoot {
 
     public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
                             initrd: UnsafeRawBufferPointer?, bootargs: [UInt8],
-                            vcpuCount: Int, devices: [GuestDevice] = []) throws(GuestBootError) -> LoadedGuest {
+                            vcpuCount: Int, gicVersion: GICVersion = .v2,
+                            devices: [GuestDevice] = []) throws(GuestBootError) -> LoadedGuest {
         let header: ImageHeader
         do { header = try ImageHeader(bytes: kernel) } catch { throw .kernel(error) }
         let layout: BootLayout
@@ -58,7 +59,7 @@ public enum GuestBoot {
             initrdRange = (at.raw, at.raw + UInt64(initrd.count))
         }
         var board = GuestBoardDescription(ramBase: memory.base.raw, ramSize: memory.size, vcpuCount: vcpuCount,
-                                          bootargs: bootargs, initrd: initrdRange)
+                                          gicVersion: gicVersion, bootargs: bootargs, initrd: initrdRange)
         board.devices = devices
         let dtb = GuestDeviceTree.build(board)
         guard UInt64(dtb.count) <= layout.dtbMaxSize else { throw .deviceTreeTooLarge }
@@ -71,7 +72,7 @@ public enum GuestBoot {
         return LoadedGuest(registers: registers, layout: layout, deviceTreeSize: UInt64(dtb.count))
     }
 
-    /// `load` with the command line and vCPU count of `configuration`, and the device-tree entries of
+    /// `load` with the command line, vCPU count and GIC of `configuration`, and the device-tree entries of
     /// `devices` (normally `configuration.placements(…)`, the same list given to VirtualMachine)
     /// followed by those of the configuration's passthrough devices.
     /// `memory` must be the configuration's RAM: the device tree describes `memory`, and a platform
@@ -88,6 +89,6 @@ public enum GuestBoot {
         for device in devices { entries.append(device.deviceTreeEntry) }
         for device in configuration.passthrough { entries.append(device.deviceTreeEntry) }
         return try load(into: memory, kernel: kernel, initrd: initrd, bootargs: configuration.bootargs,
-                        vcpuCount: configuration.vcpuCount, devices: entries)
+                        vcpuCount: configuration.vcpuCount, gicVersion: configuration.gicVersion, devices: entries)
     }
 }

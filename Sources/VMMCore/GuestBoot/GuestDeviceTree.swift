@@ -1,11 +1,13 @@
 // The device tree a Linux guest boots with: what the VMM tells the guest its "board" looks like.
 //
-// The board is QEMU's `virt` layout with GICv2, reduced to what this VMM emulates: RAM, vCPUs
-// started through PSCI over HVC, the GIC distributor and CPU interface, the architected timer,
+// The board is QEMU's `virt` layout with a GICv2 or a GICv3, reduced to what this VMM emulates: RAM,
+// vCPUs started through PSCI, the GIC (GICv2: distributor and CPU interface; GICv3: distributor and
+// one redistributor per vCPU, the CPU interface being system registers), the architected timer,
 // a PL011 UART and (appended as data) virtio-mmio devices and passed-through board devices. The node contents follow QEMU's
-// hw/arm/virt.c and the Linux bindings (arm/gic.yaml, timer/arm,arch_timer.yaml, serial/pl011.yaml,
-// virtio/mmio.yaml). The guest is not a hypervisor, so the tree has no GICH/GICV and no
-// maintenance interrupt. Encoding the blob is DeviceTreeWriter's job; placing it is BootLayout's.
+// hw/arm/virt.c and the Linux bindings (interrupt-controller/arm,gic.yaml and arm,gic-v3.yaml,
+// timer/arm,arch_timer.yaml, serial/pl011.yaml, virtio/mmio.yaml). The guest is not a hypervisor,
+// so a GICv2 tree has no GICH/GICV and no maintenance interrupt; a GICv3 node names its maintenance
+// interrupt, as QEMU's does. Encoding the blob is DeviceTreeWriter's job; placing it is BootLayout's.
 
 /// A guest-physical address range of device registers, as the device tree describes it.
 public struct BoardRegion: Equatable {
@@ -94,24 +96,31 @@ public struct GuestTimerPPIs: Equatable {
 public struct GuestBoardDescription {
     public var ramBase: UInt64
     public var ramSize: UInt64
-    /// 1...8: a GICv2 CPU interface serves at most 8 CPUs, and the PPI CPU mask has 8 bits.
+    /// 1...8 with a GICv2 (8 CPU interfaces, and the PPI CPU mask has 8 bits); with a GICv3 up to
+    /// `GuestConfiguration.maxVCPUsGICv3`, as many redistributors as QEMU virt's region holds.
     public var vcpuCount: Int
+    public var gicVersion: GICVersion = .v2
     /// Kernel command line, without a terminating NUL (and containing none).
     public var bootargs: [UInt8]
     /// Guest-physical [start, end) of the initrd, as BootLayout placed it.
     public var initrd: (start: UInt64, end: UInt64)?
     public var gicDistributor = BoardRegion(base: 0x0800_0000, size: 0x1_0000)
+    /// GICv2 only.
     public var gicCPU = BoardRegion(base: 0x0801_0000, size: 0x2000)
+    /// GICv3 only: where the first redistributor is; the tree gives the region one 128 KiB frame per vCPU.
+    public var gicRedistributorBase: UInt64 = 0x080A_0000
     /// The console: /chosen/stdout-path points at it.
     public var uart = GuestDevice.pl011(base: 0x0900_0000, size: 0x1000, spi: 1)
     public var timerPPIs = GuestTimerPPIs()
     /// Further devices, emitted after the UART in this order (virtio-mmio transports, then passthrough).
     public var devices: [GuestDevice] = []
 
-    public init(ramBase: UInt64, ramSize: UInt64, vcpuCount: Int, bootargs: [UInt8], initrd: (start: UInt64, end: UInt64)? = nil) {
+    public init(ramBase: UInt64, ramSize: UInt64, vcpuCount: Int, gicVersion: GICVersion = .v2, bootargs: [UInt8],
+                initrd: (start: UInt64, end: UInt64)? = nil) {
         self.ramBase = ramBase
         self.ramSize = ramSize
         self.vcpuCount = vcpuCount
+        self.gicVersion = gicVersion
         self.bootargs = bootargs
         self.initrd = initrd
     }
@@ -123,16 +132,21 @@ public enum GuestDeviceTree {
     static let apbClockFrequency: UInt32 = 24_000_000
     static let primeCellCompatible: StaticString = "arm,primecell"
 
-    // Interrupt specifier cells for arm,cortex-a15-gic (Linux arm/gic.yaml): type, number, flags.
+    // Interrupt specifier cells for arm,cortex-a15-gic and arm,gic-v3: type, number, flags.
     static let spiType: UInt32 = 0
     static let ppiType: UInt32 = 1
     static let edgeRising: UInt32 = 1
     static let levelHigh: UInt32 = 4
 
-    /// The DTB for `board`. The board must be valid (1...8 vCPUs, bootargs without NUL): the
-    /// configuration tool checks that and names the field; here a violation is a VMM bug.
+    /// The GICv3 maintenance interrupt, PPI 9 (INTID 25), as QEMU virt describes it.
+    static let maintenancePPI: UInt32 = QEMUVirtBoard.gicMaintenanceInterrupt - 16
+
+    /// The DTB for `board`. The board must be valid (1...8 vCPUs with a GICv2, 1...123 with a GICv3,
+    /// bootargs without NUL): the configuration tool checks that and names the field; here a
+    /// violation is a VMM bug.
     public static func build(_ board: GuestBoardDescription) -> [UInt8] {
-        precondition(board.vcpuCount >= 1 && board.vcpuCount <= 8, "GICv2 guest needs 1...8 vCPUs")
+        precondition(board.vcpuCount >= 1 && board.vcpuCount <= GuestConfiguration.maximumVCPUs(board.gicVersion),
+                     "vCPU count out of the GIC's range")
         precondition(!board.bootargs.contains(0), "bootargs must not contain NUL")
 
         var w = DeviceTreeWriter()
@@ -186,17 +200,18 @@ public enum GuestDeviceTree {
 
     private static func addCPUs(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
         w.node("cpus") { w in
-            // reg is the MPIDR affinity: one cluster, Aff0 = vCPU index.
+            // reg is the MPIDR affinity (MPIDRAffinity): Aff0 = index % 16, Aff1 = index / 16.
             w.property("#address-cells", u32: 1)
             w.property("#size-cells", u32: 0)
             for index in 0..<board.vcpuCount {
+                let affinity = MPIDRAffinity(vcpu: index).packed
                 var name = ASCIIBuffer()
                 name.put("cpu@")
-                name.putHex(UInt64(index))
+                name.putHex(UInt64(affinity))
                 w.node(DeviceTreeString(name.bytes)) { w in
                     w.property("device_type", string: "cpu")
                     w.property("compatible", string: "arm,cortex-a53")
-                    w.property("reg", u32: UInt32(index))
+                    w.property("reg", u32: affinity)
                     w.property("enable-method", string: "psci")
                 }
             }
@@ -217,21 +232,32 @@ public enum GuestDeviceTree {
         name.put("intc@")
         name.putHex(board.gicDistributor.base)
         w.node(DeviceTreeString(name.bytes)) { w in
-            w.property("compatible", string: "arm,cortex-a15-gic")
+            w.property("compatible", string: board.gicVersion == .v2 ? "arm,cortex-a15-gic" : "arm,gic-v3")
             w.property("#interrupt-cells", u32: 3)
             w.property("interrupt-controller")
             // As QEMU does; dtc also expects #address-cells on an interrupt provider.
             w.property("#address-cells", u32: 2)
             w.property("#size-cells", u32: 2)
-            w.reg([(board.gicDistributor.base, board.gicDistributor.size),
-                   (board.gicCPU.base, board.gicCPU.size)])
+            switch board.gicVersion {
+            case .v2:
+                w.reg([(board.gicDistributor.base, board.gicDistributor.size),
+                       (board.gicCPU.base, board.gicCPU.size)])
+            case .v3:
+                // arm,gic-v3.yaml: GICD, then the redistributor regions (one, contiguous frames at the
+                // default 128 KiB stride, so no redistributor-stride).
+                w.property("#redistributor-regions", u32: 1)
+                w.reg([(board.gicDistributor.base, board.gicDistributor.size),
+                       (board.gicRedistributorBase, UInt64(board.vcpuCount) * QEMUVirtBoard.gicRedistributorFrameSize)])
+                w.property("interrupts", cells: [ppiType, maintenancePPI, levelHigh])
+            }
             w.property("phandle", u32: gicPhandle)
         }
     }
 
     private static func addTimer(_ w: inout DeviceTreeWriter, _ board: GuestBoardDescription) {
-        // GICv2 PPI flags: bits 15:8 are the mask of CPUs the PPI is wired to (arm/gic.yaml).
-        let cpuMask = (UInt32(1) << UInt32(board.vcpuCount)) - 1
+        // GICv2 PPI flags: bits 15:8 are the mask of CPUs the PPI is wired to (arm/gic.yaml); GICv3
+        // has no such mask (arm,gic-v3.yaml: the flags are the trigger type alone).
+        let cpuMask = board.gicVersion == .v2 ? (UInt32(1) << UInt32(board.vcpuCount)) - 1 : 0
         let flags = (cpuMask << 8) | levelHigh
         let ppis = board.timerPPIs
         w.node("timer") { w in

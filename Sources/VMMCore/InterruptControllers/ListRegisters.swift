@@ -1,15 +1,17 @@
 // The core's shadow of the GIC hypervisor interface's list registers, and the overflow queue.
 //
-// Virtual interrupts reach a vCPU through the hardware list registers (GICH_LRn, GICv2 §5.3.8); the
-// platform owns the hardware and the core owns the decision of what goes in which register. This
-// file keeps, per vCPU, a shadow of what the core last asked the platform to write into each LR and a
-// queue of interrupts that are ready but found every LR busy. Every entry the core places is written
-// with the EOI bit set, so the guest's deactivation raises a maintenance interrupt and the platform
-// reports the LR as free (`VGIC.listRegisterFreed`); the queue then refills it, highest priority
-// first, FIFO among equals. (A platform may keep an LR of its own outside the core's count for an
-// interrupt it forwards linked to the hardware: `VGIC.hardwareLinkedEntry`.)
+// Virtual interrupts reach a vCPU through the hardware list registers (GICv2 GICH_LRn, §5.3.8;
+// GICv3 ICH_LR<n>_EL2, IHI 0069 §12.4); the platform owns the hardware and the core owns the decision
+// of what goes in which register. This file keeps, per vCPU, a shadow of what the core last asked the
+// platform to write into each LR and a queue of interrupts that are ready but found every LR busy.
+// Every entry the core places is written with the EOI bit set, so the guest's deactivation raises a
+// maintenance interrupt and the platform reports the LR as free (`VGIC.listRegisterFreed`); the queue
+// then refills it, highest priority first, FIFO among equals. (A platform may keep an LR of its own
+// outside the core's count for an interrupt it forwards linked to the hardware:
+// `VGIC.hardwareLinkedEntry`.) An entry is the same for both GIC versions; `gichValue` and
+// `ichValue` are its two encodings.
 // What an interrupt is, whether it is enabled and where it goes is the distributor's business
-// (VGICDistributor.swift); this file only places and remembers.
+// (VGIC.swift and the register maps); this file only places and remembers.
 
 /// The platform side of virtual interrupt delivery: native writes GICH_LRn, seL4 calls
 /// `microkit_vcpu_arm_inject_irq(vcpu, irq, prio, group, index)`.
@@ -22,8 +24,8 @@ public protocol VirtualInterruptSink {
 public struct ListRegisterEntry: Equatable {
     public var interrupt: UInt32      // virtual INTID 0..1019
     public var priority: UInt8        // GIC priority byte; the LR keeps its top five bits
-    public var group1: Bool           // false: Linux enables group 0 on the virtual CPU interface
-    public var sourceCPU: UInt8       // for SGIs: the requesting CPU; 0 otherwise
+    public var group1: Bool           // GICv2: false (Linux uses group 0); GICv3: the IGROUPR bit
+    public var sourceCPU: UInt8       // GICv2 SGIs: the requesting CPU; 0 otherwise (and on GICv3)
     /// Hardware-linked (HW = 1): the physical INTID that the guest's deactivation of this virtual
     /// interrupt deactivates in the physical GIC, with no maintenance interrupt; nil for the usual
     /// entry, which asks for an EOI maintenance interrupt instead.
@@ -53,6 +55,24 @@ public struct ListRegisterEntry: Equatable {
         value |= UInt32(priority >> 3) << 23
         value |= 0b01 << 28
         if group1 { value |= 1 << 30 }
+        return value
+    }
+
+    /// The ICH_LR<n>_EL2 encoding (IHI 0069 §12.4.5 "ICH_LR<n>_EL2"): vINTID [31:0], pINTID [41:32]
+    /// with HW = 1, or with HW = 0 EOI [41] = 1 (a maintenance interrupt on deactivation), Priority
+    /// [55:48] (its top five bits, as ICH_VTR_EL2.PRIbits = 5 implements; the LR's lower bits RES0),
+    /// Group [60], HW [61], State [63:62] = 0b01 pending. There is no source CPU on GICv3.
+    public var ichValue: UInt64 {
+        var value = UInt64(interrupt)
+        if let physical {
+            value |= UInt64(physical & 0x3FF) << 32
+            value |= 1 << 61
+        } else {
+            value |= 1 << 41
+        }
+        value |= UInt64(priority & 0xF8) << 48
+        if group1 { value |= 1 << 60 }
+        value |= 0b01 << 62
         return value
     }
 }
@@ -173,8 +193,8 @@ public struct ListRegisters {
 
 // Delivery: moving interrupts that the distributor says are ready into list registers.
 extension VGIC {
-    /// A device or physical line raises `interrupt`. SPIs go where ITARGETSR sends them (`vcpu` is
-    /// ignored); SGIs and PPIs are `vcpu`'s own, and an SGI raised this way comes from `vcpu` itself.
+    /// A device or physical line raises `interrupt`. SPIs go where their routing sends them (`vcpu`
+    /// is ignored); SGIs and PPIs are `vcpu`'s own, and an SGI raised this way comes from `vcpu` itself.
     /// A raise while the same interrupt is in an LR is remembered as pending and delivered again once
     /// the guest deactivates it (the GIC's active-and-pending state), never put in a second LR.
     @discardableResult
@@ -188,8 +208,9 @@ extension VGIC {
         }
         guard vcpu >= 0 && vcpu < vcpuCount else { return false }
         if irq < 16 {
-            sgiSources[vcpu * 16 + irq] |= 1 << UInt8(vcpu)
-            offer(vcpu: vcpu, irq: irq, sourceCPU: UInt8(vcpu), drain: true, sink: &sink)
+            let source = sgiSource(of: vcpu)
+            sgiSources[vcpu * 16 + irq] |= 1 << source
+            offer(vcpu: vcpu, irq: irq, sourceCPU: source, drain: true, sink: &sink)
         } else {
             setLatched(vcpu: vcpu, irq: irq, true)
             offer(vcpu: vcpu, irq: irq, sourceCPU: 0, drain: true, sink: &sink)
@@ -258,17 +279,25 @@ extension VGIC {
         if drain { self.drain(vcpu: vcpu, sink: &sink) }
     }
 
-    /// An SPI is forwarded to one CPU: the lowest-numbered vCPU its ITARGETSR byte names (GICv2 §3.1.1
-    /// allows any one of them). With no target it stays pending (§4.3.12).
+    /// `offer` of every source an SGI may be pending from (a PPI has one), without draining.
+    mutating func offerAllSources<S: VirtualInterruptSink>(vcpu: Int, irq: Int, sink: inout S) {
+        if irq < 16 {
+            for source in 0..<UInt8(sgiSourceCount) {
+                offer(vcpu: vcpu, irq: irq, sourceCPU: source, drain: false, sink: &sink)
+            }
+        } else {
+            offer(vcpu: vcpu, irq: irq, sourceCPU: 0, drain: false, sink: &sink)
+        }
+    }
+
+    /// An SPI is forwarded to one vCPU, the one `routedVCPU` names (GICv2 §3.1.1 and GICv3 1-of-N
+    /// routing allow any one). With no target it stays pending (GICv2 §4.3.12).
     mutating func deliverShared<S: VirtualInterruptSink>(irq: Int, drain: Bool, sink: inout S, avoiding: Int = -1) {
         for vcpu in 0..<vcpuCount where lists.isDelivering(vcpu: vcpu, interrupt: UInt32(irq), sourceCPU: 0) {
             return
         }
-        let targets = spiTargets[irq - 32]
-        for vcpu in 0..<vcpuCount where targets & (1 << UInt8(vcpu)) != 0 && vcpu != avoiding {
-            offer(vcpu: vcpu, irq: irq, sourceCPU: 0, drain: drain, sink: &sink)
-            return
-        }
+        guard let vcpu = routedVCPU(spi: irq, avoiding: avoiding) else { return }
+        offer(vcpu: vcpu, irq: irq, sourceCPU: 0, drain: drain, sink: &sink)
     }
 
     /// Fills `vcpu`'s free list registers from its queue; a queued interrupt stops being pending in
@@ -282,7 +311,7 @@ extension VGIC {
                 setLatched(vcpu: vcpu, irq: irq, false)
             }
             let entry = ListRegisterEntry(interrupt: next.interrupt, priority: next.priority,
-                                          group1: false, sourceCPU: next.sourceCPU)
+                                          group1: isGroup1(vcpu: vcpu, irq: irq), sourceCPU: next.sourceCPU)
             lists.occupy(vcpu: vcpu, index: index, entry: entry, sink: &sink)
         }
     }
@@ -291,15 +320,7 @@ extension VGIC {
     /// the distributor or a batch of interrupts is enabled the highest priorities take the LRs first.
     mutating func flushPending<S: VirtualInterruptSink>(sink: inout S) {
         for vcpu in 0..<vcpuCount {
-            for irq in 0..<32 {
-                if irq < 16 {
-                    for source in 0..<UInt8(vcpuCount) {
-                        offer(vcpu: vcpu, irq: irq, sourceCPU: source, drain: false, sink: &sink)
-                    }
-                } else {
-                    offer(vcpu: vcpu, irq: irq, sourceCPU: 0, drain: false, sink: &sink)
-                }
-            }
+            for irq in 0..<32 { offerAllSources(vcpu: vcpu, irq: irq, sink: &sink) }
         }
         for irq in 32..<interruptCount {
             deliverShared(irq: irq, drain: false, sink: &sink)

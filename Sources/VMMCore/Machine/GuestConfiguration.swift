@@ -1,5 +1,5 @@
-// The guest's configuration as the VMM learns it at boot: RAM, vCPUs, kernel command line, the
-// virtio devices and the board devices passed through to it, in a small binary blob ("VMMC") that the host tool builds from the system file and
+// The guest's configuration as the VMM learns it at boot: RAM, vCPUs, interrupt controller, kernel
+// command line, the virtio devices and the board devices passed through to it, in a small binary blob ("VMMC") that the host tool builds from the system file and
 // links into the VMM's image next to the kernel and initrd.
 //
 // This file owns the blob's layout (encode and decode) and the rules every configuration must obey,
@@ -70,8 +70,10 @@ public enum GuestConfigurationError: Error, Equatable {
     case tooManyDevices(count: Int)
     case bootargsTooLong(length: Int)
     case bootargsContainNul
-    /// GICv2 serves 1...8 CPU interfaces.
+    /// GICv2 serves 1...8 CPU interfaces; QEMU virt's GICv3 redistributor region 1...123 vCPUs.
     case badVCPUCount(Int)
+    /// The GIC version is neither 2 nor 3.
+    case badGICVersion(UInt32)
     /// RAM base or size is not a multiple of 2 MiB.
     case ramNotAligned
     case ramEmpty
@@ -102,7 +104,8 @@ public enum GuestConfigurationError: Error, Equatable {
         case .tooManyDevices: return "configuration: more than 32 devices"
         case .bootargsTooLong: return "configuration: bootargs longer than 2048 bytes"
         case .bootargsContainNul: return "configuration: bootargs contain a NUL byte"
-        case .badVCPUCount: return "configuration: vCPU count must be 1...8"
+        case .badVCPUCount: return "configuration: vCPU count must be 1...8 with a GICv2, 1...123 with a GICv3"
+        case .badGICVersion: return "configuration: GIC version must be 2 or 3"
         case .ramNotAligned: return "configuration: RAM base and size must be multiples of 2 MiB"
         case .ramEmpty: return "configuration: RAM size is zero"
         case .ramEndsPastAddressSpace: return "configuration: RAM ends past the 64-bit address space"
@@ -116,25 +119,30 @@ public enum GuestConfigurationError: Error, Equatable {
     }
 }
 
-/// Blob layout, version 2 (version 1 had a 40-byte header and no passthrough). All integers
-/// little-endian, none aligned; offsets in bytes from the blob's start.
+/// Blob layout, version 3, and version 2, which it extends (version 1 had a 40-byte header and no
+/// passthrough). All integers little-endian, none aligned; offsets in bytes from the blob's start.
+/// A version 3 header is version 2's with one word more, `gic_version`; everything after the header
+/// is the same, `header` bytes further on. The encoder writes version 2 for a GICv2 guest (the bytes
+/// every VMM so far reads) and version 3 only for a GICv3 guest; the decoder reads both.
 ///
 ///     u32 magic          @0    0x434d4d56, the bytes "VMMC"
-///     u32 version        @4    2
-///     u32 blob_length    @8    48 + 8·device_count + passthrough_length + bootargs_length
-///     u32 vcpu_count     @12   1...8
+///     u32 version        @4    2 or 3
+///     u32 blob_length    @8    header + 8·device_count + passthrough_length + bootargs_length,
+///                              header = 48 (version 2) or 52 (version 3)
+///     u32 vcpu_count     @12   1...8 (GICv2), 1...123 (GICv3)
 ///     u64 ram_base       @16   guest-physical, 2 MiB aligned
 ///     u64 ram_size       @24   > 0, 2 MiB aligned
 ///     u32 bootargs_length @32  ≤ 2048
 ///     u32 device_count   @36   ≤ 32
 ///     u32 passthrough_count @40  ≤ 8
 ///     u32 passthrough_length @44  bytes of all passthrough records together
-///     device[device_count] @48, 8 bytes each, in slot order:
+///     u32 gic_version    @48   version 3 only: 2 or 3 (version 2: always a GICv2)
+///     device[device_count] @header, 8 bytes each, in slot order:
 ///         u8 kind        +0    the virtio device ID (virtio v1.2 §5): 1 network, 2 block, 3 console
 ///         u8 flags       +1    block: bit 0 read-only; network: bit 0 on a VMM network, whose number
 ///                              is bits [7:4]; console: 0
 ///         u8 mac[6]      +2    network: the MAC; other kinds: zeros
-///     passthrough[passthrough_count] @48 + 8·device_count, back to back, 24 + n + c bytes each:
+///     passthrough[passthrough_count] @header + 8·device_count, back to back, 24 + n + c bytes each:
 ///         u64 address    +0    4 KiB aligned
 ///         u64 size       +8    4 KiB multiple, > 0
 ///         u32 interrupt  +16   GIC INTID 32...1019, or 0: none (INTID 0 is an SGI, never passed through)
@@ -143,13 +151,15 @@ public enum GuestConfigurationError: Error, Equatable {
 ///         u16 compatible_length +22  c, 2...256
 ///         u8 name[n]     +24   [a-z0-9_-]
 ///         u8 compatible[c] +24 + n  the strings, each followed by a NUL (the DT stringlist form)
-///     u8 bootargs[bootargs_length] @48 + 8·device_count + passthrough_length, no NUL, no terminator
+///     u8 bootargs[bootargs_length] @header + 8·device_count + passthrough_length, no NUL, no terminator
 ///
 /// Bytes past blob_length are ignored: the linker may pad the section the blob lives in.
 public struct GuestConfiguration: Equatable {
     public var ramBase: UInt64
     public var ramSize: UInt64
     public var vcpuCount: Int
+    /// The interrupt controller the guest sees (and its device tree describes).
+    public var gicVersion: GICVersion
     /// The kernel command line, without a terminating NUL (and containing none).
     public var bootargs: [UInt8]
     /// In guest slot order: device n sits at 0x0a00_0000 + 0x200·n with SPI 16 + n.
@@ -158,8 +168,11 @@ public struct GuestConfiguration: Equatable {
     public var passthrough: [PassthroughDevice]
 
     public static let magic: UInt32 = 0x434d_4d56          // "VMMC" read little-endian
-    public static let version: UInt32 = 2
+    /// The newest layout; `encoded` writes `versionGICv2` when that says everything.
+    public static let version: UInt32 = 3
+    public static let versionGICv2: UInt32 = 2
     public static let headerSize = 48
+    public static let headerSizeVersion3 = 52
     public static let deviceRecordSize = 8
     /// A passthrough record's fixed part; its name and compatible list follow it.
     public static let passthroughRecordSize = 24
@@ -173,6 +186,11 @@ public struct GuestConfiguration: Equatable {
     public static let maxBootargsLength = 2048
     /// GICv2: at most 8 CPU interfaces, and the PPI CPU mask in the device tree has 8 bits.
     public static let maxVCPUs = 8
+    /// GICv3: as many redistributor frames as QEMU virt's redistributor region holds (123).
+    public static let maxVCPUsGICv3 = Int(QEMUVirtBoard.gicRedistributorSize / QEMUVirtBoard.gicRedistributorFrameSize)
+
+    /// The vCPU limit of a guest with `gic`.
+    public static func maximumVCPUs(_ gic: GICVersion) -> Int { gic == .v2 ? maxVCPUs : maxVCPUsGICv3 }
     /// Linux booting.rst: the kernel's base is 2 MiB aligned; BootLayout puts it at the start of RAM.
     public static let ramAlignment: UInt64 = 0x20_0000
 
@@ -188,16 +206,25 @@ public struct GuestConfiguration: Equatable {
     /// guest RAM must stay clear of it, or RAM would shadow the devices in stage 2.
     static let deviceWindowStart: UInt64 = QEMUVirtBoard.gicDistributor
     static let deviceWindowEnd: UInt64 = 0x0a00_0000 + 0x200 * UInt64(maxDevices)
-    /// hw/arm/virt.c VIRT_GIC_DIST..VIRT_GIC_VCPU: distributor, CPU interface, GICH and GICV frames.
-    static let gicFramesEnd: UInt64 = 0x0805_0000
+    /// The GIC's guest-physical frames, which no passthrough device may overlap: on GICv2 hw/arm/virt.c
+    /// VIRT_GIC_DIST..VIRT_GIC_VCPU (distributor, CPU interface, GICH and GICV); on GICv3 the
+    /// distributor and the whole redistributor region (the core emulates all of it).
+    static func gicFrames(_ gic: GICVersion) -> [(start: UInt64, end: UInt64)] {
+        switch gic {
+        case .v2: return [(QEMUVirtBoard.gicDistributor, QEMUVirtBoard.gicV2FramesEnd)]
+        case .v3: return [(QEMUVirtBoard.gicDistributor, QEMUVirtBoard.gicDistributor + QEMUVirtBoard.gicDistributorSize),
+                          (QEMUVirtBoard.gicRedistributor, QEMUVirtBoard.gicRedistributor + QEMUVirtBoard.gicRedistributorSize)]
+        }
+    }
 
-    /// QEMU virt's guest: 512 MiB at 0x4000_0000, one vCPU, the default command line, no devices.
+    /// QEMU virt's guest: 512 MiB at 0x4000_0000, one vCPU, a GICv2, the default command line, no devices.
     public init(ramBase: UInt64 = QEMUVirtBoard.guestRAMBase, ramSize: UInt64 = QEMUVirtBoard.guestRAMSize,
-                vcpuCount: Int = 1, bootargs: [UInt8] = GuestConfiguration.defaultBootargs,
+                vcpuCount: Int = 1, gicVersion: GICVersion = .v2, bootargs: [UInt8] = GuestConfiguration.defaultBootargs,
                 devices: [ConfiguredDevice] = [], passthrough: [PassthroughDevice] = []) {
         self.ramBase = ramBase
         self.ramSize = ramSize
         self.vcpuCount = vcpuCount
+        self.gicVersion = gicVersion
         self.bootargs = bootargs
         self.devices = devices
         self.passthrough = passthrough
@@ -212,7 +239,7 @@ public struct GuestConfiguration: Equatable {
 
     /// The rules of a runnable configuration; the decoder applies them too, after the layout checks.
     public func validate() throws(GuestConfigurationError) {
-        guard vcpuCount >= 1 && vcpuCount <= Self.maxVCPUs else { throw .badVCPUCount(vcpuCount) }
+        guard vcpuCount >= 1 && vcpuCount <= Self.maximumVCPUs(gicVersion) else { throw .badVCPUCount(vcpuCount) }
         guard ramSize != 0 else { throw .ramEmpty }
         guard ramBase % Self.ramAlignment == 0 && ramSize % Self.ramAlignment == 0 else { throw .ramNotAligned }
         let (ramEnd, wraps) = ramBase.addingReportingOverflow(ramSize)
@@ -259,7 +286,7 @@ public struct GuestConfiguration: Equatable {
 
         func overlaps(_ start: UInt64, _ limit: UInt64) -> Bool { device.address < limit && start < end }
         let virtioEnd = 0x0a00_0000 + 0x200 * UInt64(devices.count)
-        guard !overlaps(ramBase, ramEnd), !overlaps(QEMUVirtBoard.gicDistributor, Self.gicFramesEnd),
+        guard !overlaps(ramBase, ramEnd), !Self.gicFrames(gicVersion).contains(where: { overlaps($0.start, $0.end) }),
               !overlaps(QEMUVirtBoard.uart, QEMUVirtBoard.uart + QEMUVirtBoard.uartSize),
               !overlaps(0x0a00_0000, virtioEnd),
               // Earlier regions passed the wrap check, so address + size is their exact end.
@@ -287,11 +314,13 @@ public struct GuestConfiguration: Equatable {
         let passthroughLength = passthrough.reduce(0) {
             $0 + Self.passthroughRecordSize + $1.name.count + $1.compatibleListLength
         }
-        let length = Self.headerSize + Self.deviceRecordSize * devices.count + passthroughLength + bootargs.count
+        let layout = gicVersion == .v2 ? Self.versionGICv2 : Self.version
+        let header = layout == Self.versionGICv2 ? Self.headerSize : Self.headerSizeVersion3
+        let length = header + Self.deviceRecordSize * devices.count + passthroughLength + bootargs.count
         bytes.reserveCapacity(length)
 
         put32(Self.magic)
-        put32(Self.version)
+        put32(layout)
         put32(UInt32(truncatingIfNeeded: length))
         put32(UInt32(truncatingIfNeeded: vcpuCount))
         put64(ramBase)
@@ -300,6 +329,7 @@ public struct GuestConfiguration: Equatable {
         put32(UInt32(truncatingIfNeeded: devices.count))
         put32(UInt32(truncatingIfNeeded: passthrough.count))
         put32(UInt32(truncatingIfNeeded: passthroughLength))
+        if layout != Self.versionGICv2 { put32(UInt32(gicVersion.rawValue)) }
         for device in devices {
             switch device {
             case .block(let readOnly):
@@ -330,7 +360,8 @@ public struct GuestConfiguration: Equatable {
     /// Decodes and validates a blob. `bytes` may be unaligned and longer than the blob.
     public init(decoding bytes: UnsafeRawBufferPointer) throws(GuestConfigurationError) {
         guard bytes.count >= Self.headerSize else { throw .tooShort }
-        // SAFETY (header reads): offset + width ≤ headerSize ≤ bytes.count, checked above; record
+        // SAFETY (header reads): offset + width ≤ headerSize ≤ bytes.count, checked above (the
+        // version 3 word at 48 only after its own check against headerSizeVersion3); record
         // reads: offset + width ≤ length ≤ bytes.count, checked below before the records are read.
         func u16(_ offset: Int) -> UInt16 {
             UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
@@ -344,7 +375,17 @@ public struct GuestConfiguration: Equatable {
         let magic = u32(0)
         guard magic == Self.magic else { throw .badMagic(found: magic) }
         let version = u32(4)
-        guard version == Self.version else { throw .unsupportedVersion(version) }
+        guard version == Self.version || version == Self.versionGICv2 else { throw .unsupportedVersion(version) }
+        let header = version == Self.versionGICv2 ? Self.headerSize : Self.headerSizeVersion3
+        guard bytes.count >= header else { throw .tooShort }
+        let gicVersion: GICVersion
+        if version == Self.versionGICv2 {
+            gicVersion = .v2
+        } else {
+            let raw = u32(48)
+            guard raw <= 0xFF, let decoded = GICVersion(rawValue: UInt8(raw)) else { throw .badGICVersion(raw) }
+            gicVersion = decoded
+        }
         let declaredLength = u32(8)
         let deviceCount = Int(u32(36))
         guard deviceCount <= Self.maxDevices else { throw .tooManyDevices(count: deviceCount) }
@@ -353,7 +394,7 @@ public struct GuestConfiguration: Equatable {
         let passthroughCount = Int(u32(40))
         guard passthroughCount <= Self.maxPassthrough else { throw .tooManyPassthrough(count: passthroughCount) }
         // Cannot overflow: the counts were just bounded, and a u32 fits in Int (64-bit on every target).
-        let passthroughOffset = Self.headerSize + Self.deviceRecordSize * deviceCount
+        let passthroughOffset = header + Self.deviceRecordSize * deviceCount
         let bootargsOffset = passthroughOffset + Int(u32(44))
         let length = bootargsOffset + bootargsLength
         guard Int(declaredLength) == length else {
@@ -366,7 +407,7 @@ public struct GuestConfiguration: Equatable {
         var devices: [ConfiguredDevice] = []
         devices.reserveCapacity(deviceCount)
         for index in 0..<deviceCount {
-            let record = Self.headerSize + Self.deviceRecordSize * index
+            let record = header + Self.deviceRecordSize * index
             let kind = bytes[record]
             let flags = bytes[record + 1]
             var mac: [UInt8] = []
@@ -420,8 +461,8 @@ public struct GuestConfiguration: Equatable {
         }
         let bootargs = Array(UnsafeRawBufferPointer(rebasing: bytes[bootargsOffset..<length]))
 
-        self.init(ramBase: u64(16), ramSize: u64(24), vcpuCount: Int(u32(12)), bootargs: bootargs, devices: devices,
-                  passthrough: passthrough)
+        self.init(ramBase: u64(16), ramSize: u64(24), vcpuCount: Int(u32(12)), gicVersion: gicVersion,
+                  bootargs: bootargs, devices: devices, passthrough: passthrough)
         try validate()
     }
 

@@ -1,4 +1,4 @@
-// Facts about QEMU's `virt` board (GICv2) and the guest we build on it, shared by every platform
+// Facts about QEMU's `virt` board (with a GICv2 or a GICv3) and the guest we build on it, shared by every platform
 // and by the host tool, so that the native platform, the Microkit protection domain and the
 // generated Microkit system description cannot disagree about an address or an interrupt.
 
@@ -14,6 +14,18 @@ public enum QEMUVirtBoard {
     public static let gicCPUInterface: UInt64 = 0x0801_0000
     public static let gicCPUInterfaceSize: UInt64 = 0x2000
     public static let gicVirtualCPUInterface: UInt64 = 0x0804_0000
+    /// The end of the GICv2 frames (VIRT_GIC_DIST..VIRT_GIC_VCPU: GICD, GICC, GICH, GICV).
+    public static let gicV2FramesEnd: UInt64 = 0x0805_0000
+
+    /// GICv3 (hw/arm/virt.c VIRT_GIC_REDIST): the distributor is at `gicDistributor` as on GICv2, the
+    /// redistributors follow one another from here, 128 KiB each (RD_base and SGI_base); the region
+    /// has room for 123 of them. Both are emulated by the core; the guest's CPU interface is the
+    /// hardware's virtual one, reached through system registers.
+    public static let gicRedistributor: UInt64 = 0x080A_0000
+    public static let gicRedistributorSize: UInt64 = 0xF6_0000
+    public static let gicRedistributorFrameSize: UInt64 = 0x2_0000
+    /// The GIC maintenance interrupt's PPI (INTID 25), as QEMU virt describes it.
+    public static let gicMaintenanceInterrupt: UInt32 = 25
 
     /// The PL011 UART, passed through to the guest, and its interrupt (SPI 1).
     public static let uart: UInt64 = 0x0900_0000

@@ -1,4 +1,4 @@
-// One virtual machine as the core sees it: guest RAM, the vGIC, PSCI state, the emulated MMIO
+// One virtual machine as the core sees it: guest RAM, the vGIC (v2 or v3), PSCI state, the emulated MMIO
 // devices and the routes from physical interrupts to virtual ones.
 //
 // The platform calls in with the Microkit's shapes: `fault` for a synchronous exit of a vCPU,
@@ -103,11 +103,14 @@ public struct VirtualMachine {
     private let offloadScratch = OffloadScratch()
     public static let uartBacklogLimit = 4096
 
+    /// `gicVersion` picks the guest's interrupt controller; `bus` defaults to that GIC's frames on
+    /// QEMU virt (`MMIOBus.standard(gic:vcpuCount:)`).
     public init(memory: GuestMemory, vcpuCount: Int, listRegisterCount: Int,
                 routes: [InterruptRoute], devices: [VirtioDeviceDescription] = [],
-                bus: MMIOBus = MMIOBus.standard, emulatedUART: Bool = false) {
+                gicVersion: GICVersion = .v2, bus: MMIOBus? = nil, emulatedUART: Bool = false) {
         self.memory = memory
-        self.vgic = VGIC(vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
+        self.vgic = VGIC(version: gicVersion, vcpuCount: vcpuCount, listRegisterCount: listRegisterCount)
+        let bus = bus ?? MMIOBus.standard(gic: gicVersion)
         self.psci = PSCI(vcpuCount: vcpuCount)
         if emulatedUART {
             uart = EmulatedPL011()
@@ -156,13 +159,32 @@ public struct VirtualMachine {
             registers.pc &+= 4
             return kind == .wfi ? .waitForInterrupt : .resume
         case .systemRegister(let access):
-            guard systemRegister(access, vcpu: vcpu, registers: &registers) else {
+            guard systemRegister(access, vcpu: vcpu, registers: &registers, platform: &platform) else {
                 return stop(.unhandledSystemRegister)
             }
-            registers.pc &+= 4   // a trapped MSR/MRS returns to itself
+            registers.pc &+= 4   // a trapped MSR/MRS returns to itself (Arm ARM D1.10.1)
             return .resume
         case .unknown:
             return stop(.unknownException)
+        }
+    }
+
+    /// One trapped MSR or MRS of `vcpu`; false when the VMM does not emulate that register (the guest
+    /// is then stopped). A register joins with a case in `TrappedSystemRegister` and one here.
+    private mutating func systemRegister<P: VMMPlatform>(_ access: SystemRegisterAccess, vcpu: Int,
+                                                         registers: inout RegisterFile, platform: inout P) -> Bool {
+        // The ID registers (HCR_EL2.TID3 traps their reads), where the platform traps them.
+        if let value = idRegisters?.value(of: access) {
+            registers.write(access.register, value)
+            return true
+        }
+        switch TrappedSystemRegister(access) {
+        case .softwareInterrupt(let register) where !access.isRead:
+            // False on a GICv2 guest, whose CPU interface has no such register.
+            return vgic.sendSoftwareInterrupt(from: vcpu, register: register, value: registers.read(access.register),
+                                              sink: &platform)
+        default:
+            return false
         }
     }
 
@@ -223,16 +245,6 @@ public struct VirtualMachine {
         }
     }
 
-    /// A trapped MSR or MRS the VMM emulates; false for any other, which stops the guest.
-    private mutating func systemRegister(_ access: SystemRegisterAccess, vcpu: Int,
-                                         registers: inout RegisterFile) -> Bool {
-        if let value = idRegisters?.value(of: access) {
-            registers.write(access.register, value)
-            return true
-        }
-        return false
-    }
-
     private mutating func firmwareCall(vcpu: Int, registers: inout RegisterFile) -> VCPUAction {
         let outcome = psci.handle(function: registers.read(0),
                                   arguments: (registers.read(1), registers.read(2), registers.read(3)),
@@ -262,12 +274,19 @@ public struct VirtualMachine {
         case .gicDistributor:
             if access.isWrite {
                 let value = access.valueToWrite(fromRegister: registers.read(access.register))
-                // The distributor's registers are at most 32 bits wide; a wider store writes the low word.
-                vgic.distributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize,
-                                      value: UInt32(truncatingIfNeeded: value), sink: &platform)
+                vgic.distributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize, value: value, sink: &platform)
             } else {
                 let value = vgic.distributorRead(vcpu: vcpu, offset: offset, width: access.accessSize)
-                registers.write(access.register, access.registerValue(fromRead: UInt64(value)))
+                registers.write(access.register, access.registerValue(fromRead: value))
+            }
+            return true
+        case .gicRedistributor:
+            if access.isWrite {
+                let value = access.valueToWrite(fromRegister: registers.read(access.register))
+                vgic.redistributorWrite(vcpu: vcpu, offset: offset, width: access.accessSize, value: value, sink: &platform)
+            } else {
+                let value = vgic.redistributorRead(vcpu: vcpu, offset: offset, width: access.accessSize)
+                registers.write(access.register, access.registerValue(fromRead: value))
             }
             return true
         case .virtioBlock(let n):

@@ -6,7 +6,7 @@
 // meaning without Security Extensions) decode to `.reserved`: read as zero, write ignored. This file
 // also holds the fixed identification values the distributor reports.
 
-enum DistributorRegister: Equatable {
+enum GICv2DistributorRegister: Equatable {
     case control                          // GICD_CTLR      0x000
     case type                             // GICD_TYPER     0x004
     case implementer                      // GICD_IIDR      0x008
@@ -62,7 +62,7 @@ enum DistributorRegister: Equatable {
     /// Byte `lane` (0...3) of a word access to a register whose bytes are registers of their own
     /// (`allowsByteAccess`): the same register for the INTID or SGI `lane` further on. A word
     /// write decodes its offset once and reaches the four bytes through this.
-    func byte(_ lane: Int) -> DistributorRegister {
+    func byte(_ lane: Int) -> GICv2DistributorRegister {
         switch self {
         case .priority(let interrupt): return .priority(interrupt: interrupt + lane)
         case .targets(let interrupt): return .targets(interrupt: interrupt + lane)

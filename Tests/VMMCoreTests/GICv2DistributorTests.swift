@@ -5,7 +5,7 @@
 import XCTest
 @testable import VMMCore
 
-final class VGICDistributorTests: XCTestCase {
+final class GICv2DistributorTests: XCTestCase {
     func testIdentificationRegistersHaveGICv2Values() {
         var gic = VGIC(vcpuCount: 2, spiCount: 64)
         XCTAssertEqual(gic.read(0x000), 0, "GICD_CTLR resets disabled")
@@ -166,7 +166,7 @@ final class VGICDistributorTests: XCTestCase {
         var sink = RecordingInterruptSink()
         var gic = VGIC(vcpuCount: 1)
         for (lane, priority) in [0x10, 0x20, 0x30, 0xF0].enumerated() {
-            gic.distributorWrite(vcpu: 0, offset: 0x420 + UInt64(lane), width: 1, value: UInt32(priority), sink: &sink)
+            gic.distributorWrite(vcpu: 0, offset: 0x420 + UInt64(lane), width: 1, value: UInt64(priority), sink: &sink)
         }
         XCTAssertEqual(gic.read(0x420), 0xF030_2010)
         XCTAssertEqual(gic.distributorRead(vcpu: 0, offset: 0x422, width: 1), 0x30)
