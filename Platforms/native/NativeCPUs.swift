@@ -25,7 +25,7 @@ import VMMCore
 final class NativeVM {
     let index: Int
     /// The VM lock (a word for `NativeLock`).
-    let lock: UnsafeMutablePointer<UInt32>
+    let lock: UnsafeMutablePointer<UInt64>
     var machine: VirtualMachine
     var platform: NativePlatform
     let vttbr: UInt64
@@ -54,7 +54,7 @@ final class NativeVM {
         self.bootRegisters = bootRegisters
         self.guest = guest
         self.index = index
-        lock = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        lock = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
         lock.initialize(to: 0)
         self.machine = machine
         self.platform = platform
@@ -79,7 +79,7 @@ final class CPUSlot {
     var start: RegisterFile? = nil
     /// List register values written for this vCPU by a sibling CPU (bit n of `pendingMask`: LR n).
     var pendingMask: UInt32 = 0
-    var pending: [UInt32]
+    var pending: [UInt64]
     /// The CPU has its GIC interface and EL2 registers set up.
     var ready = false
     /// The list register after the core's: the guest's timer, linked to the hardware.
@@ -87,7 +87,7 @@ final class CPUSlot {
     /// What that list register gets when the timer fires (`NativeCPUs.forwardTimer`), or 0 while the
     /// guest's distributor would not forward the timer; set from the core at each exit under the VM
     /// lock (`refreshTimer`) and read without it, by this CPU only.
-    var timerEntry: UInt32 = 0
+    var timerEntry: UInt64 = 0
     /// The core's count of distributor writes when `timerEntry` was last set (-1: set it again).
     var distributorWrites = -1
 
@@ -95,7 +95,7 @@ final class CPUSlot {
         self.cpu = cpu
         self.vm = vm
         self.vcpu = vcpu
-        pending = [UInt32](repeating: 0, count: listRegisters)
+        pending = [UInt64](repeating: 0, count: listRegisters)
         timerListRegister = listRegisters
     }
 }
@@ -106,8 +106,8 @@ nonisolated(unsafe) var vms: [NativeVM] = []
 nonisolated(unsafe) var cpuSlots: [CPUSlot?] = []
 /// VMs still running; under `systemLock`. The board powers off when the last one does.
 nonisolated(unsafe) var runningVMs = 0
-nonisolated(unsafe) let systemLock: UnsafeMutablePointer<UInt32> = {
-    let lock = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+nonisolated(unsafe) let systemLock: UnsafeMutablePointer<UInt64> = {
+    let lock = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     lock.initialize(to: 0)
     return lock
 }()
@@ -122,8 +122,9 @@ enum NativeCPUs {
         runningVMs = vms.count
         cpuSlots[0]?.ready = true
         for cpu in 1..<max(cpuSlots.count, 1) where cpuSlots[cpu] != nil {
-            // PSCI CPU_ON (SMC64): target MPIDR (QEMU virt: Aff0 = CPU index up to 8), entry, context id.
-            let result = firmware_call(0xC400_0003, UInt64(cpu), secondary_entry_address(), UInt64(cpu))
+            // PSCI CPU_ON (SMC64): target MPIDR (QEMU virt's affinity of the CPU index), entry, context id.
+            let result = firmware_call(0xC400_0003, NativeGIC.affinity(ofCPU: cpu), secondary_entry_address(),
+                                       UInt64(cpu))
             guard result == 0 else {
                 NativeConsole.write("vmm: the board did not start CPU ")
                 NativeConsole.decimal(UInt64(cpu))
@@ -294,8 +295,8 @@ enum NativeCPUs {
         guard writes != slot.distributorWrites else { return }    // nothing it depends on changed
         slot.distributorWrites = writes
         let timer = QEMUVirtBoard.virtualTimerInterrupt
-        slot.timerEntry = vm.machine.vgic.hardwareLinkedEntry(vcpu: slot.vcpu, interrupt: timer, physical: timer)?
-            .gichValue ?? 0
+        slot.timerEntry = vm.machine.vgic.hardwareLinkedEntry(vcpu: slot.vcpu, interrupt: timer, physical: timer)
+            .map(NativeGIC.listRegisterValue) ?? 0
         let changes = vm.machine.vgic.controlChanges
         guard changes != vm.controlChanges else { return }
         vm.controlChanges = changes
@@ -452,7 +453,7 @@ enum NativeCPUs {
 
     /// The core wants `value` in LR `index` of board CPU `cpu`'s vCPU: now if that is this CPU, else at
     /// its next entry, kicking it out of its guest. (Under the VM's lock: `cpu` is one of its CPUs.)
-    static func writeListRegister(cpu: Int, index: Int, value: UInt32) {
+    static func writeListRegister(cpu: Int, index: Int, value: UInt64) {
         if cpu == Int(current_cpu()) {
             NativeGIC.writeListRegister(index, value)
             return

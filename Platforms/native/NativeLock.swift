@@ -1,5 +1,6 @@
-// The VMM's locks between board CPUs (a VM's lock, the switch lock, the system lock): one word each,
-// bit 0 held, bit 8 + n set while board CPU n sleeps waiting for it.
+// The VMM's locks between board CPUs (a VM's lock, the switch lock, the system lock): one 64-bit word
+// each, bit 0 held, bit 8 + n set while board CPU n (0...31, NativeBoard.maximumCPUs) sleeps waiting
+// for it.
 //
 // A CPU that finds the lock held spins a little, then sleeps in WFI instead of spinning on: under
 // QEMU's TCG each board CPU is a host thread, often more of them than host cores, and a waiter that
@@ -15,27 +16,30 @@
 import NativeHardware
 
 enum NativeLock {
-    static let held: UInt32 = 1
+    static let held: UInt64 = 1
     /// Spins before sleeping: a holder that runs usually lets go within them.
     static let spinsBeforeSleeping = 100
 
-    static func acquire(_ word: UnsafeMutablePointer<UInt32>) {
-        let sleeper = UInt32(1) << (8 + (current_cpu() & 7))
+    static func acquire(_ word: UnsafeMutablePointer<UInt64>) {
+        let sleeper = UInt64(1) << (8 + UInt64(current_cpu() & 31))
         var spins = 0
         while true {
-            if atomic_fetch_or32(word, held) & held == 0 { return }
+            if atomic_fetch_or64(word, held) & held == 0 { return }
             if spins < spinsBeforeSleeping {
                 spins += 1
-                while atomic_load32(word) & held != 0 && spins < spinsBeforeSleeping { spins += 1 }
+                while atomic_load64(word) & held != 0 && spins < spinsBeforeSleeping { spins += 1 }
                 continue
             }
-            if atomic_fetch_or32(word, sleeper) & held != 0 { wfi() }
-            _ = atomic_fetch_and32(word, ~sleeper)
+            if atomic_fetch_or64(word, sleeper) & held != 0 { wfi() }
+            _ = atomic_fetch_and64(word, ~sleeper)
         }
     }
 
-    static func release(_ word: UnsafeMutablePointer<UInt32>) {
-        let sleepers = (atomic_fetch_and32(word, ~held) >> 8) & 0xff
-        if sleepers != 0 { NativeGIC.sendSoftwareInterrupt(NativeCPUs.kickInterrupt, toCPUs: sleepers) }
+    static func release(_ word: UnsafeMutablePointer<UInt64>) {
+        var sleepers = (atomic_fetch_and64(word, ~held) >> 8) & 0xffff_ffff
+        while sleepers != 0 {
+            NativeGIC.sendSoftwareInterrupt(NativeCPUs.kickInterrupt, toCPU: sleepers.trailingZeroBitCount)
+            sleepers &= sleepers - 1
+        }
     }
 }

@@ -27,8 +27,9 @@ enum NativeBoard {
     static let gicCPUInterface = QEMUVirtBoard.gicCPUInterface
     static let virtualTimer = QEMUVirtBoard.virtualTimerInterrupt
     static let uartInterrupt = QEMUVirtBoard.uartInterrupt
-    /// CPUs the VMM can run vCPUs on: GICv2's eight, and linker.ld's EL2 stacks.
-    static let maximumCPUs = 8
+    /// CPUs the VMM can run vCPUs on: linker.ld's EL2 stacks and NativeLock's sleeper bits (a GICv2
+    /// board has at most 8 anyway).
+    static let maximumCPUs = 32
 }
 
 /// The effects the core asks for, done on the physical GIC, and the guest's device I/O, done by
@@ -42,7 +43,7 @@ struct NativePlatform: VMMPlatform {
 
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
         guard vcpu >= 0 && vcpu < cpus.count else { return }
-        NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: entry.gichValue)
+        NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: NativeGIC.listRegisterValue(entry))
     }
 
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
@@ -133,7 +134,7 @@ struct NativeInterruptSink: VMMPlatform {
     let cpus: [Int]
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
         guard vcpu >= 0 && vcpu < cpus.count else { return }
-        NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: entry.gichValue)
+        NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: NativeGIC.listRegisterValue(entry))
     }
     mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt, toCPU: cpus[0]) }
 }
@@ -180,7 +181,9 @@ struct NativeVCPU {
 
 @_cdecl("native_main")
 func nativeMain() {
-    NativeConsole.write("vmm: native platform at EL2 on QEMU virt (GICv2)\n")
+    NativeGIC.initialize()
+    NativeConsole.write(NativeGIC.isVersion3 ? "vmm: native platform at EL2 on QEMU virt (GICv3)\n"
+                                             : "vmm: native platform at EL2 on QEMU virt (GICv2)\n")
     guard RegisterFile.isFrameLayout else {     // NativeVCPU.withRegisters works in place on the frame
         NativeConsole.write("vmm: this build lays out RegisterFile unlike the trap frame; it cannot run guests\n")
         return
@@ -190,7 +193,6 @@ func nativeMain() {
         NativeConsole.write("vmm: this image carries no guest, or more VMs than the board has CPUs; rebuild it with `vmm build`\n")
         return
     }
-    NativeGIC.initialize()
     NativeConsole.write("vmm: board RAM ends at ")
     NativeConsole.hex(NativeBoard.ramEnd)
     NativeConsole.write("\n")
@@ -215,16 +217,15 @@ func nativeMain() {
     NativeCPUs.cpuLoop(slot)
 }
 
-/// The board CPU of each vCPU of VM `index` (guest_table's seventh word: byte i = vCPU i's CPU), or nil
-/// after saying why: a CPU past the board's eight, or one another VM already has.
+/// The board CPU of each vCPU of VM `index` (guest_table's seventh word points at them, one byte
+/// each), or nil after saying why: a CPU past the VMM's, or one another VM already has.
 func boardCPUs(ofVM index: Int) -> [Int]? {
     let vcpus = Int(truncatingIfNeeded: guest_vcpu_count(UInt64(index)))
-    let word = guest_cpus(UInt64(index))
     var cpus: [Int] = []
-    for vcpu in 0..<min(max(vcpus, 0), 8) {
-        let cpu = Int((word >> UInt64(8 * vcpu)) & 0xFF)
+    for vcpu in 0..<min(max(vcpus, 0), NativeBoard.maximumCPUs) {
+        let cpu = Int(guest_cpu(UInt64(index), UInt64(vcpu)))
         guard cpu < NativeBoard.maximumCPUs, cpuSlots[cpu] == nil, !cpus.contains(cpu) else {
-            NativeConsole.write("vmm: this image gives a board CPU to two vCPUs, or names one past CPU 7; rebuild it with `vmm build`\n")
+            NativeConsole.write("vmm: this image gives a board CPU to two vCPUs, or names one past CPU 31; rebuild it with `vmm build`\n")
             return nil
         }
         cpus.append(cpu)
@@ -268,8 +269,10 @@ func loadGuest(_ images: GuestImages, into memory: GuestMemory) -> RegisterFile?
 func freshMachine(_ images: GuestImages, memory: GuestMemory) -> VirtualMachine {
     var machine = VirtualMachine(memory: memory, vcpuCount: images.configuration.vcpuCount,
                                  listRegisterCount: NativeGIC.coreListRegisterCount, routes: images.routes,
-                                 devices: images.devices, emulatedUART: images.emulatedUART)
-    machine.idRegisters = BoardCPU.guestIDRegisters(ipaBits: Stage2Translation.ipaBits, gicVersion: 2)
+                                 devices: images.devices, gicVersion: images.configuration.gicVersion,
+                                 emulatedUART: images.emulatedUART)
+    machine.idRegisters = BoardCPU.guestIDRegisters(ipaBits: Stage2Translation.ipaBits,
+                                                    gicVersion: images.configuration.gicVersion == .v3 ? 3 : 2)
     return machine
 }
 
@@ -293,11 +296,17 @@ func bootVM(_ index: Int, cpus: [Int], hostRAM: UInt64, taken: inout BoardDevice
         NativeConsole.write("vmm: a guest configuration in this image is unreadable; rebuild it with `vmm build`\n")
         return nil
     }
+    guard configuration.gicVersion == NativeGIC.guestVersion else {
+        NativeConsole.write(NativeGIC.isVersion3
+            ? "vmm: this image's guests have a GICv2 and the board a GICv3; run QEMU with gic-version=2, or build with gic = 3\n"
+            : "vmm: this image's guests have a GICv3 and the board a GICv2; run QEMU with gic-version=3, or build with gic = 2\n")
+        return nil
+    }
     let ramEnd = NativeBoard.guestRAMHost + NativeBoard.hostRAMForGuest
     guard configuration.ramSize <= ramEnd - hostRAM, configuration.vcpuCount == cpus.count else {
         NativeConsole.write("vmm: the VMs need more RAM than the board has for guests (")
         NativeConsole.decimal(NativeBoard.hostRAMForGuest >> 20)
-        NativeConsole.write(" MiB above 0x48000000: QEMU's -m) or more than its 8 CPUs; rebuild with `vmm build`\n")
+        NativeConsole.write(" MiB above 0x48000000: QEMU's -m) or more CPUs than the table names; rebuild with `vmm build`\n")
         return nil
     }
     let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize,
@@ -358,9 +367,12 @@ func buildStage2(_ memory: GuestMemory, hostRAM: UInt64, passthrough: [Passthrou
     // two VMs are given the same one).
     for device in passthrough { stage2.map(ipa: device.address, pa: device.address, size: device.size, .device) }
     stage2.map(ipa: memory.base.raw, pa: hostRAM, size: memory.size, .normal)
-    // The guest's GIC CPU interface is the hardware's virtual CPU interface (GICV, banked per CPU).
-    stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,
-               size: QEMUVirtBoard.gicCPUInterfaceSize, .device)
+    // The guest's GICv2 CPU interface is the hardware's virtual CPU interface (GICV, banked per CPU);
+    // a GICv3 guest's is the virtual one behind its ICC_* system registers, with nothing to map.
+    if !NativeGIC.isVersion3 {
+        stage2.map(ipa: NativeBoard.gicCPUInterface, pa: QEMUVirtBoard.gicVirtualCPUInterface,
+                   size: QEMUVirtBoard.gicCPUInterfaceSize, .device)
+    }
     // The PL011 is passed through to VM 0: the guest drives it, its interrupt is routed as SPI 1.
     // Other VMs' accesses there trap to their emulated PL011.
     if uart { stage2.map(ipa: NativeBoard.uart, pa: NativeBoard.uart, size: QEMUVirtBoard.uartSize, .device) }

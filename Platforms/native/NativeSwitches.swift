@@ -13,8 +13,8 @@ import VMMCore
 /// Every network's switch, and each port's VM; fixed at boot, the switches only under `switchLock`.
 nonisolated(unsafe) var switches: [VirtualSwitch] = []
 nonisolated(unsafe) var switchPortVMs: [[Int]] = []
-nonisolated(unsafe) let switchLock: UnsafeMutablePointer<UInt32> = {
-    let lock = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+nonisolated(unsafe) let switchLock: UnsafeMutablePointer<UInt64> = {
+    let lock = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     lock.initialize(to: 0)
     return lock
 }()

@@ -35,3 +35,22 @@ uint64_t read_id_register(unsigned crm, unsigned op2) {
     }
     return value;
 }
+
+// GICv3 list registers: ICH_LR<n>_EL2 is S3_4_C12_C12_<n> for n < 8 and S3_4_C12_C13_<n - 8> above.
+#define LIST_REGISTER(n, crm, op2) \
+    case n: if (write) __asm__ volatile("msr S3_4_C12_" #crm "_" #op2 ", %0" :: "r"(value) : "memory"); \
+            else __asm__ volatile("mrs %0, S3_4_C12_" #crm "_" #op2 : "=r"(value)); break;
+
+static uint64_t list_register(unsigned index, int write, uint64_t value) {
+    switch (index) {
+        LIST_REGISTER(0, C12, 0) LIST_REGISTER(1, C12, 1) LIST_REGISTER(2, C12, 2) LIST_REGISTER(3, C12, 3)
+        LIST_REGISTER(4, C12, 4) LIST_REGISTER(5, C12, 5) LIST_REGISTER(6, C12, 6) LIST_REGISTER(7, C12, 7)
+        LIST_REGISTER(8, C13, 0) LIST_REGISTER(9, C13, 1) LIST_REGISTER(10, C13, 2) LIST_REGISTER(11, C13, 3)
+        LIST_REGISTER(12, C13, 4) LIST_REGISTER(13, C13, 5) LIST_REGISTER(14, C13, 6) LIST_REGISTER(15, C13, 7)
+        default: value = 0; break;
+    }
+    return value;
+}
+
+uint64_t read_ich_lr(unsigned index) { return list_register(index, 0, 0); }
+void write_ich_lr(unsigned index, uint64_t value) { (void)list_register(index, 1, value); }

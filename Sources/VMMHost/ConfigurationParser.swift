@@ -86,6 +86,8 @@ enum ConfigurationSchema {
 struct ConfigurationParser {
     let diagnostics: ConfigurationDiagnostics
     let baseDirectory: String
+    /// The board keys given on the command line, in place of the file's (`vmm … --gic --cpu`).
+    var overrides = BoardOverrides()
 
     static let sizeExpectation = "a size (integer bytes, or a string with a K, M or G suffix such as \"512M\")"
     static let addressExpectation = "an address (a non-negative integer such as 0x40000000)"
@@ -112,6 +114,8 @@ struct ConfigurationParser {
         let reader = TableReader(root, path: "", schema: "", diagnostics: diagnostics)
         var system = SystemConfiguration(vms: [])
         if let table = reader.table("system") { parseSystem(table, into: &system) }
+        if let gic = overrides.gic { system.gic = gic }
+        if let cpu = overrides.cpu { system.cpu = cpu }
 
         let vms = reader.tables("vm", header: "[[vm]]") ?? []
         if vms.isEmpty, !diagnostics.hasError(at: "vm") {
@@ -120,7 +124,7 @@ struct ConfigurationParser {
         // Default MACs count the interfaces of the whole system, so that two VMs' defaults differ.
         var interfaces = 0
         system.vms = vms.map { table in
-            let vm = parseVM(table, firstInterface: interfaces)
+            let vm = parseVM(table, firstInterface: interfaces, gic: system.gic)
             interfaces += vm.networks.count
             return vm
         }
@@ -134,10 +138,8 @@ struct ConfigurationParser {
             }
         }
         if let gic = table.integer("gic").value {
-            if gic == 3 {
-                diagnostics.report(table.keyPath("gic"), "GICv3 is not supported yet (expected 2)")
-            } else if let known = SystemConfiguration.GICVersion(rawValue: gic) { system.gic = known } else {
-                diagnostics.report(table.keyPath("gic"), "expected 2 (GICv2), found \(gic)")
+            if let known = SystemConfiguration.GICVersion(rawValue: gic) { system.gic = known } else {
+                diagnostics.report(table.keyPath("gic"), "expected 2 (GICv2) or 3 (GICv3), found \(gic)")
             }
         }
         if let cpu = table.string("cpu").value {
@@ -155,7 +157,7 @@ struct ConfigurationParser {
 
     /// `table` is nil for an entry that is not a table (already reported): a placeholder keeps the indices.
     /// `firstInterface` is the number of network interfaces of the VMs before this one.
-    private func parseVM(_ table: TableReader?, firstInterface: Int) -> VMConfiguration {
+    private func parseVM(_ table: TableReader?, firstInterface: Int, gic: SystemConfiguration.GICVersion) -> VMConfiguration {
         guard let table else { return VMConfiguration(kernel: "") }
         var vm = VMConfiguration(kernel: "")
         if let name = table.string("name").value, checkName(name, at: table.keyPath("name")) { vm.name = name }
@@ -188,10 +190,12 @@ struct ConfigurationParser {
                                    "\(hex(base)) is not 2 MiB aligned (arm64 kernels need a 2 MiB-aligned base)")
             }
         }
+        let maxCPUs = ConfigurationValidator.maxBoardCPUs(gic)
         if let vcpus = table.integer("vcpus").value {
-            // GICv2 has 8 CPU interfaces (GIC architecture spec v2, 1.3: "up to eight processors").
-            if (1...8).contains(vcpus) { vm.vcpus = vcpus } else {
-                diagnostics.report(table.keyPath("vcpus"), "expected 1 to 8 (GICv2 serves at most 8 CPUs), found \(vcpus)")
+            // GICv2 has 8 CPU interfaces (GIC architecture spec v2, 1.3: "up to eight processors");
+            // with GICv3 the limit is the native platform's (ConfigurationValidator.maxBoardCPUs).
+            if (1...maxCPUs).contains(vcpus) { vm.vcpus = vcpus } else {
+                diagnostics.report(table.keyPath("vcpus"), "expected 1 to \(maxCPUs) (\(ConfigurationValidator.cpuLimitReason(gic))), found \(vcpus)")
             }
         }
         // Whether the list fits the VM's vCPUs, the platform and the other VMs' is the validator's.
@@ -199,10 +203,9 @@ struct ConfigurationParser {
             var pinned: [Int] = []
             for (n, cpu) in cpus.enumerated() {
                 guard let cpu else { continue }
-                if (0..<ConfigurationValidator.maxBoardCPUs).contains(cpu) { pinned.append(cpu) } else {
+                if (0..<maxCPUs).contains(cpu) { pinned.append(cpu) } else {
                     diagnostics.report("\(table.keyPath("cpus"))[\(n)]", "expected a board CPU from 0 to "
-                                       + "\(ConfigurationValidator.maxBoardCPUs - 1) (GICv2: the board has at most "
-                                       + "\(ConfigurationValidator.maxBoardCPUs) CPUs), found \(cpu)")
+                                       + "\(maxCPUs - 1) (\(ConfigurationValidator.cpuLimitReason(gic))), found \(cpu)")
                 }
             }
             vm.cpus = pinned

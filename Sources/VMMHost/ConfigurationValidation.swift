@@ -53,8 +53,14 @@ struct ConfigurationValidator {
         case .microkit: microkitGuestRAM
         }
     }
-    /// GICv2 serves 8 CPU interfaces, so the board has at most 8 CPUs to share out between VMs.
-    static let maxBoardCPUs = 8
+    /// The board CPUs there are to share out between VMs: GICv2 serves 8 CPU interfaces; with GICv3
+    /// the native platform runs up to 32 (its EL2 stacks, Platforms/native/linker.ld, and the sleeper
+    /// bits of its locks; QEMU virt's redistributor region would hold 123).
+    static func maxBoardCPUs(_ gic: SystemConfiguration.GICVersion) -> Int { gic == .v2 ? 8 : 32 }
+    /// Why that is the limit, for the messages.
+    static func cpuLimitReason(_ gic: SystemConfiguration.GICVersion) -> String {
+        gic == .v2 ? "GICv2 serves at most 8 CPUs" : "the native platform runs at most 32 CPUs with GICv3"
+    }
     /// QEMU virt's virtio-mmio transports (hw/arm/virt.c NUM_VIRTIO_TRANSPORTS).
     static let boardTransports = 32
     /// sockaddr_un.sun_path holds 108 bytes on Linux, NUL included.
@@ -70,6 +76,9 @@ struct ConfigurationValidator {
         checkBoardDevices()
         // Last, so that the extra VMs are still checked like the first (isPlaceholder would skip them).
         // Native runs several VMs: at most 8 follows from the vCPUs (each VM has one at least).
+        if system.platform == .microkit, system.gic != .v2 {
+            diagnostics.report("system.gic", "the microkit platform runs on GICv2 (the SDK's qemu_virt_aarch64 board), found \(system.gic.rawValue)")
+        }
         if system.platform == .microkit, system.cpu != .cortexA53 {
             diagnostics.report("system.cpu", "the microkit platform runs on cortex-a53 (the SDK's qemu_virt_aarch64 board), found \(system.cpu.rawValue)")
         }
@@ -228,6 +237,10 @@ struct ConfigurationValidator {
             Region(name: "the GIC virtual CPU interface", range: board.gicVirtualCPUInterface..<board.gicVirtualCPUInterface + 0x1_0000),
             Region(name: "the board's UART", range: board.uart..<board.uart + board.uartSize),
         ]
+        if system.gic == .v3 {
+            regions.append(Region(name: "the GIC redistributors",
+                                  range: board.gicRedistributor..<board.gicRedistributor + board.gicRedistributorSize))
+        }
         var interrupts: [(intid: UInt32, owner: String)] = [
             (board.virtualTimerInterrupt, "the virtual timer"), (board.uartInterrupt, "the board's UART"),
         ]
@@ -390,10 +403,11 @@ struct ConfigurationValidator {
         let vcpus = counted.reduce(0) { $0 + system.vms[$1].vcpus }
         let assigned = SystemConfiguration.boardCPUs(counted.map { (system.vms[$0].vcpus, system.vms[$0].cpus) })
         let pinning = counted.contains { system.vms[$0].cpus != nil }
-        if let over = zip(counted, assigned).first(where: { $0.1.contains { $0 >= Self.maxBoardCPUs } }) {
+        let maxCPUs = Self.maxBoardCPUs(system.gic)
+        if let over = zip(counted, assigned).first(where: { $0.1.contains { $0 >= maxCPUs } }) {
             let taking = pinning ? " (this VM's would run on \(SystemConfiguration.cpuList(over.1)), the lowest no VM pins)" : ""
             diagnostics.report("vm[\(over.0)].vcpus", "vCPUs of all VMs add up to \(vcpus)\(taking); the board has at most "
-                               + "\(Self.maxBoardCPUs) CPUs (GICv2)")
+                               + "\(maxCPUs) CPUs (GICv\(system.gic.rawValue))")
         }
         let sized = vms.filter { !diagnostics.hasError(at: "vm[\($0)].ram") }
         let ram = sized.reduce(UInt64(0)) { $0 + system.vms[$1].ramSize }

@@ -265,8 +265,9 @@ public enum SystemBuilder {
 
     /// The guest_images.S `vmm build` assembles and links into the VMM: in section .guest_images,
     /// `guest_table` (a u64 VM count, then for each VM seven u64: kernel start and end, initrd start
-    /// and end, configuration start and end, and its board CPUs (`cpuQuad`); the VMM reads it), then
-    /// each VM's images (kernel and initrd page aligned), and VM 0's images also as
+    /// and end, configuration start and end, and the address of its board CPUs (`cpuBytes`); the VMM
+    /// reads it), each VM's board CPUs, then each VM's images (kernel and initrd page aligned), and VM
+    /// 0's images also as
     /// `guest_kernel_start` … `guest_config_end`, the names of the one-VM Microkit platform.
     public static func guestImagesAssembly(_ vms: [GuestImages]) throws(BuildError) -> String {
         let parts = ["kernel", "initrd", "config"]
@@ -278,9 +279,12 @@ public enum SystemBuilder {
             "guest_table:",
             "    .quad \(vms.count)",
         ]
-        for (index, vm) in vms.enumerated() {
+        for index in vms.indices {
             lines.append("    .quad " + parts.flatMap { ["vm\(index)_\($0)_start", "vm\(index)_\($0)_end"] }.joined(separator: ", ")
-                         + ", " + (try cpuQuad(vm.cpus, for: "vm[\(index)]")))
+                         + ", vm\(index)_cpus")
+        }
+        for (index, vm) in vms.enumerated() {
+            lines += ["vm\(index)_cpus:", "    .byte " + (try cpuBytes(vm.cpus, for: "vm[\(index)]"))]
         }
         for (index, vm) in vms.enumerated() {
             for (part, (file, alignment)) in zip(parts, [(vm.kernel, 4096), (vm.initrd, 4096), (vm.config, 16)]) {
@@ -299,20 +303,15 @@ public enum SystemBuilder {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// A VM's board CPUs as the table's seventh u64, a literal such as `0xFFFFFFFFFFFF0302` (vCPU 0 on
-    /// CPU 2, vCPU 1 on CPU 3): byte i (bits 8i to 8i + 7) is the board CPU of vCPU i, the bytes past
-    /// the VM's vCPUs are 0xFF. Refused: no CPU, more than 8, or a CPU outside 0–7 (GICv2's 8 CPUs).
-    static func cpuQuad(_ cpus: [Int], for what: String) throws(BuildError) -> String {
-        let maxCPUs = ConfigurationValidator.maxBoardCPUs
+    /// A VM's board CPUs as the bytes its table entry points at, such as `2, 3, 255` (vCPU 0 on CPU 2,
+    /// vCPU 1 on CPU 3): byte i is the board CPU of vCPU i, and 255 ends the list. Refused: no CPU,
+    /// more than the VMM runs (GICv3's 32), or a CPU outside 0–31.
+    static func cpuBytes(_ cpus: [Int], for what: String) throws(BuildError) -> String {
+        let maxCPUs = ConfigurationValidator.maxBoardCPUs(.v3)
         guard (1...maxCPUs).contains(cpus.count), cpus.allSatisfy({ (0..<maxCPUs).contains($0) }) else {
             throw BuildError("\(what): board CPUs \(cpus) are not 1 to \(maxCPUs) CPUs from 0 to \(maxCPUs - 1)")
         }
-        var value = UInt64.max
-        for (vcpu, cpu) in cpus.enumerated() {
-            value = value & ~(UInt64(0xFF) << (8 * vcpu)) | UInt64(cpu) << (8 * vcpu)
-        }
-        let digits = String(value, radix: 16, uppercase: true)
-        return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
+        return (cpus.map(String.init) + ["255"]).joined(separator: ", ")
     }
 
     /// `path` as an assembler string: in double quotes, with '"' and '\\' escaped by a backslash and
@@ -442,7 +441,8 @@ public enum SystemBuilder {
     /// all VMs have vCPUs, unless `cpus` leaves a gap: QEMU has that CPU too, and it runs nothing),
     /// and as much RAM as the VMM and all guests need (`nativeMemory`).
     public static func qemuArguments(_ system: SystemConfiguration, image: URL, output: URL) -> [String] {
-        var arguments = ["-machine", "virt,virtualization=on,gic-version=2", "-cpu", system.cpu.qemuName, "-nographic"]
+        var arguments = ["-machine", "virt,virtualization=on,gic-version=\(system.gic.rawValue)", "-cpu", system.cpu.qemuName,
+                         "-nographic"]
         switch system.platform {
         case .native:
             arguments += ["-m", nativeMemory(system), "-smp", String(nativeCPUs(system))]

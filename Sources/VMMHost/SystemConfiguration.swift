@@ -12,7 +12,7 @@
 //
 //     [system]                         optional
 //     board = "qemu-virt"              the only board
-//     gic = 2                          GICv2 only (3: "GICv3 is not supported yet")
+//     gic = 2                          2 (GICv2) or 3 (GICv3: native only; up to 32 vCPUs)
 //     cpu = "cortex-a53"               the board's CPU model: cortex-a53, cortex-a72, cortex-a76,
 //                                      neoverse-n1 or max (QEMU's, with pauth-impdef=on); microkit:
 //                                      cortex-a53 only
@@ -28,7 +28,8 @@
 //                                      at most 255G less 128M (native) or 512M (microkit)
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside [0x40000000, 0x10000000000) (native: a
 //                                      40-bit guest physical address space) or [0x40000000, 0x100000000) (microkit)
-//     vcpus = 1                        1–8 (GICv2); native: one board CPU each, all VMs' at most 8; microkit: exactly 1
+//     vcpus = 1                        1–8 (GICv2) or 1–32 (GICv3); native: one board CPU each, all VMs' at
+//                                      most 8 (GICv2) or 32 (GICv3); microkit: exactly 1
 //     cpus = [2, 3]                    native only: the board CPU of each vCPU (vCPU i on cpus[i]), 0–7, as
 //                                      many as vcpus, no CPU twice in the system; none: the lowest board CPUs
 //                                      no VM pins, in file order (without any `cpus`: VM 0 on CPUs 0..<vcpus,
@@ -115,12 +116,13 @@ public struct ConfigurationErrors: Error, Equatable, Sendable, CustomStringConve
 public struct SystemConfiguration: Equatable, Sendable {
     public enum Board: String, Equatable, Sendable { case qemuVirt = "qemu-virt" }
     public enum GICVersion: Int, Equatable, Sendable {
-        case v2 = 2
+        case v2 = 2, v3 = 3
 
         /// The controller the VMM's core gives each guest (GuestConfiguration.gicVersion).
         public var guestController: VMMCore.GICVersion {
             switch self {
             case .v2: return .v2
+            case .v3: return .v3
             }
         }
     }
@@ -202,9 +204,8 @@ public struct SystemConfiguration: Equatable, Sendable {
         let diagnostics = ConfigurationDiagnostics(file: file)
         // Validation runs even after key errors, so that one run reports everything; the model then
         // holds placeholders where keys failed, and checks skip any key that already has an error.
-        if var system = ConfigurationParser(diagnostics: diagnostics, baseDirectory: baseDirectory).parse(text: text) {
-            if let gic = overrides.gic { system.gic = gic }
-            if let cpu = overrides.cpu { system.cpu = cpu }
+        if let system = ConfigurationParser(diagnostics: diagnostics, baseDirectory: baseDirectory,
+                                            overrides: overrides).parse(text: text) {
             ConfigurationValidator(system: system, diagnostics: diagnostics).validate()
             if diagnostics.errors.isEmpty { return system }
         }

@@ -45,8 +45,8 @@ final class CPUPinningTests: ConfigurationTestCase {
             "system.toml: vm[0].cpus[1]: expected an integer, found a string",
         ])
         XCTAssertEqual(errors(vm("a", vcpus: 3, cpus: "[8, 1, -1]")), [
-            "system.toml: vm[0].cpus[0]: expected a board CPU from 0 to 7 (GICv2: the board has at most 8 CPUs), found 8",
-            "system.toml: vm[0].cpus[2]: expected a board CPU from 0 to 7 (GICv2: the board has at most 8 CPUs), found -1",
+            "system.toml: vm[0].cpus[0]: expected a board CPU from 0 to 7 (GICv2 serves at most 8 CPUs), found 8",
+            "system.toml: vm[0].cpus[2]: expected a board CPU from 0 to 7 (GICv2 serves at most 8 CPUs), found -1",
         ])
         // A misspelt key is caught like any other.
         XCTAssertEqual(errors(vm("a") + "cpu = [1]\n"), ["system.toml: vm[0].cpu: unknown key 'cpu' (did you mean 'cpus'?)"])
@@ -144,7 +144,7 @@ final class CPUPinningTests: ConfigurationTestCase {
         ])
         // A VM whose `cpus` is wrong is reported once, and not counted.
         XCTAssertEqual(errors(vm("a", vcpus: 8) + vm("b", cpus: "[9]")), [
-            "system.toml: vm[1].cpus[0]: expected a board CPU from 0 to 7 (GICv2: the board has at most 8 CPUs), found 9",
+            "system.toml: vm[1].cpus[0]: expected a board CPU from 0 to 7 (GICv2 serves at most 8 CPUs), found 9",
         ])
     }
 
@@ -169,14 +169,15 @@ final class CPUPinningTests: ConfigurationTestCase {
         XCTAssertEqual(SystemConfiguration.cpuList([0, 1, 2, 5, 6, 4]), "CPUs 0-2, 5-6, 4")
     }
 
-    func testTheTablesSeventhU64IsEachVMsBoardCPUsByteByByte() throws {
-        XCTAssertEqual(try SystemBuilder.cpuQuad([0, 1], for: "vm[0]"), "0xFFFFFFFFFFFF0100")
-        XCTAssertEqual(try SystemBuilder.cpuQuad([2], for: "vm[0]"), "0xFFFFFFFFFFFFFF02")
-        XCTAssertEqual(try SystemBuilder.cpuQuad([1, 3], for: "vm[0]"), "0xFFFFFFFFFFFF0301")
-        XCTAssertEqual(try SystemBuilder.cpuQuad([7, 6, 5, 4, 3, 2, 1, 0], for: "vm[0]"), "0x0001020304050607")
-        for bad in [[], [8], [0, 1, 2, 3, 4, 5, 6, 7, 0], [-1]] {
-            XCTAssertThrowsError(try SystemBuilder.cpuQuad(bad, for: "vm[1]"), "\(bad)") {
-                XCTAssertEqual(($0 as? BuildError)?.message, "vm[1]: board CPUs \(bad) are not 1 to 8 CPUs from 0 to 7")
+    func testEachVMsBoardCPUsAreBytesEndedBy255() throws {
+        XCTAssertEqual(try SystemBuilder.cpuBytes([0, 1], for: "vm[0]"), "0, 1, 255")
+        XCTAssertEqual(try SystemBuilder.cpuBytes([2], for: "vm[0]"), "2, 255")
+        XCTAssertEqual(try SystemBuilder.cpuBytes([7, 6, 5, 4, 3, 2, 1, 0], for: "vm[0]"), "7, 6, 5, 4, 3, 2, 1, 0, 255")
+        XCTAssertEqual(try SystemBuilder.cpuBytes(Array(0..<32), for: "vm[0]"),
+                       (Array(0..<32) + [255]).map(String.init).joined(separator: ", "), "GICv3: up to 32")
+        for bad in [[], [32], Array(0..<33), [-1]] {
+            XCTAssertThrowsError(try SystemBuilder.cpuBytes(bad, for: "vm[1]"), "\(bad)") {
+                XCTAssertEqual(($0 as? BuildError)?.message, "vm[1]: board CPUs \(bad) are not 1 to 32 CPUs from 0 to 31")
             }
         }
     }
@@ -198,19 +199,24 @@ final class CPUPinningTests: ConfigurationTestCase {
 
     func testBuildPutsEachVMsBoardCPUsInTheTable() throws {
         func table(_ text: String) -> [String] {
-            text.split(separator: "\n").filter { $0.hasPrefix("    .quad vm") }.map { String($0.split(separator: " ").last ?? "") }
+            let lines = text.split(separator: "\n")
+            return lines.indices.filter { lines[$0].hasSuffix("_cpus:") }.map { String(lines[$0 + 1].dropFirst(10)) }
         }
         // Without `cpus`: a on CPUs 0 and 1, b on 2.
-        XCTAssertEqual(table(try builtAssembly(vm("a", vcpus: 2) + vm("b"))), ["0xFFFFFFFFFFFF0100", "0xFFFFFFFFFFFFFF02"])
+        XCTAssertEqual(table(try builtAssembly(vm("a", vcpus: 2) + vm("b"))), ["0, 1, 255", "2, 255"])
         // a pinned to 1 and 3, b on the lowest left: 0 and 2.
         XCTAssertEqual(table(try builtAssembly(vm("a", vcpus: 2, cpus: "[1, 3]") + vm("b", vcpus: 2))),
-                       ["0xFFFFFFFFFFFF0301", "0xFFFFFFFFFFFF0200"])
+                       ["1, 3, 255", "0, 2, 255"])
         let text = try builtAssembly(vm("a", vcpus: 2) + vm("b", cpus: "[6]"))
         XCTAssertTrue(text.contains("""
             guest_table:
                 .quad 2
-                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, 0xFFFFFFFFFFFF0100
-                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, 0xFFFFFFFFFFFFFF06
+                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, vm0_cpus
+                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, vm1_cpus
+            vm0_cpus:
+                .byte 0, 1, 255
+            vm1_cpus:
+                .byte 6, 255
 
             """), text)
     }

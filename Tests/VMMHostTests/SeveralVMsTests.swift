@@ -314,8 +314,12 @@ final class SeveralVMsBuildTests: XCTestCase {
                 .global guest_table
             guest_table:
                 .quad 2
-                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, 0xFFFFFFFFFFFF0100
-                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, 0xFFFFFFFFFF030205
+                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, vm0_cpus
+                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, vm1_cpus
+            vm0_cpus:
+                .byte 0, 1, 255
+            vm1_cpus:
+                .byte 5, 2, 3, 255
                 .balign 4096
             vm0_kernel_start:
                 .incbin "/g/a/Image"
@@ -423,16 +427,18 @@ final class SeveralVMsBuildTests: XCTestCase {
         for name in parts.flatMap({ ["\($0)_start", "\($0)_end"] }) {
             XCTAssertEqual(symbols["guest_\(name)"], symbols["vm0_\(name)"], name)
         }
-        // The table: the VM count, then seven u64 per VM, the seventh its board CPUs (little-endian
-        // bytes, one per vCPU, 0xFF past the last); the six addresses are relocations, zero in the object.
+        // The table: the VM count, then seven u64 per VM, the seventh the address of its board CPUs
+        // (bytes, one per vCPU, 0xFF after the last), right after the table; the addresses are
+        // relocations, zero in the object, so the CPU bytes are found by their symbols.
         let objcopy = try tool("llvm-objcopy")
         let section = directory.appendingPathComponent("guest_images.bin")
         _ = try run(objcopy, ["--dump-section", ".guest_images=\(section.path)", object.path])
         let bytes = [UInt8](try Data(contentsOf: section))
         func quad(_ n: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[8 * n + $1]) << (8 * $1) } }
         XCTAssertEqual(quad(0), 2)
-        XCTAssertEqual(quad(1 + 6), 0xFFFF_FFFF_FFFF_0100)
-        XCTAssertEqual(quad(1 + 7 + 6), 0x0100_0605_0403_0207)
-        XCTAssertEqual(Array(bytes[(8 * (1 + 7 + 6))..<(8 * (1 + 7 + 7))]), [7, 2, 3, 4, 5, 6, 0, 1])
+        XCTAssertEqual(symbols["vm0_cpus"], 8 * (1 + 7 + 7))
+        let cpus0 = Int(try XCTUnwrap(symbols["vm0_cpus"])), cpus1 = Int(try XCTUnwrap(symbols["vm1_cpus"]))
+        XCTAssertEqual(Array(bytes[cpus0..<(cpus0 + 3)]), [0, 1, 0xFF])
+        XCTAssertEqual(Array(bytes[cpus1..<(cpus1 + 9)]), [7, 2, 3, 4, 5, 6, 0, 1, 0xFF])
     }
 }

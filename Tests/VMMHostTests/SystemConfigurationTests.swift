@@ -215,12 +215,16 @@ final class SystemConfigurationTests: ConfigurationTestCase {
 
     func testBoardGICAndPlatformTakeOnlyTheirKnownValues() throws {
         try writeGuest()
-        XCTAssertEqual(errors("[system]\nboard = \"rpi4\"\ngic = 3\nplatform = \"xen\"\n" + minimal), [
+        XCTAssertEqual(errors("[system]\nboard = \"rpi4\"\ngic = 1\nplatform = \"xen\"\n" + minimal), [
             "system.toml: system.board: unknown board 'rpi4' (expected qemu-virt)",
-            "system.toml: system.gic: GICv3 is not supported yet (expected 2)",
+            "system.toml: system.gic: expected 2 (GICv2) or 3 (GICv3), found 1",
             "system.toml: system.platform: unknown platform 'xen' (expected native or microkit)",
         ])
-        XCTAssertEqual(errors("[system]\ngic = 4\n" + minimal), ["system.toml: system.gic: expected 2 (GICv2), found 4"])
+        XCTAssertEqual(errors("[system]\ngic = 4\n" + minimal), ["system.toml: system.gic: expected 2 (GICv2) or 3 (GICv3), found 4"])
+        XCTAssertEqual(try parse("[system]\ngic = 3\n" + minimal).gic, .v3)
+        XCTAssertEqual(errors("[system]\ngic = 3\nplatform = \"microkit\"\n" + minimal), [
+            "system.toml: system.gic: the microkit platform runs on GICv2 (the SDK's qemu_virt_aarch64 board), found 3",
+        ])
     }
 
     func testBoardOverridesReplaceTheFilesSystemKeysBeforeValidation() throws {
@@ -606,9 +610,9 @@ final class SystemConfigurationTests: ConfigurationTestCase {
             [[vm.net]]
             mac = "52:54:00:12:34:56"
             [system]
-            gic = 3
+            gic = 4
             """), [
-            "system.toml: system.gic: GICv3 is not supported yet (expected 2)",
+            "system.toml: system.gic: expected 2 (GICv2) or 3 (GICv3), found 4",
             "system.toml: vm[0].kernel: no such file '\(directory)/vmlinuz'",
             "system.toml: vm[0].ram: 400G is more than the native platform gives a guest (expected at most 260992M)",
             "system.toml: vm[0].vcpus: expected 1 to 8 (GICv2 serves at most 8 CPUs), found 9",

@@ -38,6 +38,20 @@ SYSREG_RW(cntfrq_el0)
 SYSREG_RW(cntpct_el0)
 SYSREG_RW(tpidr_el2)
 SYSREG_RW(cntv_ctl_el0)
+// GICv3 (IHI 0069): the physical CPU interface the VMM uses at EL2, and the hypervisor's control of
+// the guest's virtual CPU interface.
+SYSREG_RW(icc_sre_el2)
+SYSREG_RW(icc_pmr_el1)
+SYSREG_RW(icc_ctlr_el1)
+SYSREG_RW(icc_igrpen1_el1)
+SYSREG_RW(icc_iar1_el1)
+SYSREG_RW(icc_eoir1_el1)
+SYSREG_RW(icc_dir_el1)
+SYSREG_RW(icc_sgi1r_el1)
+SYSREG_RW(ich_hcr_el2)
+SYSREG_RW(ich_vtr_el2)
+SYSREG_RW(ich_vmcr_el2)
+SYSREG_RW(ich_eisr_el2)
 
 static inline void dsb_sy(void) { __asm__ volatile("dsb sy" ::: "memory"); }
 static inline void dsb_ish(void) { __asm__ volatile("dsb ish" ::: "memory"); }
@@ -58,6 +72,13 @@ static inline uint32_t atomic_fetch_and32(uint32_t *word, uint32_t bits) {
     return __atomic_fetch_and(word, bits, __ATOMIC_SEQ_CST);
 }
 static inline uint32_t atomic_load32(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+static inline uint64_t atomic_fetch_or64(uint64_t *word, uint64_t bits) {
+    return __atomic_fetch_or(word, bits, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t atomic_fetch_and64(uint64_t *word, uint64_t bits) {
+    return __atomic_fetch_and(word, bits, __ATOMIC_SEQ_CST);
+}
+static inline uint64_t atomic_load64(uint64_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
 
 /// Where secondary CPUs start (start.S): their PSCI CPU_ON entry point.
 void secondary_entry(void);
@@ -76,6 +97,12 @@ static inline void mmio_write8(uintptr_t address, uint8_t value) { *(volatile ui
 /// running with its caches off sees what the VMM wrote (Linux arm64 booting.rst).
 void clean_dcache_range(uintptr_t start, size_t length);
 
+/// ICH_LR<index>_EL2 (index 0...15; anything else reads 0 and ignores the write).
+uint64_t read_ich_lr(unsigned index);
+void write_ich_lr(unsigned index, uint64_t value);
+static inline uint64_t mmio_read64(uintptr_t address) { return *(volatile uint64_t *)address; }
+static inline void mmio_write64(uintptr_t address, uint64_t value) { *(volatile uint64_t *)address = value; }
+
 /// The board CPU's ID register S3_0_C0_C<crm>_<op2> (crm 1...7, op2 0...7; anything else reads 0).
 uint64_t read_id_register(unsigned crm, unsigned op2);
 
@@ -93,8 +120,8 @@ uint64_t enter_guest(uint64_t *frame);
 extern uint8_t heap_start[], heap_end[];
 
 /// The guests linked into the VMM (the guest_images.S `vmm build` writes): a u64 count, then for
-/// each VM seven words: kernel start and end, initrd start and end, configuration start and end
-/// (addresses), and its board CPUs (byte i: the CPU of vCPU i; 0xFF past its last vCPU).
+/// each VM seven words: kernel start and end, initrd start and end, configuration start and end,
+/// and its board CPUs (addresses; the CPUs are bytes: byte i the CPU of vCPU i, 0xFF after the last).
 extern const uint64_t guest_table[];
 static inline uint64_t guest_count(void) { return guest_table[0]; }
 /// Part `part` (0 kernel, 1 initrd, 2 configuration) of VM `vm`: its address and its size.
@@ -104,12 +131,15 @@ static inline const uint8_t *guest_part(uint64_t vm, uint64_t part) {
 static inline size_t guest_part_size(uint64_t vm, uint64_t part) {
     return (size_t)(guest_table[2 + vm * 7 + part * 2] - guest_table[1 + vm * 7 + part * 2]);
 }
-static inline uint64_t guest_cpus(uint64_t vm) { return guest_table[7 + vm * 7]; }
-/// vCPUs the CPU word names (bytes before the first 0xFF).
+static inline const uint8_t *guest_cpus(uint64_t vm) { return (const uint8_t *)(uintptr_t)guest_table[7 + vm * 7]; }
+/// vCPUs the CPU bytes name (the bytes before the first 0xFF).
 static inline uint64_t guest_vcpu_count(uint64_t vm) {
-    uint64_t word = guest_cpus(vm), n = 0;
-    while (n < 8 && ((word >> (8 * n)) & 0xFF) != 0xFF) n++;
+    const uint8_t *cpus = guest_cpus(vm);
+    uint64_t n = 0;
+    while (n < 255 && cpus[n] != 0xFF) n++;
     return n;
 }
+/// The board CPU of vCPU `vcpu` of VM `vm`.
+static inline uint64_t guest_cpu(uint64_t vm, uint64_t vcpu) { return guest_cpus(vm)[vcpu]; }
 
 static inline uint16_t mmio_read16(uintptr_t address) { return *(volatile uint16_t *)address; }
