@@ -119,8 +119,28 @@ unit-test:
 	@echo "vmm: host unit tests (swift test; builds the tests first)"
 	@set -o pipefail; swift test 2>&1 | $(SWIFT_PROGRESS)
 
+# The board matrix: every integration test runs on the default board (GICv2, Cortex-A53), then the
+# native suite again on each other cell GIC:CPU (tests/integration/serial_console.py reads
+# $VMM_TEST_GIC and $VMM_TEST_CPU; the test images of a GICv3 cell are built into build/gic3/).
+# test_cpus, which boots each CPU model itself, runs again on the GICv3 board.
+TEST_MATRIX  ?= 3:cortex-a53 2:max 3:max
+MATRIX_TESTS := test_vmm_boot test_virtio test_smp test_two_vms test_device_limits test_passthrough
+
 integration-test: vmm $(if $(MICROKIT_SDK),microkit-system-image)
-	python3 -m unittest discover -s tests/integration -p 'test_*.py' -v
+	@status=0; \
+	python3 -m unittest discover -s tests/integration -p 'test_*.py' -v || status=1; \
+	for cell in $(TEST_MATRIX); do \
+		gic=$${cell%%:*}; cpu=$${cell#*:}; extra=""; \
+		echo "vmm: the native suite on GICv$$gic and -cpu $$cpu"; \
+		if [ "$$gic" != 2 ]; then \
+			for system in $(TEST_SYSTEMS); do \
+				$(HOST_VMM) build $$system --gic $$gic --output build/gic$$gic/$$(basename $$system .toml) >/dev/null || status=1; \
+			done; \
+			[ "$$cpu" = cortex-a53 ] && extra=test_cpus; \
+		fi; \
+		(cd tests/integration && VMM_TEST_GIC=$$gic VMM_TEST_CPU=$$cpu python3 -m unittest -v $(MATRIX_TESTS) $$extra) || status=1; \
+	done; \
+	exit $$status
 
 # Every stage runs even when an earlier one fails; scripts/test-summary.sh ends with the count.
 test: guest

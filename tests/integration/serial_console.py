@@ -42,6 +42,37 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST_VMM = REPO_ROOT / ".build/debug/vmm"
 LOG_TAIL_LINES = 60
 
+# The board the native tests boot: the GIC version and QEMU's CPU model, $VMM_TEST_GIC (2 or 3) and
+# $VMM_TEST_CPU (cortex-a53, max, ...). Unset, the system files' own (GICv2 and a Cortex-A53 for every
+# example). `make integration-test` runs the whole suite on the default board, then the native suite
+# again on each other cell of its matrix.
+TEST_GIC = os.environ.get("VMM_TEST_GIC", "")
+TEST_CPU = os.environ.get("VMM_TEST_CPU", "")
+
+
+def qemu_cpu(model):
+    """QEMU's -cpu for a CPU model of the system file (SystemConfiguration.CPU.qemuName)."""
+    return "max,pauth-impdef=on" if model == "max" else model
+
+
+def board_arguments():
+    """QEMU's -machine and -cpu for a test that starts QEMU itself: the board of $VMM_TEST_GIC and
+    $VMM_TEST_CPU, by default GICv2 and a Cortex-A53."""
+    return ["-machine", f"virt,virtualization=on,gic-version={TEST_GIC or 2}", "-cpu", qemu_cpu(TEST_CPU or "cortex-a53")]
+
+
+def board_options(cpu=True):
+    """`vmm check/build/run` options that put a system on the board of $VMM_TEST_GIC and $VMM_TEST_CPU
+    (none when they are unset); `cpu` False leaves the file's CPU alone."""
+    options = ["--gic", TEST_GIC] if TEST_GIC else []
+    return options + (["--cpu", TEST_CPU] if cpu and TEST_CPU else [])
+
+
+def built_image(system):
+    """The VMM image `make vmm` built for examples/SYSTEM.toml on the test board's GIC: build/SYSTEM/vmm.elf,
+    or build/gic3/SYSTEM/vmm.elf for $VMM_TEST_GIC=3 (the image carries the guest's GIC; not its CPU)."""
+    return REPO_ROOT / "build" / (f"gic{TEST_GIC}" if TEST_GIC and TEST_GIC != "2" else "") / system / "vmm.elf"
+
 # CSI sequences (ESC [ ... final byte) and lone ESC-x pairs from line editing.
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -62,12 +93,11 @@ def guest_paths():
 
 
 def plain_qemu_command(memory="1G", append=""):
-    """The baseline: the guest on QEMU's virt board without the VMM (GICv2,
-    Cortex-A53, serial on stdio). $VMM_QEMU overrides the QEMU binary."""
+    """The baseline: the guest on QEMU's virt board without the VMM (the test board: GICv2 and a
+    Cortex-A53 by default; serial on stdio). $VMM_QEMU overrides the QEMU binary."""
     kernel, initrd = guest_paths()
     cmdline = "console=ttyAMA0 rdinit=/init" + (" " + append if append else "")
-    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
-            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53",
+    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"), *board_arguments(),
             "-m", memory, "-nographic", "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", cmdline]
 
@@ -420,7 +450,7 @@ def vmm_build(system, output, *options, error=SerialConsoleError, timeout=300.0)
     """`vmm build SYSTEM --output OUTPUT OPTIONS...` in the repo's root, as the benchmarks build their
     images; raises `error` with the tool's own message when it cannot run, fails or takes longer than
     `timeout` seconds (None: no limit)."""
-    argv = [str(HOST_VMM), "build", str(system), "--output", str(output), *options]
+    argv = [str(HOST_VMM), "build", str(system), "--output", str(output), *board_options(), *options]
     try:
         result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     except OSError as err:
@@ -432,23 +462,23 @@ def vmm_build(system, output, *options, error=SerialConsoleError, timeout=300.0)
                     f"{result.stdout}{result.stderr}".rstrip())
 
 
-def vmm_run_argv(system, output, *options):
+def vmm_run_argv(system, output, *options, cpu=True):
     """The argv of `vmm run SYSTEM --output OUTPUT OPTIONS... [--qemu $VMM_QEMU]`: the host tool run
     the README's way, its build files in `output` (not build/<name>/ of the repo, which the user's own
-    runs use), with the QEMU binary $VMM_QEMU names when it is set (else the tool's default,
-    qemu-system-aarch64 on PATH)."""
-    argv = [str(HOST_VMM), "run", str(system), "--output", str(output), *options]
+    runs use), on the test board (board_options; `cpu` False keeps the file's CPU), with the QEMU
+    binary $VMM_QEMU names when it is set (else the tool's default, qemu-system-aarch64 on PATH)."""
+    argv = [str(HOST_VMM), "run", str(system), "--output", str(output), *board_options(cpu), *options]
     if os.environ.get("VMM_QEMU"):
         argv += ["--qemu", os.environ["VMM_QEMU"]]
     return argv
 
 
-def start_vmm_run(system, output, name, *options):
+def start_vmm_run(system, output, name, *options, cpu=True):
     """A SerialConsole (its log named `name`) on `vmm run` of `system` (vmm_run_argv), started in the
     repo's root with our environment: the board's serial line, where `vmm run` reports its build and
     then, once it has replaced itself with QEMU, the first VM's console and the VMM's messages. The
     caller kills it when done."""
-    return SerialConsole(vmm_run_argv(system, output, *options), name=name, env={**os.environ}, cwd=REPO_ROOT)
+    return SerialConsole(vmm_run_argv(system, output, *options, cpu=cpu), name=name, env={**os.environ}, cwd=REPO_ROOT)
 
 
 def _toml_value(value):

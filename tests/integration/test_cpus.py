@@ -1,7 +1,7 @@
 """The guest on today's CPUs: QEMU's `max` (SVE2, pointer authentication, BTI, ...), Neoverse-N1 and
 Cortex-A76 boards, through the native VMM (`[system] cpu = ...`, which `vmm run` gives QEMU as -cpu).
 
-For each CPU model one boot of a 2-vCPU guest, run the user's way (`vmm run` of a system file written
+For each CPU model one boot of a 2-vCPU guest (on the test board's GIC, $VMM_TEST_GIC), run the user's way (`vmm run` of a system file written
 into a temporary directory). The guest's disk is a raw image holding `cpu_state`, a static user
 program built here from tests/integration/guest/cpu_state.c with the toolchain's clang (beside swiftc).
 Each check a subtest:
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
-    INIT_DONE, guest_paths, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, write_system)
+    INIT_DONE, TEST_GIC, guest_paths, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, write_system)
 
 PROGRAM = Path(__file__).resolve().parent / "guest/cpu_state.c"
 BOOT_TIMEOUT = 300.0
@@ -80,10 +80,10 @@ class CPUModelTests(unittest.TestCase):
         directory = short_temp_dir(f"vmm-cpu-{cpu}-", self)
         disk, size = build_program(directory)
         kernel, initrd = guest_paths()
-        system = write_system(directory / "cpu.toml", {"cpu": cpu}, [(
+        system = write_system(directory / "cpu.toml", {"cpu": cpu, "gic": int(TEST_GIC or 2)}, [(
             {"kernel": str(kernel), "initrd": str(initrd), "vcpus": 2},
             {"block": [{"file": str(disk), "readonly": True}]})], comment=f"test_cpus: the guest on -cpu {cpu}")
-        console = start_vmm_run(system, directory / "out", f"cpu-{cpu}")
+        console = start_vmm_run(system, directory / "out", f"cpu-{cpu}", cpu=False)
         self.addCleanup(console.kill)
         console.expect(INIT_DONE, BOOT_TIMEOUT)
         console.wait_for_prompt(BOOT_TIMEOUT)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
-    HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, fetch, free_port, guest_paths, short_temp_dir)
+    HOST_VMM, INIT_DONE, REPO_ROOT, SerialConsole, board_options, fetch, free_port, guest_paths, short_temp_dir)
 
 BOOT_TIMEOUT = 240.0
 MiB = 1 << 20
@@ -55,7 +55,7 @@ class DeviceLimitTests(unittest.TestCase):
         return path
 
     def boot(self, path, name):
-        console = SerialConsole([str(HOST_VMM), "run", str(path), "--output", str(self.dir / "build")],
+        console = SerialConsole([str(HOST_VMM), "run", str(path), "--output", str(self.dir / "build"), *board_options()],
                                 name=name, env={**os.environ}, cwd=REPO_ROOT)
         self.addCleanup(console.kill)
         console.expect(INIT_DONE, BOOT_TIMEOUT)

@@ -10,12 +10,12 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole  # noqa: E402
+from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, board_options  # noqa: E402
 
 
 class PassthroughTests(unittest.TestCase):
     def test_guest_drives_the_boards_rtc_and_gets_its_interrupt(self):
-        console = SerialConsole([str(REPO_ROOT / ".build/debug/vmm"), "run", "examples/passthrough.toml"],
+        console = SerialConsole([str(REPO_ROOT / ".build/debug/vmm"), "run", "examples/passthrough.toml", *board_options()],
                                 name="passthrough-rtc")
         self.addCleanup(console.kill)
         console.expect(INIT_DONE, 240.0)

@@ -17,16 +17,16 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, console_round_trip, fetch, free_port  # noqa: E402
+from serial_console import (  # noqa: E402
+    INIT_DONE, SerialConsole, board_arguments, built_image, console_round_trip, fetch, free_port)
 
 BOOT_TIMEOUT = 180.0
 MAC = "52:54:00:12:34:56"
 
 
 def vmm_command(disk, port, console_socket):
-    elf = Path(os.environ.get("VMM_ELF", REPO_ROOT / "build/linux/vmm.elf"))
-    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
-            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53", "-m", "1G", "-nographic",
+    elf = Path(os.environ.get("VMM_ELF", built_image("linux")))
+    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"), *board_arguments(), "-m", "1G", "-nographic",
             "-global", "virtio-mmio.force-legacy=false",
             "-drive", f"file={disk},if=none,format=raw,id=disk0", "-device", "virtio-blk-device,drive=disk0",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:80",

@@ -1,7 +1,8 @@
 """The real guest booted through the VMM (native EL2 platform) under QEMU.
 
-Boots build/minimal/vmm.elf (`vmm build examples/minimal.toml`: the VMM with the guest inside) as QEMU's
--kernel on virt,virtualization=on,gic-version=2 and talks to the guest's shell over the serial
+Boots build/minimal/vmm.elf (`vmm build examples/minimal.toml`: the VMM with the guest inside; on the
+GICv3 board of the test matrix build/gic3/minimal/vmm.elf) as QEMU's -kernel on
+virt,virtualization=on (the test board: serial_console.board_arguments) and talks to the guest's shell over the serial
 line: the kernel runs at EL1 under our stage 2, its timer ticks through our vGIC, its UART works
 both ways, PSCI SYSTEM_OFF ends QEMU, and a trapped access nobody emulates stops the guest with
 a report instead of hanging.
@@ -16,15 +17,14 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, arch_timer_count  # noqa: E402
+from serial_console import INIT_DONE, SerialConsole, arch_timer_count, board_arguments, built_image  # noqa: E402
 
 BOOT_TIMEOUT = 180.0
 
 
 def vmm_command():
-    elf = Path(os.environ.get("VMM_ELF", REPO_ROOT / "build/minimal/vmm.elf"))
-    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"),
-            "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53",
+    elf = Path(os.environ.get("VMM_ELF", built_image("minimal")))
+    return [os.environ.get("VMM_QEMU", "qemu-system-aarch64"), *board_arguments(),
             "-m", "1G", "-nographic", "-kernel", str(elf)]
 
 
