@@ -138,7 +138,8 @@ integration-test: vmm $(if $(MICROKIT_SDK),microkit-system-image)
 			done; \
 			[ "$$cpu" = cortex-a53 ] && extra=test_cpus; \
 		fi; \
-		(cd tests/integration && VMM_TEST_GIC=$$gic VMM_TEST_CPU=$$cpu python3 -m unittest -v $(MATRIX_TESTS) $$extra) || status=1; \
+		PYTHONPATH=tests/integration VMM_TEST_GIC=$$gic VMM_TEST_CPU=$$cpu python3 -m unittest -v $(MATRIX_TESTS) $$extra \
+			|| status=1; \
 	done; \
 	exit $$status
 

@@ -16,7 +16,7 @@ from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, board_options  #
 class PassthroughTests(unittest.TestCase):
     def test_guest_drives_the_boards_rtc_and_gets_its_interrupt(self):
         console = SerialConsole([str(REPO_ROOT / ".build/debug/vmm"), "run", "examples/passthrough.toml", *board_options()],
-                                name="passthrough-rtc")
+                                name="passthrough-rtc", cwd=REPO_ROOT)
         self.addCleanup(console.kill)
         console.expect(INIT_DONE, 240.0)
         console.wait_for_prompt(120.0)
