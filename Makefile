@@ -174,6 +174,9 @@ $(EXITS)/exits.img: $(EXITS_SRC) bench/exits/exits.ld
 
 # Boot time: the guest on bare QEMU with the same board flags (Linux then owns EL2), on bare QEMU at
 # EL1 (virtualization=off: what Linux sees under a VMM), and under our VMM; ratios against the first.
+# The same on a GICv3 board in the same run: bare QEMU with gic-version=3 and the VMM built with
+# --gic 3 (build/gic3/minimal, as integration-test builds it), with vmm-gic3/qemu-gic3 and
+# vmm-gic3/vmm below the table.
 # Then disk and network throughput against the guest driving QEMU's devices itself.
 # With MICROKIT_SDK also the guest on seL4 (config MICROKIT_CONFIG): its boot to the prompt (the image
 # of examples/microkit.toml, as the SDK runs it) in the same table, target <= 1.30 of plain QEMU; its
@@ -182,15 +185,22 @@ $(EXITS)/exits.img: $(EXITS_SRC) bench/exits/exits.ld
 # on a 4-vCPU guest, under the VMM against plain QEMU with -smp 4, target >= 0.90 at each width.
 # Two VMs (examples/two-vms.toml): TCP between them vs one VM from the host (>= 1.00), boot vs 1 VM.
 # Exit costs: the bare-metal guest of bench/exits/ times MMIO, PSCI, virtio, timer and IPI round
-# trips on plain QEMU and under the VMM (target <= 2000 ns per GICD read and PSCI call).
+# trips on plain QEMU and under the VMM, on a GICv2 and a GICv3 board (target <= 2000 ns per GICD
+# read and PSCI call).
 BENCH_RUNS ?= 7
+QEMU_BOARD_GIC3 := $(subst gic-version=2,gic-version=3,$(QEMU_BOARD))
 BENCH_SEL4 = --name sel4 -- $(QEMU) $(subst -m 1G,-m size=2G,$(QEMU_BOARD)) -serial mon:stdio \
              -device loader,file=$(VMM_MICROKIT_IMAGE),addr=0x70000000,cpu-num=0
 bench: vmm $(EXITS)/exits.img $(if $(MICROKIT_SDK),microkit-system-image)
+	@echo "vmm: vmm build examples/minimal.toml --gic 3"
+	$(Q)$(HOST_VMM) build examples/minimal.toml --gic 3 --output $(BUILD)/gic3/minimal >/dev/null
 	python3 scripts/bench-boot.py --runs $(BENCH_RUNS) $(if $(MICROKIT_SDK),--target sel4=1.30) \
+		--ratio vmm-gic3/qemu-gic3 --ratio vmm-gic3/vmm \
 		--name qemu -- $(QEMU) $(QEMU_BOARD) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
 		--name qemu-el1 -- $(QEMU) $(subst virtualization=on,virtualization=off,$(QEMU_BOARD)) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
-		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(BUILD)/minimal/vmm.elf $(if $(MICROKIT_SDK),$(BENCH_SEL4))
+		--name vmm -- $(QEMU) $(QEMU_BOARD) -kernel $(BUILD)/minimal/vmm.elf \
+		--name qemu-gic3 -- $(QEMU) $(QEMU_BOARD_GIC3) -kernel $(GUEST)/Image -initrd $(GUEST)/initramfs.cpio.gz -append "$(BOOTARGS)" \
+		--name vmm-gic3 -- $(QEMU) $(QEMU_BOARD_GIC3) -kernel $(BUILD)/gic3/minimal/vmm.elf $(if $(MICROKIT_SDK),$(BENCH_SEL4))
 	python3 scripts/bench-io.py $(if $(MICROKIT_SDK),--sel4 --microkit-config $(MICROKIT_CONFIG))
 	python3 scripts/bench-smp.py
 	python3 scripts/bench-vms.py

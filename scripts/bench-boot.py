@@ -7,7 +7,8 @@ the VMM, ...) come from the caller, e.g. the Makefile's `bench` target.
 
 Usage:
   scripts/bench-boot.py [--runs N] [--timeout S] [--prompt REGEX] [--json FILE]
-                        [--target NAME=RATIO]... --name A -- cmdA... --name B -- cmdB...
+                        [--target NAME=RATIO]... [--ratio A/B]...
+                        --name A -- cmdA... --name B -- cmdB...
   scripts/bench-boot.py --runs 5              # no config: plain QEMU alone
 
 Each `--name X --` takes every following word up to the next `--name` as the
@@ -16,7 +17,10 @@ command. `--name X --plain` stands for the plain-QEMU baseline command
 The first configuration is the reference: the table gives each one's min and
 median and the ratio of its median to the first one's. `--target B=1.30` adds a
 target column: B's ratio should be at most 1.30 (met or MISSED; a missed
-target does not fail the run). Options come before the first `--name`.
+target does not fail the run). `--ratio C/D` prints, below the table, the ratio
+of C's median to D's, for comparisons against another config than the first
+(e.g. the VMM on a GICv3 board against plain QEMU on the same board, or against
+the VMM on a GICv2 board). Options come before the first `--name`.
 """
 
 import json
@@ -39,7 +43,7 @@ def die(message):
 
 def parse(argv):
     """Options first, then `--name X -- cmd...` groups; returns (options, configs)."""
-    options = {"runs": 5, "timeout": 120.0, "prompt": PROMPT, "json": None, "targets": {}}
+    options = {"runs": 5, "timeout": 120.0, "prompt": PROMPT, "json": None, "targets": {}, "ratios": []}
     configs = []
     i = 0
     while i < len(argv):
@@ -63,10 +67,15 @@ def parse(argv):
             configs.append((name, argv[i + 3:j]))
             i = j
             continue
-        if arg in ("--runs", "--timeout", "--prompt", "--json", "--target") and i + 1 < len(argv):
+        if arg in ("--runs", "--timeout", "--prompt", "--json", "--target", "--ratio") and i + 1 < len(argv):
             value = argv[i + 1]
             try:
-                if arg == "--target":
+                if arg == "--ratio":
+                    numerator, _, denominator = value.partition("/")
+                    if not numerator or not denominator:
+                        raise ValueError
+                    options["ratios"].append((numerator, denominator))
+                elif arg == "--target":
                     name, _, ratio = value.partition("=")
                     if not name:
                         raise ValueError
@@ -80,7 +89,7 @@ def parse(argv):
                 else:
                     options["json"] = value
             except ValueError:
-                die(f"{arg} {value!r} is not " + ("NAME=RATIO" if arg == "--target" else "a number"))
+                die(f"{arg} {value!r} is not " + {"--target": "NAME=RATIO", "--ratio": "A/B"}.get(arg, "a number"))
             i += 2
             continue
         die(f"unexpected argument {arg!r}")
@@ -92,6 +101,9 @@ def parse(argv):
     unknown = [name for name in options["targets"] if name not in names]
     if unknown:
         die(f"--target names no config: {', '.join(unknown)}")
+    unknown = [name for pair in options["ratios"] for name in pair if name not in names]
+    if unknown:
+        die(f"--ratio names no config: {', '.join(unknown)}")
     return options, configs or [("plain", plain_qemu_command())]
 
 
@@ -137,8 +149,14 @@ def main(argv):
         print(f"{name:<{width}}  {len(samples):>4}  {min(samples):>8.3f}  {median:>8.3f}  {ratio:>6.2f}{verdict}")
     if len(rows) > 1:
         print(f"ratio = median / median of {configs[0][0]!r}")
+    ratios = []
+    for numerator, denominator in options["ratios"]:
+        ratio = statistics.median(times[numerator]) / statistics.median(times[denominator])
+        ratios.append({"numerator": numerator, "denominator": denominator, "ratio": ratio})
+        print(f"{numerator}/{denominator} = {ratio:.2f} (median / median)")
     if options["json"]:
-        Path(options["json"]).write_text(json.dumps({"benchmark": "boot-to-prompt", "configs": rows}, indent=2))
+        Path(options["json"]).write_text(json.dumps({"benchmark": "boot-to-prompt", "configs": rows,
+                                                     **({"ratios": ratios} if ratios else {})}, indent=2))
     return 0
 
 

@@ -3,7 +3,7 @@
 
 Every MMIO access to an emulated device, PSCI call, virtio notification and injected interrupt costs
 the guest one trip into the VMM and back. Each figure is set against the same guest on plain QEMU
-(no VMM), measured in the same run.
+(no VMM), measured in the same run, on a GICv2 board and on a GICv3 board.
 
 The guest is our own bare-metal arm64 Image, build/exits/exits.img (`make build/exits/exits.img`;
 sources and the meaning of each kind in bench/exits/exits.c). It times N round trips of each kind
@@ -18,8 +18,11 @@ and prints `exit <kind> ns/op <ns> n <N>` (or `exit <kind> skipped (<why>)`, `ex
   vtimer-irq        virtual timer deadline -> the guest's IRQ handler (mean lateness)
   sgi-ipi           CPU 0 sends an SGI to CPU 1, whose handler sets a flag CPU 0 spins on
 
-Configurations, each booted --runs times (default 3), in alternating order (qemu, native[, sel4],
-then the other way round, ...), so drift in host load hits all alike:
+The guest finds its GIC at run time (ID_AA64PFR0_EL1.GIC) and names it in its banner (`GICv2` or
+`GICv3`); a config whose guest saw another GIC than its board's fails.
+
+Configurations, each booted --runs times (default 3), in alternating order (qemu, native,
+qemu-gic3, native-gic3[, sel4], then the other way round, ...), so drift in host load hits all alike:
 
   qemu    plain QEMU, everything QEMU's own emulation: virt with GICv2 and *no* virtualization, so
           the guest runs at EL1 and QEMU answers PSCI over HVC itself (SMC is UNDEFINED there:
@@ -35,6 +38,13 @@ then the other way round, ...), so drift in host load hits all alike:
           build/exits-bench/disk.img), builds it with `.build/debug/vmm build FILE --output
           build/exits-bench` and runs its vmm.elf on the board `vmm run` gives that system
           (virtualization=on, -m 1G, -smp 2, the board's virtio-blk behind the guest's).
+  qemu-gic3
+          qemu on a GICv3 board (-machine virt,gic-version=3; its disk build/exits-bench-gic3/
+          qemu-disk.img): the guest uses the GICv3 system register CPU interface and redistributors.
+  native-gic3
+          native with `gic = 3` in build/exits-bench-gic3/system.toml (built into that directory),
+          run on virt,virtualization=on,gic-version=3: the VMM on a GICv3 board, its guest given the
+          core's emulated GICv3.
   sel4    only with MICROKIT_SDK in the environment (`make MICROKIT_SDK=... bench`): the same guest
           with 1 vCPU (the Microkit platform's limit; sgi-ipi is then skipped) in
           build/exits-bench-sel4/system.toml, platform "microkit", built with `vmm build`
@@ -43,17 +53,19 @@ then the other way round, ...), so drift in host load hits all alike:
           of --sel4-skip (default none; a guest's HVC reaches the VMM as an UnknownSyscall fault and
           is answered in the fault's reply). If it cannot be built or booted,
           the script says why and goes on: the seL4 row is an attempt, not part of the verdict.
-          Without MICROKIT_SDK it prints "sel4: not measured (needs MICROKIT_SDK)".
+          Without MICROKIT_SDK it prints "sel4: not measured (needs MICROKIT_SDK)". GICv2 only.
 
 The table gives, per kind, the median ns per round trip of each config, native/qemu (the ratio of
-the medians; with sel4 also sel4/qemu) and the target for native: at most 2000 ns per exit for gicd-read, psci-hvc and
-psci-smc (met or MISSED; a missed target does not fail the run). A kind a config skipped or
-abandoned shows `skipped` or `timeout`, with the guest's reason below the table.
+the medians, on GICv2; with sel4 also sel4/qemu), `v3 native/qemu` (native-gic3 / qemu-gic3),
+`native v3/v2` (native-gic3 / native: what the GICv3 board costs the VMM per exit against the
+GICv2 board) and the target for native and native-gic3: at most 2000 ns per exit for gicd-read,
+psci-hvc and psci-smc (met or MISSED for each; a missed target does not fail the run). A kind a
+config skipped or abandoned shows `skipped` or `timeout`, with the guest's reason below the table.
 
-Errors exit 1 with one message: a missing image or host tool, and for qemu and native a failed
-`vmm build`, a boot that prints nothing, a guest the VMM stops (its report is shown), a guest that
-never prints `exits done` (the other configs still run first; sel4's are reported the same way but
-do not fail the run). Serial logs go to build/logs/ (or $VMM_LOG_DIR).
+Errors exit 1 with one message: a missing image or host tool, and for the qemu and native configs
+(either GIC) a failed `vmm build`, a boot that prints nothing, a guest that saw the wrong GIC, a
+guest the VMM stops (its report is shown), a guest that never prints `exits done` (the other configs
+still run first; sel4's are reported the same way but do not fail the run). Serial logs go to build/logs/ (or $VMM_LOG_DIR).
 
 Usage:
   scripts/bench-exits.py [--runs R] [--iterations N] [--irq-iterations M] [--json FILE]
@@ -80,6 +92,10 @@ from serial_console import HOST_VMM, SerialConsole, SerialConsoleError, toml_tab
 KINDS = ("gicd-read", "gicd-write", "psci-hvc", "psci-smc", "virtio-blk-getid", "vtimer-irq", "sgi-ipi")
 TARGET_NS = {"gicd-read": 2000.0, "psci-hvc": 2000.0, "psci-smc": 2000.0}    # native, per exit
 NATIVE_BUILD = REPO_ROOT / "build/exits-bench"
+GIC3_BUILD = REPO_ROOT / "build/exits-bench-gic3"
+# Each config's board GIC: the guest's banner must name it (GIC_LINE), or the config fails.
+GIC = {"qemu": 2, "native": 2, "qemu-gic3": 3, "native-gic3": 3, "sel4": 2}
+GIC_LINE = re.compile(r"exits: the exit benchmark's guest, [^\n]*?\bGICv(\d)\b")
 SEL4_BUILD = REPO_ROOT / "build/exits-bench-sel4"
 DISK_BYTES = 1 << 20
 # What the guest on seL4 does not try unless asked (--sel4-skip): nothing; every kind but sgi-ipi
@@ -94,7 +110,7 @@ DONE = rb"exits done"
 STOPPED = rb"vmm: guest stopped: [^\n]*\n"
 STOPPED_DETAIL = rb"vmm:   [^\n]*\n"
 # The first output: QEMU, the VMM and (slowest) seL4's loader and kernel before the guest's banner.
-BANNER_TIMEOUT = {"qemu": 60.0, "native": 120.0, "sel4": 300.0}
+BANNER_TIMEOUT = {"qemu": 60.0, "native": 120.0, "qemu-gic3": 60.0, "native-gic3": 120.0, "sel4": 300.0}
 RUN_TIMEOUT = 300.0           # banner to `exits done`: 7 kinds of N round trips under TCG
 EXIT_TIMEOUT = 10.0           # `exits done` to QEMU's exit (PSCI SYSTEM_OFF)
 BUILD_TIMEOUT = 300.0
@@ -127,9 +143,9 @@ def bootargs(args, skip=""):
     return f"exits.n={args.iterations} exits.irq_n={args.irq_iterations}" + (f" exits.skip={skip}" if skip else "")
 
 
-def qemu_command(image, disk, args):
+def qemu_command(image, disk, args, gic=2):
     """Plain QEMU: no virtualization (the guest at EL1, PSCI over HVC answered by QEMU)."""
-    return [qemu_binary(), "-machine", "virt,gic-version=2", "-cpu", "cortex-a53", "-smp", "2",
+    return [qemu_binary(), "-machine", f"virt,gic-version={gic}", "-cpu", "cortex-a53", "-smp", "2",
             "-m", "256M", "-nographic", "-kernel", str(image),
             "-global", "virtio-mmio.force-legacy=false",
             "-drive", f"file={disk},if=none,format=raw,id=d0", "-device", "virtio-blk-device,drive=d0",
@@ -141,27 +157,31 @@ def vmm_build(system, output, extra=()):
     serial_console.vmm_build(system, output, *extra, error=BenchError, timeout=BUILD_TIMEOUT)
 
 
-def write_system(directory, platform, image, disk, vcpus, args, skip=""):
+def write_system(directory, platform, image, disk, vcpus, args, skip="", gic=2):
     system = directory / "system.toml"
+    board = {"platform": platform, **({"gic": gic} if gic != 2 else {})}
     system.write_text("\n".join(
-        [f"# Written by scripts/bench-exits.py: the exit benchmark's guest on the {platform} platform.", ""]
-        + toml_table("[system]", {"platform": platform})
+        [f"# Written by scripts/bench-exits.py: the exit benchmark's guest on the {platform} platform"
+         f" (GICv{gic}).", ""]
+        + toml_table("[system]", board)
         + toml_table("[[vm]]", {"kernel": str(image), "cmdline": bootargs(args, skip),
                                 "ram": GUEST_RAM, "vcpus": vcpus})
         + toml_table("[[vm.block]]", {"file": str(disk)})))
     return system
 
 
-def native_command(image, args):
-    """Writes and builds build/exits-bench/system.toml; QEMU's command line for its vmm.elf, the
-    board SystemBuilder.qemuArguments gives this system (2 vCPUs, 16 MiB guest: -m 1G, one disk)."""
-    disk = scratch_disk(NATIVE_BUILD / "disk.img")
-    system = write_system(NATIVE_BUILD, "native", image, disk, 2, args)
-    vmm_build(system, NATIVE_BUILD)
-    elf = NATIVE_BUILD / "vmm.elf"
+def native_command(image, args, gic=2):
+    """Writes and builds system.toml in build/exits-bench (GICv2) or build/exits-bench-gic3; QEMU's
+    command line for its vmm.elf, the board SystemBuilder.qemuArguments gives this system (the GIC
+    of `gic`, 2 vCPUs, 16 MiB guest: -m 1G, one disk)."""
+    directory = NATIVE_BUILD if gic == 2 else GIC3_BUILD
+    disk = scratch_disk(directory / "disk.img")
+    system = write_system(directory, "native", image, disk, 2, args, gic=gic)
+    vmm_build(system, directory)
+    elf = directory / "vmm.elf"
     if not elf.is_file():
         raise BenchError(f"`vmm build {system}` succeeded but wrote no {elf}")
-    return [qemu_binary(), "-machine", "virt,virtualization=on,gic-version=2", "-cpu", "cortex-a53",
+    return [qemu_binary(), "-machine", f"virt,virtualization=on,gic-version={gic}", "-cpu", "cortex-a53",
             "-nographic", "-m", "1G", "-smp", "2", "-global", "virtio-mmio.force-legacy=false",
             "-drive", f"file={disk},if=none,format=raw,id=disk0", "-device", "virtio-blk-device,drive=disk0",
             "-kernel", str(elf)]
@@ -212,6 +232,10 @@ def boot_once(config, argv):
         text = console.log.decode("utf-8", "replace").replace("\r", "")
     finally:
         console.kill()
+    seen = GIC_LINE.search(text)
+    if not seen or int(seen.group(1)) != GIC[config]:
+        raise SerialConsoleError(f"{config}: the guest saw {'GICv' + seen.group(1) if seen else 'no GIC version'}"
+                                 f" on a GICv{GIC[config]} board (its banner; serial log {console.log_path})")
     results = {}
     for m in EXIT_LINE.finditer(text):
         kind, value, count, status, reason = m.groups()
@@ -260,13 +284,14 @@ def main(argv):
         f"{' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
     commands, errors, notes = {}, [], []
-    commands["qemu"] = qemu_command(image, scratch_disk(NATIVE_BUILD / "qemu-disk.img"), args)
-    try:
-        commands["native"] = native_command(image, args)
-        log(f"native: {NATIVE_BUILD / 'vmm.elf'} (vmm build of {NATIVE_BUILD / 'system.toml'})")
-    except BenchError as err:
-        log(f"native: building the image FAILED:\n{err}")
-        errors.append(("native", str(err)))
+    for gic, directory, suffix in ((2, NATIVE_BUILD, ""), (3, GIC3_BUILD, "-gic3")):
+        commands["qemu" + suffix] = qemu_command(image, scratch_disk(directory / "qemu-disk.img"), args, gic)
+        try:
+            commands["native" + suffix] = native_command(image, args, gic)
+            log(f"native{suffix}: {directory / 'vmm.elf'} (vmm build of {directory / 'system.toml'})")
+        except BenchError as err:
+            log(f"native{suffix}: building the image FAILED:\n{err}")
+            errors.append(("native" + suffix, str(err)))
     sdk = os.environ.get("MICROKIT_SDK")
     if not sdk:
         notes.append("sel4: not measured (needs MICROKIT_SDK)")
@@ -278,7 +303,7 @@ def main(argv):
         except BenchError as err:
             log(f"sel4: cannot build the seL4 image, so seL4 is not measured:\n{err}")
             notes.append("sel4: not measured (its `vmm build` failed; the message is above)")
-    configs = [c for c in ("qemu", "native", "sel4") if c in commands]
+    configs = [c for c in ("qemu", "native", "qemu-gic3", "native-gic3", "sel4") if c in commands]
     for config, argv_ in commands.items():
         log(f"{config}: {shlex.join(argv_)}")
 
@@ -319,13 +344,21 @@ def main(argv):
               f"({', '.join(c for c, _ in errors)} failed: see the messages above)", file=sys.stderr)
         return 1
     print()
-    header = f"{'kind':<17}" + "".join(f" {c + ' ns':>11}" for c in measured)
+    width = {c: max(11, len(c) + 3) for c in measured}
+    header = f"{'kind':<17}" + "".join(f" {c + ' ns':>{width[c]}}" for c in measured)
     has_ratio = "qemu" in measured and "native" in measured
     if has_ratio:
         header += f" {'native/qemu':>11}"
     if "sel4" in measured and "qemu" in measured:
         header += f" {'sel4/qemu':>9}"
-    header += f"  {'target (native)'}"
+    # The GICv3 board's ratios: (column, numerator, denominator, JSON key).
+    gic3_ratios = [r for r in (("v3 native/qemu", "native-gic3", "qemu-gic3", "ratio_native_gic3_over_qemu_gic3"),
+                               ("native v3/v2", "native-gic3", "native", "ratio_native_gic3_over_native"))
+                   if r[1] in measured and r[2] in measured]
+    for column, *_ in gic3_ratios:
+        header += f" {column:>14}"
+    targeted = [c for c in ("native", "native-gic3") if c in measured]
+    header += f"  {'target (' + ', '.join(targeted or ['native']) + ')'}"
     print(header)
     rows, reasons = [], []
 
@@ -344,12 +377,12 @@ def main(argv):
             entry = {"samples_ns": samples[config][kind], "median_ns": median}
             if median is None:
                 word = status[0] if status else "-"
-                line += f" {word:>11}"
+                line += f" {word:>{width[config]}}"
                 if status:
                     entry.update(status=status[0], reason=status[1])
                     reasons.append(f"{config} {kind}: {status[0]} ({status[1]})")
             else:
-                line += f" {median:>11.1f}"
+                line += f" {median:>{width[config]}.1f}"
                 if status:      # some runs measured, some not
                     reasons.append(f"{config} {kind}: {len(samples[config][kind])} of {args.runs} runs "
                                    f"measured; another: {status[0]} ({status[1]})")
@@ -365,19 +398,30 @@ def main(argv):
             line += f" {fmt(sel4_ratio, '.2f'):>9}"
             row["ratio_sel4_over_qemu"] = sel4_ratio
         row["ratio_native_over_qemu"] = ratio
+        for column, numerator, denominator, key in gic3_ratios:
+            d, n = cell(denominator, kind), cell(numerator, kind)
+            row[key] = n / d if d and n is not None else None
+            line += f" {fmt(row[key], '.2f'):>14}"
         if kind in TARGET_NS:
             target = TARGET_NS[kind]
-            native = cell("native", kind) if "native" in measured else None
-            verdict = "-" if native is None else ("met" if native <= target else "MISSED")
-            line += f"  {'<= ' + format(target, '.0f') + ' ns':<11} {verdict}"
-            row.update(target_ns=target, target_met=None if native is None else native <= target)
+            met = {}
+            for config in ("native", "native-gic3"):
+                value = cell(config, kind) if config in measured else None
+                met[config] = None if value is None else value <= target
+            verdicts = ["-" if met[c] is None else ("met" if met[c] else "MISSED") for c in targeted or ["native"]]
+            line += f"  {'<= ' + format(target, '.0f') + ' ns':<11} {' '.join(verdicts)}"
+            row.update(target_ns=target, target_met=met["native"], target_met_native_gic3=met["native-gic3"])
         rows.append(row)
         print(line.rstrip())
     print(f"ns = median over the runs of the guest's mean ns per round trip ({args.iterations} round trips "
           f"per kind, {args.irq_iterations} for vtimer-irq and sgi-ipi; vtimer-irq: mean lateness of the "
           "IRQ handler after the timer's deadline)")
     if has_ratio:
-        print("native/qemu = ratio of the medians; target: native at most 2000 ns per exit (gicd-read, psci)")
+        print("native/qemu = ratio of the medians (GICv2 board); target: native (and native-gic3) at most "
+              "2000 ns per exit (gicd-read, psci)")
+    if gic3_ratios:
+        print("v3 native/qemu = native-gic3 / qemu-gic3; native v3/v2 = native-gic3 / native (the VMM on the "
+              "GICv3 board against the GICv2 board)")
     for reason in reasons:
         print(reason)
     for note in notes:

@@ -3,8 +3,16 @@
 // scripts/bench-exits.py boots this image (build/exits/exits.img, `make build/exits/exits.img`) on
 // plain QEMU and under the VMM and compares what it prints. Freestanding C (no libc, no FP/SIMD:
 // built with -mgeneral-regs-only) on top of start.S, for QEMU's `virt` board and the VMM's guest,
-// which share the addresses used here: GIC distributor 0x08000000, CPU interface 0x08010000,
-// PL011 0x09000000, virtio-mmio transports at 0x0a000000 + 0x200 n, RAM from 0x40000000.
+// which share the addresses used here: GIC distributor 0x08000000, GICv2 CPU interface 0x08010000,
+// GICv3 redistributors from 0x080a0000 (128 KiB each), PL011 0x09000000, virtio-mmio transports at
+// 0x0a000000 + 0x200 n, RAM from 0x40000000.
+//
+// The GIC: a GICv2 or a GICv3, whichever ID_AA64PFR0_EL1.GIC says (nonzero: the GICv3 system
+// register CPU interface; the VMM traps that read and answers for its guest's GIC). On a GICv2 the
+// memory-mapped CPU interface (GICC_IAR, GICC_EOIR, ...) and GICD_SGIR; on a GICv3 affinity routing
+// (GICD_CTLR.ARE), everything in group 1, each CPU's redistributor (the frame whose GICR_TYPER
+// affinity is the CPU's MPIDR) woken and holding its SGIs and PPIs, ICC_IAR1_EL1/ICC_EOIR1_EL1 and
+// ICC_SGI1R_EL1. The banner line says which (`GICv2` or `GICv3`).
 //
 // Memory: the MMU is on with an identity map of 1 GiB blocks: [0, 1 GiB) Device-nGnRnE (every
 // device above), [1 GiB, 2 GiB) Normal write-back cacheable (RAM: the loops, the stacks and the
@@ -21,7 +29,7 @@
 //
 // The kinds, N round trips each (N from `exits.n=` on the kernel command line, default 20000;
 // `exits.skip=KIND,KIND` skips kinds, a PSCI conduit without even probing it):
-//   gicd-read         32-bit read of GICD_TYPER
+//   gicd-read         32-bit read of GICD_TYPER (the same register on a GICv2 and a GICv3)
 //   gicd-write        32-bit write of the GICD_IPRIORITYR word of the last four INTIDs the
 //                     distributor implements (SPIs nobody uses), always the same value
 //   psci-hvc          PSCI_VERSION over HVC; psci-smc: the same over SMC. Each conduit is probed
@@ -36,9 +44,9 @@
 //   vtimer-irq        from the virtual timer's deadline to the guest's IRQ handler: CVAL = now +
 //                     20 us, WFI, the handler reads CNTVCT first; the figure is the mean of
 //                     (handler's count - CVAL). M round trips (`exits.irq_n=`, default N / 10)
-//   sgi-ipi           CPU 0 writes GICD_SGIR (SGI 1 to CPU 1) and spins on a counter that CPU 1's
-//                     IRQ handler sets: one IPI delivery and handling per round trip. CPU 1 is
-//                     started with PSCI CPU_ON; M round trips
+//   sgi-ipi           CPU 0 sends SGI 1 to CPU 1 (GICD_SGIR on a GICv2, ICC_SGI1R_EL1 on a GICv3)
+//                     and spins on a counter that CPU 1's IRQ handler sets: one IPI delivery and
+//                     handling per round trip. CPU 1 is started with PSCI CPU_ON; M round trips
 // The PSCI conduit for CPU_ON and SYSTEM_OFF is the device tree's /psci `method` ("hvc" on plain
 // QEMU without virtualization, "smc" under the VMM, which answers both), if that conduit answers.
 
@@ -65,6 +73,20 @@ typedef unsigned long size_t;
 #define GICC_PMR         0x004
 #define GICC_IAR         0x00c
 #define GICC_EOIR        0x010
+#define GICD_CTLR_V2_ENABLE 0x01                // GICv2: Enable (group 0, all we use)
+#define GICD_CTLR_V3_ENABLE 0x13                // GICv3, one security state: ARE | EnableGrp1 | EnableGrp0
+#define GICD_CTLR_RWP    (1u << 31)
+
+#define GICR_BASE        0x080a0000UL           // QEMU virt's redistributors, one frame pair per CPU
+#define GICR_FRAME       0x20000UL              // RD_base, then SGI_base (IHI 0069 §12.10)
+#define GICR_FRAMES_MAX  32
+#define GICR_TYPER       0x008                  // 64-bit, read as words: Last [4]; affinity [63:32]
+#define GICR_TYPER_LAST  (1u << 4)
+#define GICR_WAKER       0x014
+#define GICR_WAKER_PROCESSOR_SLEEP (1u << 1)
+#define GICR_WAKER_CHILDREN_ASLEEP (1u << 2)
+#define GICR_SGI_BASE    0x10000UL              // SGI_base: the distributor's layout for INTIDs 0-31
+#define GICR_IGROUPR0    0x080
 
 #define VTIMER_INTID     27
 #define IPI_SGI          1
@@ -181,6 +203,103 @@ static void timed_out(const char *kind, const char *what, uint64_t done) {
     put_str(" round trips)\n");
 }
 
+// ---- the GIC (see the top of the file) ----
+
+static int gic_version;             // 2 or 3, from ID_AA64PFR0_EL1.GIC
+
+static void gic_detect(void) {
+    gic_version = (READ_SYSREG(id_aa64pfr0_el1) >> 24) & 0xf ? 3 : 2;
+}
+
+// RD_base of the redistributor whose GICR_TYPER affinity is this CPU's MPIDR, or 0. Reads stop at
+// the frame marked Last: past it there may be nothing (and under the VMM, nothing of this guest's).
+static uint64_t gic_redistributor(void) {
+    uint64_t mpidr = READ_SYSREG(mpidr_el1);
+    uint32_t affinity = (uint32_t)(mpidr & 0xffffff) | (uint32_t)((mpidr >> 32) & 0xff) << 24;
+    for (uint64_t i = 0; i < GICR_FRAMES_MAX; i++) {
+        uint64_t rd = GICR_BASE + i * GICR_FRAME;
+        uint32_t low = mmio_read32(rd + GICR_TYPER);
+        if (mmio_read32(rd + GICR_TYPER + 4) == affinity) return rd;
+        if (low & GICR_TYPER_LAST) break;
+    }
+    return 0;
+}
+
+// The distributor on, before any CPU sets up its interface.
+static void gic_enable_distributor(void) {
+    if (gic_version == 2) {
+        mmio_write32(GICD_BASE + GICD_CTLR, GICD_CTLR_V2_ENABLE);
+        return;
+    }
+    mmio_write32(GICD_BASE + GICD_CTLR, GICD_CTLR_V3_ENABLE);
+    for (int spins = 0; spins < 1000000 && (mmio_read32(GICD_BASE + GICD_CTLR) & GICD_CTLR_RWP); spins++) {}
+}
+
+// This CPU's interrupts: the SGI and, on CPU 0, the timer PPI with priority 0xa0 (the byte of INTID
+// 27 in IPRIORITYR word 6), enabled; its CPU interface on with no priority mask. These are banked
+// per CPU in the GICv2 distributor and live in a GICv3's redistributor, whose SGI_base frame has the
+// same offsets. Returns 0 (and says why) when a GICv3 has no redistributor for this CPU.
+static int gic_cpu_setup(void) {
+    uint64_t cpu = cpu_index();
+    uint64_t private = GICD_BASE;
+    if (gic_version == 3) {
+        uint64_t rd = gic_redistributor();
+        if (!rd) {
+            put_str("exits: no GICv3 redistributor frame has CPU "); put_dec(cpu); put_str("'s affinity\n");
+            return 0;
+        }
+        mmio_write32(rd + GICR_WAKER, mmio_read32(rd + GICR_WAKER) & ~GICR_WAKER_PROCESSOR_SLEEP);
+        for (int spins = 0; spins < 1000000 && (mmio_read32(rd + GICR_WAKER) & GICR_WAKER_CHILDREN_ASLEEP); spins++) {}
+        private = rd + GICR_SGI_BASE;
+        mmio_write32(private + GICR_IGROUPR0, 0xffffffff);     // every SGI and PPI in group 1
+    }
+    if (cpu == 0) {
+        uint64_t word = private + GICD_IPRIORITYR + (VTIMER_INTID & ~3);
+        uint32_t shift = 8 * (VTIMER_INTID & 3);
+        mmio_write32(word, (mmio_read32(word) & ~(0xffu << shift)) | 0xa0u << shift);
+        mmio_write32(private + GICD_ISENABLER, 1u << VTIMER_INTID | 1u << IPI_SGI);
+    } else {
+        mmio_write32(private + GICD_ISENABLER, 1u << IPI_SGI);   // always enabled on many GICs; harmless
+    }
+    if (gic_version == 2) {
+        mmio_write32(GICC_BASE + GICC_PMR, 0xff);
+        mmio_write32(GICC_BASE + GICC_CTLR, 1);
+        return 1;
+    }
+    WRITE_SYSREG(icc_sre_el1, READ_SYSREG(icc_sre_el1) | 1);      // SRE: the system register interface
+    __asm__ volatile("isb");
+    WRITE_SYSREG(icc_pmr_el1, 0xff);
+    WRITE_SYSREG(icc_igrpen1_el1, 1);
+    __asm__ volatile("isb");
+    return 1;
+}
+
+// The interrupt the CPU interface hands this CPU (its IAR value; the INTID is gic_intid of it).
+static uint32_t gic_acknowledge(void) {
+    return gic_version == 3 ? (uint32_t)READ_SYSREG(icc_iar1_el1) : mmio_read32(GICC_BASE + GICC_IAR);
+}
+
+static uint32_t gic_intid(uint32_t iar) { return gic_version == 3 ? iar & 0xffffff : iar & 0x3ff; }
+
+static void gic_end(uint32_t iar) {
+    if (gic_version == 3) WRITE_SYSREG(icc_eoir1_el1, iar);
+    else mmio_write32(GICC_BASE + GICC_EOIR, iar);
+}
+
+// SGI `intid` to the CPU with affinity `mpidr` (its GICv2 CPU interface number `gicv2_target`).
+static void gic_send_sgi(uint32_t intid, uint64_t mpidr, uint32_t gicv2_target) {
+    if (gic_version == 2) {
+        mmio_write32(GICD_BASE + GICD_SGIR, (1u << (16 + gicv2_target)) | intid);
+        return;
+    }
+    // ICC_SGI1R_EL1: Aff3 [55:48], Aff2 [39:32], INTID [27:24], Aff1 [23:16], TargetList [15:0]
+    // (one bit per Aff0 below 16).
+    uint64_t value = ((mpidr >> 32) & 0xff) << 48 | ((mpidr >> 16) & 0xff) << 32 | (uint64_t)(intid & 0xf) << 24
+                   | ((mpidr >> 8) & 0xff) << 16 | 1UL << (mpidr & 0xf);
+    WRITE_SYSREG(icc_sgi1r_el1, value);
+    __asm__ volatile("isb");
+}
+
 // ---- exceptions ----
 
 static volatile int probing;        // a firmware-call probe is running: UNDEFINED is expected
@@ -215,9 +334,9 @@ static volatile uint64_t cpu1_other_irqs;
 
 void exits_irq(void) {
     uint64_t now = counter();
-    uint32_t iar = mmio_read32(GICC_BASE + GICC_IAR);
-    uint32_t id = iar & 0x3ff;
-    if (id >= 1020) return;                 // spurious: nothing to end
+    uint32_t iar = gic_acknowledge();
+    uint32_t id = gic_intid(iar);
+    if (id >= 1020) return;                 // special (spurious): nothing to end; no LPIs here
     if (id == VTIMER_INTID) {
         WRITE_SYSREG(cntv_ctl_el0, 0);      // off before EOI, or the level fires again
         __asm__ volatile("isb");
@@ -227,7 +346,7 @@ void exits_irq(void) {
     } else if (cpu_index() != 0) {
         cpu1_other_irqs++;
     }
-    mmio_write32(GICC_BASE + GICC_EOIR, iar);
+    gic_end(iar);
 }
 
 // ---- PSCI ----
@@ -618,22 +737,6 @@ static void virtio_blk_getid(uint64_t n) {
     mmio_write32(base + VIRTIO_STATUS, 0);      // reset: leave the device as we found it
 }
 
-static void gic_cpu_setup(void) {
-    uint64_t cpu = cpu_index();
-    // Banked per CPU: the SGI (always enabled on many GICs; harmless to set) and, on CPU 0, the
-    // timer PPI with priority 0xa0 (the byte of INTID 27 in IPRIORITYR word 6).
-    if (cpu == 0) {
-        uint64_t word = GICD_BASE + GICD_IPRIORITYR + (VTIMER_INTID & ~3);
-        uint32_t shift = 8 * (VTIMER_INTID & 3);
-        mmio_write32(word, (mmio_read32(word) & ~(0xffu << shift)) | 0xa0u << shift);
-        mmio_write32(GICD_BASE + GICD_ISENABLER, 1u << VTIMER_INTID | 1u << IPI_SGI);
-    } else {
-        mmio_write32(GICD_BASE + GICD_ISENABLER, 1u << IPI_SGI);
-    }
-    mmio_write32(GICC_BASE + GICC_PMR, 0xff);
-    mmio_write32(GICC_BASE + GICC_CTLR, 1);
-}
-
 // One timer interrupt: IRQs masked, arm the timer `delta` ticks ahead, then WFI (which a pending
 // interrupt ends even while masked) and unmask to take it. `spin` (the first round trip): spin with
 // IRQs unmasked instead of WFI, bounded, to learn whether the interrupt comes at all before relying
@@ -685,8 +788,7 @@ extern char secondary_entry[];
 
 void exits_secondary(uint64_t context) {
     (void)context;
-    gic_cpu_setup();
-    cpu1_ready = 1;
+    cpu1_ready = gic_cpu_setup() ? 1 : 2;
     dsb_ish();
     irqs_on();
     for (;;) wfi();
@@ -709,11 +811,12 @@ static void sgi_ipi(uint64_t n) {
     while (!cpu1_ready) {
         if (counter() - asked > 5 * frequency) { timed_out(kind, "CPU 1 did not come up within 5 s", 0); return; }
     }
+    if (cpu1_ready != 1) { skipped(kind, "CPU 1 found no GICv3 redistributor of its own"); return; }
     uint64_t start = counter(), limit = timeout_ticks();
     for (uint64_t i = 1; i <= n; i++) {
         ping = i;
         dsb_ish();                                  // ping before the SGI
-        mmio_write32(GICD_BASE + GICD_SGIR, (1u << (16 + 1)) | IPI_SGI);   // target list: CPU 1
+        gic_send_sgi(IPI_SGI, dt.cpu_mpidr[1], 1);
         uint64_t sent = counter();
         while (pong != i) {
             if (counter() - sent > limit) { timed_out(kind, "CPU 1 did not answer the SGI within 1 s", i - 1); return; }
@@ -726,6 +829,7 @@ static void sgi_ipi(uint64_t n) {
 
 void exits_main(const uint8_t *dtb, uint64_t entry_el) {
     frequency = READ_SYSREG(cntfrq_el0);
+    gic_detect();
     build_page_table();
     enable_mmu();
     parse_dtb(dtb);
@@ -733,7 +837,8 @@ void exits_main(const uint8_t *dtb, uint64_t entry_el) {
     uint64_t irq_n = bootarg_number("exits.irq_n", n / 10 ? n / 10 : 1);
 
     put_str("\nexits: the exit benchmark's guest, entered at EL"); put_dec(entry_el);
-    put_str(entry_el == 2 ? " (dropped to EL1)" : ""); put_str(", counter "); put_dec(frequency);
+    put_str(entry_el == 2 ? " (dropped to EL1)" : ""); put_str(", GICv"); put_dec((uint64_t)gic_version);
+    put_str(", counter "); put_dec(frequency);
     put_str(" Hz, MMU on (identity map, RAM write-back cached, devices nGnRnE)\n");
     if (!frequency) { put_str("exits: CNTFRQ_EL0 is 0: cannot time anything\n"); return; }
     put_str("exits: device tree at "); put_hex((uint64_t)dtb);
@@ -773,10 +878,12 @@ void exits_main(const uint8_t *dtb, uint64_t entry_el) {
     psci_round_trips(HVC, hvc, why_hvc, n);
     psci_round_trips(SMC, smc, why_smc, n);
     if (skip_requested("virtio-blk-getid")) skipped("virtio-blk-getid", skip_reason); else virtio_blk_getid(n);
-    mmio_write32(GICD_BASE + GICD_CTLR, 1);
-    gic_cpu_setup();
-    if (skip_requested("vtimer-irq")) skipped("vtimer-irq", skip_reason); else vtimer_irq(irq_n);
-    if (skip_requested("sgi-ipi")) skipped("sgi-ipi", skip_reason); else sgi_ipi(irq_n);
+    gic_enable_distributor();
+    const char *why_irq = gic_cpu_setup() ? 0 : "CPU 0 found no GICv3 redistributor of its own";
+    if (skip_requested("vtimer-irq") || why_irq) skipped("vtimer-irq", why_irq ? why_irq : skip_reason);
+    else vtimer_irq(irq_n);
+    if (skip_requested("sgi-ipi") || why_irq) skipped("sgi-ipi", why_irq ? why_irq : skip_reason);
+    else sgi_ipi(irq_n);
     put_str("exits done\n");
     if (psci_conduit == NONE) {
         put_str("exits: no PSCI conduit for SYSTEM_OFF; stopping here\n");
