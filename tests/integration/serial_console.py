@@ -481,6 +481,16 @@ def start_vmm_run(system, output, name, *options, cpu=True):
     return SerialConsole(vmm_run_argv(system, output, *options, cpu=cpu), name=name, env={**os.environ}, cwd=REPO_ROOT)
 
 
+def boot_to_prompt(test, system, output, name, timeout, cpu=True):
+    """`vmm run` of `system` (start_vmm_run), killed when `test` (a unittest.TestCase) ends, waited on
+    until the first VM's init is done and its shell prompts (each within `timeout` seconds)."""
+    console = start_vmm_run(system, output, name, cpu=cpu)
+    test.addCleanup(console.kill)
+    console.expect(INIT_DONE, timeout)
+    console.wait_for_prompt(timeout)
+    return console
+
+
 def _toml_value(value):
     if isinstance(value, bool):
         return "true" if value else "false"

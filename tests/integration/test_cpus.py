@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
-    INIT_DONE, TEST_GIC, guest_paths, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, write_system)
+    TEST_GIC, boot_to_prompt, guest_paths, require_qemu_and_host_tool, short_temp_dir, write_system)
 
 PROGRAM = Path(__file__).resolve().parent / "guest/cpu_state.c"
 BOOT_TIMEOUT = 300.0
@@ -83,10 +83,7 @@ class CPUModelTests(unittest.TestCase):
         system = write_system(directory / "cpu.toml", {"cpu": cpu, "gic": int(TEST_GIC or 2)}, [(
             {"kernel": str(kernel), "initrd": str(initrd), "vcpus": 2},
             {"block": [{"file": str(disk), "readonly": True}]})], comment=f"test_cpus: the guest on -cpu {cpu}")
-        console = start_vmm_run(system, directory / "out", f"cpu-{cpu}", cpu=False)
-        self.addCleanup(console.kill)
-        console.expect(INIT_DONE, BOOT_TIMEOUT)
-        console.wait_for_prompt(BOOT_TIMEOUT)
+        console = boot_to_prompt(self, system, directory / "out", f"cpu-{cpu}", BOOT_TIMEOUT, cpu=False)
         console.run(f"head -c {size} /dev/vda > /tmp/cpu_state && chmod +x /tmp/cpu_state", COMMAND_TIMEOUT,
                     check=True)
         return console

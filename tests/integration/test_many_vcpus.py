@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
-    INIT_DONE, guest_paths, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, write_system)
+    boot_to_prompt, guest_paths, require_qemu_and_host_tool, short_temp_dir, write_system)
 from test_smp import ipi_counts, parse_interrupts  # noqa: E402
 
 VCPUS = 16
@@ -42,10 +42,7 @@ class ManyVCPUsTests(unittest.TestCase):
             {"kernel": str(kernel), "initrd": str(initrd), "vcpus": VCPUS},
             {"block": [{"file": str(directory / "disk.img"), "size": "16M"}]})],
             comment="test_many_vcpus: 16 vCPUs on GICv3")
-        console = start_vmm_run(system, directory / "out", "gicv3-16-vcpus", cpu=False)
-        self.addCleanup(console.kill)
-        console.expect(INIT_DONE, BOOT_TIMEOUT)
-        console.wait_for_prompt(BOOT_TIMEOUT)
+        console = boot_to_prompt(self, system, directory / "out", "gicv3-16-vcpus", BOOT_TIMEOUT, cpu=False)
 
         def interrupts():
             return parse_interrupts(console.run("cat /proc/interrupts", COMMAND_TIMEOUT, check=True))

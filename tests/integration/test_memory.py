@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
-    INIT_DONE, guest_paths, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, write_system)
+    boot_to_prompt, guest_paths, require_qemu_and_host_tool, short_temp_dir, write_system)
 
 BOOT_TIMEOUT = 300.0
 COMMAND_TIMEOUT = 300.0
@@ -55,10 +55,7 @@ class LargeRAMTests(unittest.TestCase):
         system = write_system(directory / "memory.toml", None, [(
             {"kernel": str(kernel), "initrd": str(initrd), "ram": "8G"},
             {"block": [{"file": str(disk), "size": "64M"}]})], comment="test_memory: a guest of 8 GiB")
-        console = start_vmm_run(system, directory / "out", "memory-8g")
-        self.addCleanup(console.kill)
-        console.expect(INIT_DONE, BOOT_TIMEOUT)
-        console.wait_for_prompt(BOOT_TIMEOUT)
+        console = boot_to_prompt(self, system, directory / "out", "memory-8g", BOOT_TIMEOUT)
 
         with self.subTest("size"):
             iomem = console.run("cat /proc/iomem", COMMAND_TIMEOUT)
