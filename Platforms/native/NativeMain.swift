@@ -182,6 +182,8 @@ struct NativeVCPU {
 @_cdecl("native_main")
 func nativeMain() {
     NativeGIC.initialize()
+    // Read once here, before any other CPU starts and runs configureEL2 with them.
+    _ = (BoardCPU.hasSVE, BoardCPU.hasPointerAuthentication)
     NativeConsole.write(NativeGIC.isVersion3 ? "vmm: native platform at EL2 on QEMU virt (GICv3)\n"
                                              : "vmm: native platform at EL2 on QEMU virt (GICv2)\n")
     guard RegisterFile.isFrameLayout else {     // NativeVCPU.withRegisters works in place on the frame
