@@ -42,14 +42,16 @@ protocol MicrokitInterruptEffects: VMMPlatform {}
 
 extension MicrokitInterruptEffects {
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
-        // seL4 takes the 5-bit list-register priority field (0–31), not the GIC priority byte.
+        // seL4 takes the 5-bit list-register priority field (0–31), not the GIC priority byte. A
+        // vCPU that is not running gets it in its saved list registers; one asleep in WFI wakes.
         microkit_vcpu_arm_inject_irq(microkit_child(vcpu), UInt16(entry.interrupt), entry.priority >> 3,
                                      entry.group1 ? 1 : 0, UInt8(index))
+        wake(vcpu: vcpu)
     }
 
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32, vcpu: Int) {
         if interrupt < 32 {
-            microkit_vcpu_arm_ack_vppi(0, seL4_Word(interrupt))
+            microkit_vcpu_arm_ack_vppi(microkit_child(vcpu), seL4_Word(interrupt))
             return
         }
         for route in channelInterrupts where route.interrupt == interrupt {
@@ -157,22 +159,41 @@ func vmmInit() {
         routes.append(InterruptRoute(physical: interrupt, virtual: interrupt))
         channelInterrupts.append((MicrokitLayout.passthroughChannel(n), interrupt))
     }
-    machine = VirtualMachine(memory: memory, vcpuCount: 1, listRegisterCount: listRegisterCount, routes: routes,
+    vcpuCount = configuration.vcpuCount
+    waitingPC = [UInt64?](repeating: nil, count: vcpuCount)
+    machine = VirtualMachine(memory: memory, vcpuCount: vcpuCount, listRegisterCount: listRegisterCount, routes: routes,
                              devices: descriptions)
-    var context = seL4_UserContext()
-    var bootRegisters = guest.registers
-    store(&bootRegisters, into: &context, words: vmm_vcpu_register_count())
-    _ = vmm_write_vcpu_registers(0, &context, vmm_vcpu_register_count())
-    microkit_vcpu_arm_write_reg(0, seL4_Word(seL4_VCPUReg_SCTLR.rawValue), 0x30d0_0800)  // MMU and caches off
+    // Every vCPU's affinity (Aff0 = its index, as the guest's device tree numbers its CPUs); vCPU 0
+    // starts the kernel, the others wait for the guest's PSCI CPU_ON.
+    for vcpu in 0..<vcpuCount {
+        microkit_vcpu_arm_write_reg(microkit_child(vcpu), seL4_Word(seL4_VCPUReg_VMPIDR_EL2.rawValue),
+                                    seL4_Word(PSCI.mpidr(ofVCPU: vcpu)))
+    }
     log("vmm: guest loaded; entering the kernel at ")
     logHex(guest.registers.pc)
     log("\n")
-    microkit_vcpu_restart(0, seL4_Word(guest.registers.pc))
+    start(vcpu: 0, registers: guest.registers)
+}
+
+/// The vCPUs of the guest (the system description's <vcpu> ids 0..<vcpuCount).
+nonisolated(unsafe) var vcpuCount = 1
+
+/// Starts `vcpu` with `registers`, as a CPU comes out of reset (PSCI): MMU and caches off, its
+/// virtual timer off.
+func start(vcpu: Int, registers: RegisterFile) {
+    let child = microkit_child(vcpu)
+    var context = seL4_UserContext()
+    var registers = registers
+    store(&registers, into: &context, words: vmm_vcpu_register_count())
+    _ = vmm_write_vcpu_registers(child, &context, vmm_vcpu_register_count())
+    microkit_vcpu_arm_write_reg(child, seL4_Word(seL4_VCPUReg_SCTLR.rawValue), 0x30d0_0800)
+    microkit_vcpu_arm_write_reg(child, seL4_Word(seL4_VCPUReg_CNTV_CTL.rawValue), 0)
+    microkit_vcpu_restart(child, seL4_Word(registers.pc))
 }
 
 @_cdecl("vmm_notified")
 func vmmNotified(_ channel: microkit_channel) {
-    defer { wakeWaitingVCPU() }
+    defer { wakeWaitingVCPUs() }
     if UInt32(channel) == MicrokitDriverLayout.timerChannel {
         vmm_timer_disarm()
         microkit_irq_ack(channel)
@@ -183,7 +204,7 @@ func vmmNotified(_ channel: microkit_channel) {
         return
     }
     for route in channelInterrupts where route.channel == UInt32(channel) {
-        machine?.notified(interrupt: route.interrupt, vcpu: 0, platform: &platform)
+        machine?.notified(interrupt: route.interrupt, vcpu: 0, platform: &platform)   // an SPI: the vGIC routes it
         return
     }
     log("vmm: notification on an unexpected channel\n")
@@ -210,41 +231,66 @@ func driverAnswered(_ device: DriverBackedDevices.Device) {
 
 // MARK: WFI
 //
-// A trapped WFI suspends the vCPU until something for the guest happens: any notification (a
-// device's interrupt, a driver's answer) or the guest's own timer deadline. seL4 masks the virtual
-// timer while its vCPU is not running, so the VMM watches the deadline itself with the EL1 physical
-// timer. A WFI may end early (Arm ARM: it is a hint), so waking on every notification is correct.
+// A trapped WFI suspends its vCPU until something for it happens: an interrupt the core puts in one
+// of its list registers (`writeListRegister` wakes it), or its own timer deadline; any notification
+// wakes every waiting vCPU too (a device's interrupt, a driver's answer), since a WFI may end early
+// (Arm ARM: it is a hint) and the guest simply waits again. seL4 masks a vCPU's virtual timer while it
+// is not running, so the VMM watches the deadlines of the waiting vCPUs itself, with the EL1
+// physical timer armed at the earliest.
 
-/// The PC a vCPU suspended in WFI resumes at, or nil while it runs.
-nonisolated(unsafe) var waitingPC: UInt64? = nil
+/// The PC each vCPU suspended in WFI resumes at (nil: it is not waiting), and its timer deadline in
+/// the physical counter's terms (nil: none).
+nonisolated(unsafe) var waitingPC: [UInt64?] = [nil]
+nonisolated(unsafe) var waitingDeadline: [UInt64?] = [nil]
 
-/// Suspends the vCPU (returns true) unless an interrupt is already on its way to it or its timer has
-/// expired; arms the physical timer at the guest's virtual timer deadline.
+/// Suspends `child` (returns true) unless an interrupt is already on its way to it or its timer has
+/// expired; the physical timer goes to the earliest deadline of the waiting vCPUs.
 func suspendUntilInterrupt(child: microkit_child, resumeAt pc: UInt64) -> Bool {
     guard let vm = machine else { return false }
-    for index in 0..<listRegisterCount where vm.vgic.listRegister(vcpu: Int(child), index: index) != nil {
+    let vcpu = Int(child)
+    for index in 0..<listRegisterCount where vm.vgic.listRegister(vcpu: vcpu, index: index) != nil {
         return false
     }
-    if vm.vgic.overflowCount(vcpu: Int(child)) > 0 { return false }
+    if vm.vgic.overflowCount(vcpu: vcpu) > 0 { return false }
+    var deadline: UInt64? = nil
     let control = microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTV_CTL.rawValue))
     if control & 1 != 0 && control & 2 == 0 {      // ENABLE set, IMASK clear (Arm ARM D13.8.17)
         // CNTVCT = CNTPCT - CNTVOFF: the virtual deadline in the physical counter's terms.
-        let deadline = UInt64(microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTV_CVAL.rawValue)))
+        let due = UInt64(microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTV_CVAL.rawValue)))
             &+ UInt64(microkit_vcpu_arm_read_reg(child, seL4_Word(seL4_VCPUReg_CNTVOFF.rawValue)))
-        if vmm_counter() >= deadline { return false }
-        vmm_timer_arm(deadline)
+        if vmm_counter() >= due { return false }
+        deadline = due
     }
     // Suspending (rather than not replying) ends the fault's reply cleanly; restart resumes at `pc`.
     microkit_vcpu_stop(child)
-    waitingPC = pc
+    if waitingDeadline.count != vcpuCount { waitingDeadline = [UInt64?](repeating: nil, count: vcpuCount) }
+    waitingPC[vcpu] = pc
+    waitingDeadline[vcpu] = deadline
+    armTimerForWaitingVCPUs()
     return true
 }
 
-func wakeWaitingVCPU() {
-    guard let pc = waitingPC else { return }
-    waitingPC = nil
-    vmm_timer_disarm()
-    microkit_vcpu_restart(0, seL4_Word(pc))
+/// The physical timer at the earliest deadline of a waiting vCPU, or off.
+func armTimerForWaitingVCPUs() {
+    var earliest: UInt64? = nil
+    for vcpu in 0..<vcpuCount where waitingPC[vcpu] != nil {
+        if let due = waitingDeadline[vcpu], due < (earliest ?? UInt64.max) { earliest = due }
+    }
+    if let earliest { vmm_timer_arm(earliest) } else { vmm_timer_disarm() }
+}
+
+/// Resumes `vcpu` if it waits in WFI.
+func wake(vcpu: Int) {
+    guard vcpu >= 0, vcpu < waitingPC.count, let pc = waitingPC[vcpu] else { return }
+    waitingPC[vcpu] = nil
+    waitingDeadline[vcpu] = nil
+    microkit_vcpu_restart(microkit_child(vcpu), seL4_Word(pc))
+    armTimerForWaitingVCPUs()
+}
+
+/// Resumes every vCPU waiting in WFI.
+func wakeWaitingVCPUs() {
+    for vcpu in 0..<waitingPC.count { wake(vcpu: vcpu) }
 }
 
 /// Kernel entries per exit, besides the fault itself and the ReplyRecv that answers it and waits
@@ -299,7 +345,7 @@ func vmmFault(_ child: microkit_child, _ label: seL4_Word, _ replyLength: Unsafe
         log(" PC ")
         logHex(pc)
         log("\n")
-        microkit_vcpu_stop(child)
+        stopGuest()
         return seL4_Bool(0)
     }
 }
@@ -309,14 +355,24 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
     switch action {
     case .resume, .waitForInterrupt:
         return seL4_Bool(1)
+    case .startVCPU(let target, let entry, let context):
+        // The core turned `target` on (PSCI SUCCESS to the caller, who resumes).
+        guard target >= 0 && target < vcpuCount else { return seL4_Bool(1) }
+        var registers = RegisterFile()
+        registers.write(0, context)
+        registers.pc = entry
+        registers.pstate = 0x3c5      // EL1h, every exception masked (DEN0022 "CPU_ON")
+        start(vcpu: target, registers: registers)
+        return seL4_Bool(1)
+    case .stopVCPU:
+        // PSCI CPU_OFF: what its list registers held goes to the others; it waits for CPU_ON.
+        machine!.vcpuStopped(vcpu: Int(child), platform: &platform)
+        microkit_vcpu_stop(child)
+        return seL4_Bool(0)
     case .powerOff:
         log("vmm: guest powered off\n")
     case .reset:
         log("vmm: guest asked for a reset; stopping it\n")
-    case .stopVCPU:
-        log("vmm: guest vCPU turned itself off\n")
-    case .startVCPU:
-        log("vmm: CPU_ON for a vCPU this system does not run\n")
     case .stop(let report):
         log("\nvmm: guest stopped: ")
         log(report.reasonText)
@@ -330,8 +386,17 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
         logHex(report.address)
         log("\n")
     }
-    microkit_vcpu_stop(child)
+    stopGuest()
     return seL4_Bool(0)
+}
+
+/// The whole guest ends: every vCPU stops, and none waits to be woken.
+func stopGuest() {
+    for vcpu in 0..<vcpuCount {
+        waitingPC[vcpu] = nil
+        microkit_vcpu_stop(microkit_child(vcpu))
+    }
+    vmm_timer_disarm()
 }
 
 /// Where x`n` (0...30) sits in seL4_UserContext, in words: pc, sp and spsr come first, then

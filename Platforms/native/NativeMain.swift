@@ -46,7 +46,7 @@ struct NativePlatform: VMMPlatform {
         NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: NativeGIC.listRegisterValue(entry))
     }
 
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) {
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32, vcpu: Int) {
         NativeGIC.enable(interrupt, toCPU: cpus[0])
     }
 
@@ -136,7 +136,7 @@ struct NativeInterruptSink: VMMPlatform {
         guard vcpu >= 0 && vcpu < cpus.count else { return }
         NativeCPUs.writeListRegister(cpu: cpus[vcpu], index: index, value: NativeGIC.listRegisterValue(entry))
     }
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { NativeGIC.enable(interrupt, toCPU: cpus[0]) }
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32, vcpu: Int) { NativeGIC.enable(interrupt, toCPU: cpus[0]) }
 }
 
 /// Guest vCPU state while the VMM runs: the trap frame that start.S fills and reloads.

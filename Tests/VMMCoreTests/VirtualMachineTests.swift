@@ -10,7 +10,7 @@ struct RecordingPlatform: VMMPlatform {
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) {
         listRegisters.append((index, entry))
     }
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) { acknowledged.append(interrupt) }
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32, vcpu: Int) { acknowledged.append(interrupt) }
     var uartBytes: [UInt8] = []
     mutating func uartWrite(_ byte: UInt8) { uartBytes.append(byte) }
 }

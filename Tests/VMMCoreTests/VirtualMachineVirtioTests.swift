@@ -10,7 +10,7 @@ struct RAMDiskPlatform: VMMPlatform {
     var injected: [UInt32] = []
     var reads: [UInt64] = []
     mutating func writeListRegister(vcpu: Int, index: Int, entry: ListRegisterEntry) { injected.append(entry.interrupt) }
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32) {}
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32, vcpu: Int) {}
     func blockCapacity(device: Int) -> UInt64? { 16 }
     mutating func blockRead(device: Int, sector: UInt64, into segments: [VirtqueueBuffer], memory: GuestMemory) -> Bool {
         reads.append(sector)

@@ -528,16 +528,16 @@ class ExampleError(SerialConsoleError):
         super().__init__(f"{Path(example).relative_to(REPO_ROOT)}: {message}")
 
 
-def read_example(example, purpose):
+def read_example(example, purpose, platform="native"):
     """The tables of the system file `example` (tomllib), for a caller that copies it: ExampleError
     when it is missing (`purpose` says why the caller needs that very file) or when its platform is
-    not "native", the platform the callers boot."""
+    not `platform`, the platform the caller boots (by default "native")."""
     if not example.is_file():
         raise ExampleError(example, f"missing: {purpose}")
     data = tomllib.loads(example.read_text())
-    platform = data.get("system", {}).get("platform", "native")
-    if platform != "native":
-        raise ExampleError(example, f"expected platform \"native\", found {platform!r}")
+    found = data.get("system", {}).get("platform", "native")
+    if found != platform:
+        raise ExampleError(example, f"expected platform \"{platform}\", found {found!r}")
     return data
 
 

@@ -11,8 +11,9 @@
 public protocol VMMPlatform: VirtualInterruptSink, BlockBackend, NetworkBackend, ConsoleBackend {
     /// Re-enable physical interrupt `interrupt`, which the platform masked when it reported it,
     /// because the guest has now handled its virtual copy (seL4: `microkit_irq_ack` or
-    /// `microkit_vcpu_arm_ack_vppi`; native: GICD_ISENABLER).
-    mutating func acknowledgeInterrupt(_ interrupt: UInt32)
+    /// `microkit_vcpu_arm_ack_vppi`; native: GICD_ISENABLER). `vcpu` is the vCPU that handled it:
+    /// for a private interrupt (the timer's PPI) the one whose line it is.
+    mutating func acknowledgeInterrupt(_ interrupt: UInt32, vcpu: Int)
     /// A byte the guest transmitted on its emulated PL011 (a VM that does not own the board's UART).
     mutating func uartWrite(_ byte: UInt8)
 }
@@ -192,19 +193,19 @@ public struct VirtualMachine {
     public mutating func notified<P: VMMPlatform>(interrupt physical: UInt32, vcpu: Int, platform: inout P) {
         for route in routes where route.physical == physical {
             if !vgic.inject(vcpu: vcpu, interrupt: route.virtual, sink: &platform) {
-                platform.acknowledgeInterrupt(physical)
+                platform.acknowledgeInterrupt(physical, vcpu: vcpu)
             }
             return
         }
         // Not ours: unmask it again so the line is not lost, and drop it.
-        platform.acknowledgeInterrupt(physical)
+        platform.acknowledgeInterrupt(physical, vcpu: vcpu)
     }
 
     /// The guest deactivated the interrupt held in list register `index` of `vcpu`.
     public mutating func maintenance<P: VMMPlatform>(vcpu: Int, listRegister index: Int, platform: inout P) {
         guard let freed = vgic.listRegisterFreed(vcpu: vcpu, index: index, sink: &platform) else { return }
         for route in routes where route.virtual == freed {
-            platform.acknowledgeInterrupt(route.physical)
+            platform.acknowledgeInterrupt(route.physical, vcpu: vcpu)
         }
         // A level-sensitive line still high after the guest's handler ran is taken again.
         if freed == QEMUVirtBoard.uartInterrupt, uart?.interruptAsserted == true {
@@ -241,7 +242,7 @@ public struct VirtualMachine {
     /// (see `VGIC.vcpuStopped`) and their physical sources re-enabled.
     public mutating func vcpuStopped<P: VMMPlatform>(vcpu: Int, platform: inout P) {
         for freed in vgic.vcpuStopped(vcpu: vcpu, sink: &platform) {
-            for route in routes where route.virtual == freed { platform.acknowledgeInterrupt(route.physical) }
+            for route in routes where route.virtual == freed { platform.acknowledgeInterrupt(route.physical, vcpu: vcpu) }
         }
     }
 
