@@ -29,7 +29,7 @@
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside [0x40000000, 0x10000000000) (native: a
 //                                      40-bit guest physical address space) or [0x40000000, 0x100000000) (microkit)
 //     vcpus = 1                        1–8 (GICv2) or 1–32 (GICv3); native: one board CPU each, all VMs' at
-//                                      most 8 (GICv2) or 32 (GICv3); microkit: exactly 1
+//                                      most 8 (GICv2) or 32 (GICv3); microkit: 1–8, on one core
 //     cpus = [2, 3]                    native only: the board CPU of each vCPU (vCPU i on cpus[i]), 0–7, as
 //                                      many as vcpus, no CPU twice in the system; none: the lowest board CPUs
 //                                      no VM pins, in file order (without any `cpus`: VM 0 on CPUs 0..<vcpus,
