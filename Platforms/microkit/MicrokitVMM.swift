@@ -161,6 +161,7 @@ func vmmInit() {
     }
     vcpuCount = configuration.vcpuCount
     waitingPC = [UInt64?](repeating: nil, count: vcpuCount)
+    waitingDeadline = [UInt64?](repeating: nil, count: vcpuCount)
     machine = VirtualMachine(memory: memory, vcpuCount: vcpuCount, listRegisterCount: listRegisterCount, routes: routes,
                              devices: descriptions)
     // Every vCPU's affinity (Aff0 = its index, as the guest's device tree numbers its CPUs); vCPU 0
@@ -263,7 +264,6 @@ func suspendUntilInterrupt(child: microkit_child, resumeAt pc: UInt64) -> Bool {
     }
     // Suspending (rather than not replying) ends the fault's reply cleanly; restart resumes at `pc`.
     microkit_vcpu_stop(child)
-    if waitingDeadline.count != vcpuCount { waitingDeadline = [UInt64?](repeating: nil, count: vcpuCount) }
     waitingPC[vcpu] = pc
     waitingDeadline[vcpu] = deadline
     armTimerForWaitingVCPUs()
