@@ -45,8 +45,8 @@ clock is compared with the host's over a 2 s sleep after boot (a warning if it i
 
 Order: round 1 boots qemu, vmm[, sel4], round 2 the other way round, ... (so drift in host load hits
 all alike); each boot runs --reps repetitions of widths 1, 2, 4, then `poweroff -f`: plain QEMU and the
-native VMM end QEMU; on seL4 the VMM prints "vmm: guest powered off" and QEMU runs on, so the script
-kills it (a boot that does not power off is only logged: its figures stand). The table gives, per
+native VMM end QEMU; on seL4 the guest says "reboot: Power down" (a debug VMM then "vmm: guest powered
+off") and QEMU runs on, so the script kills it (a boot that does not power off is only logged: its figures stand). The table gives, per
 width and config, the throughput's min and median over all repetitions, the scaling (median over the
 same config's median at width 1) and a ratio of medians: on the vmm row vmm/qemu with its target
 (>= 0.90 at each width), on the sel4 row sel4/vmm (seL4 against native; no target). QEMU's TCG runs
@@ -92,7 +92,8 @@ BUILD_TIMEOUT = 300.0         # `vmm build` links the image
 # times that: its vCPUs share one board CPU); generous.
 JOB_TIMEOUT = 900.0
 POWEROFF_TIMEOUT = 60.0       # `poweroff -f` to QEMU's exit, or to the seL4 VMM's report
-POWERED_OFF = rb"vmm: guest powered off"
+# The guest's own last line, then (debug config only: a release VMM prints nothing) the VMM's.
+POWERED_OFF = re.compile(rb"reboot: Power down|vmm: guest powered off")
 AWK_FILE = "/tmp/smpbench.awk"
 OUT_PREFIX = "/tmp/smpbench.out"
 MODULUS = 1000003
@@ -229,8 +230,8 @@ class Guest:
         return seconds
 
     def power_off(self):
-        """`poweroff -f`: plain QEMU and the native VMM end QEMU; on seL4 the VMM prints "vmm: guest
-        powered off" and QEMU runs on (kill() ends it). Returns None when that happened within
+        """`poweroff -f`: plain QEMU and the native VMM end QEMU; on seL4 the guest prints "reboot:
+        Power down" (and a debug VMM "vmm: guest powered off") and QEMU runs on (kill() ends it). Returns None when that happened within
         POWEROFF_TIMEOUT, else what happened instead (one line)."""
         self.console.sendline("poweroff -f")
         try:
