@@ -358,11 +358,7 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
     case .startVCPU(let target, let entry, let context):
         // The core turned `target` on (PSCI SUCCESS to the caller, who resumes).
         guard target >= 0 && target < vcpuCount else { return seL4_Bool(1) }
-        var registers = RegisterFile()
-        registers.write(0, context)
-        registers.pc = entry
-        registers.pstate = 0x3c5      // EL1h, every exception masked (DEN0022 "CPU_ON")
-        start(vcpu: target, registers: registers)
+        start(vcpu: target, registers: PSCI.cpuOnRegisters(entry: entry, context: context))
         return seL4_Bool(1)
     case .stopVCPU:
         // PSCI CPU_OFF: what its list registers held goes to the others; it waits for CPU_ON.

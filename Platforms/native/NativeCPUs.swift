@@ -212,16 +212,6 @@ enum NativeCPUs {
         }
     }
 
-    /// The registers CPU_ON gives a vCPU: x0 = the context id, PC = the entry point, EL1h with every
-    /// exception masked (DEN0022 "CPU_ON").
-    static func cpuOnRegisters(entry: UInt64, context: UInt64) -> RegisterFile {
-        var registers = RegisterFile()
-        registers.write(0, context)
-        registers.pc = entry
-        registers.pstate = 0x3c5
-        return registers
-    }
-
     /// Enters the vCPU until the core turns it off (returns) or its VM stops (never returns).
     ///
     /// An exit for the guest's timer alone goes back in without the VM lock: the timer goes straight
@@ -352,7 +342,7 @@ enum NativeCPUs {
         case .startVCPU(let target, let entry, let context):
             // The core turned `target` on (PSCI SUCCESS to the caller); its CPU sleeps in waitForStart.
             guard target >= 0 && target < vm.vcpuCount else { return .resume }
-            cpuSlots[vm.cpus[target]]!.start = cpuOnRegisters(entry: entry, context: context)
+            cpuSlots[vm.cpus[target]]!.start = PSCI.cpuOnRegisters(entry: entry, context: context)
             NativeGIC.sendSoftwareInterrupt(kickInterrupt, toCPU: vm.cpus[target])
             return .resume
         case .stopVCPU:

@@ -169,4 +169,12 @@ final class PSCITests: XCTestCase {
         XCTAssertEqual(on.handle(function: 0xC400_0003, arguments: (0x0103, 0x4000_0000, 7), caller: 0),
                        .startCPU(target: 19, entry: 0x4000_0000, context: 7))
     }
+
+    func testCPUOnRegistersStartAtTheEntryInEL1hMaskedWithTheContextInX0() {
+        var registers = PSCI.cpuOnRegisters(entry: 0x4008_0000, context: 0xc0ffee)
+        XCTAssertEqual(registers.pc, 0x4008_0000)
+        XCTAssertEqual(registers.pstate, 0x3c5, "EL1h, D, A, I and F masked")
+        XCTAssertEqual(registers.read(0), 0xc0ffee)
+        for n in 1..<31 { XCTAssertEqual(registers.read(n), 0, "x\(n)") }
+    }
 }

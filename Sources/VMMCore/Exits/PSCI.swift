@@ -148,6 +148,16 @@ public struct PSCI {
         online[0] = true
     }
 
+    /// The registers CPU_ON gives a vCPU: x0 = the context id, PC = the entry point, EL1h with every
+    /// exception masked (DEN0022 "CPU_ON"); the platforms also reset its SCTLR_EL1 and virtual timer.
+    public static func cpuOnRegisters(entry: UInt64, context: UInt64) -> RegisterFile {
+        var registers = RegisterFile()
+        registers.write(0, context)
+        registers.pc = entry
+        registers.pstate = 0x3c5
+        return registers
+    }
+
     /// MPIDR_EL1 value the platform gives vCPU `index` (VMPIDR_EL2 on native).
     public static func mpidr(ofVCPU index: Int) -> UInt64 { 0x8000_0000 | MPIDRAffinity(vcpu: index).mpidrBits }
 
