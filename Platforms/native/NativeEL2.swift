@@ -15,7 +15,7 @@ enum BoardCPU {
         || read_id_register(6, 2) & 0xFF00 != 0
 
     /// The ID registers a guest of the given IPA size and GIC version reads (core: GuestIDRegisters).
-    static func guestIDRegisters(ipaBits: Int, gicVersion: Int) -> GuestIDRegisters {
+    static func guestIDRegisters(ipaBits: Int, gicVersion: GICVersion) -> GuestIDRegisters {
         GuestIDRegisters(ipaBits: ipaBits, gicVersion: gicVersion) { crm, op2 in
             read_id_register(UInt32(crm), UInt32(op2))
         }

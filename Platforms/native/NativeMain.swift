@@ -274,7 +274,7 @@ func freshMachine(_ images: GuestImages, memory: GuestMemory) -> VirtualMachine 
                                  devices: images.devices, gicVersion: images.configuration.gicVersion,
                                  emulatedUART: images.emulatedUART)
     machine.idRegisters = BoardCPU.guestIDRegisters(ipaBits: Stage2Translation.ipaBits,
-                                                    gicVersion: images.configuration.gicVersion == .v3 ? 3 : 2)
+                                                    gicVersion: images.configuration.gicVersion)
     return machine
 }
 

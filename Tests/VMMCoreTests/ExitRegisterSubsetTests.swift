@@ -162,7 +162,7 @@ final class ExitRegisterSubsetTests: XCTestCase {
 
     func testIDRegisterReadsIntoLowAndHighRegisters() {
         let withIDRegisters: (inout VirtualMachine, inout RecordingPlatform) -> Void = { vm, _ in
-            vm.idRegisters = GuestIDRegisters(ipaBits: 40, gicVersion: 2, hardware: IDRegistersTests.allFeatures)
+            vm.idRegisters = GuestIDRegisters(ipaBits: 40, gicVersion: .v2, hardware: IDRegistersTests.allFeatures)
         }
         for rt in [0, 7, 30, 31] {
             // MRS ID_AA64PFR0_EL1 / ID_AA64MMFR0_EL1 into x<rt>.

@@ -24,7 +24,7 @@ final class IDRegistersTests: XCTestCase {
     func field(_ value: UInt64, _ shift: Int) -> UInt64 { (value >> UInt64(shift)) & 0xF }
 
     func testHiddenFeaturesReadAsAbsentAndTheRestAsTheHardwareHasThem() {
-        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: 2, hardware: Self.allFeatures)
+        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: .v2, hardware: Self.allFeatures)
         let pfr0 = guest.value(crm: 4, op2: 0), hardwarePFR0 = Self.allFeatures(4, 0)
         XCTAssertEqual(field(pfr0, 8), 0, "EL2: the guest has no hypervisor")
         XCTAssertEqual(field(pfr0, 24), 0, "GIC system registers: a GICv2 guest")
@@ -60,7 +60,7 @@ final class IDRegistersTests: XCTestCase {
     }
 
     func testGICv3GuestsSeeTheSystemRegisterInterface() {
-        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: 3, hardware: { _, _ in 0 })
+        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: .v3, hardware: { _, _ in 0 })
         XCTAssertEqual(field(guest.value(crm: 4, op2: 0), 24), 1)
     }
 
@@ -69,7 +69,7 @@ final class IDRegistersTests: XCTestCase {
             (32, 6, 0), (36, 6, 1), (39, 6, 1), (40, 6, 2), (48, 6, 5), (52, 6, 6), (40, 1, 1), (44, 2, 2),
         ]
         for (ipaBits, hardware, expected) in cases {
-            let guest = GuestIDRegisters(ipaBits: ipaBits, gicVersion: 2, hardware: { crm, op2 in
+            let guest = GuestIDRegisters(ipaBits: ipaBits, gicVersion: .v2, hardware: { crm, op2 in
                 crm == 7 && op2 == 0 ? 0x0F00_0000_0000_1120 | hardware : 0
             })
             let mmfr0 = guest.value(crm: 7, op2: 0)
@@ -79,7 +79,7 @@ final class IDRegistersTests: XCTestCase {
     }
 
     func testOutOfGroupEncodingsAreNotIDRegisters() {
-        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: 2, hardware: Self.allFeatures)
+        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: .v2, hardware: Self.allFeatures)
         XCTAssertNil(guest.value(of: SystemRegisterAccess(op0: 3, op1: 0, crn: 0, crm: 0, op2: 0, register: 1, isRead: true)),
                      "MIDR_EL1 is not trapped by TID3")
         XCTAssertNil(guest.value(of: SystemRegisterAccess(op0: 3, op1: 0, crn: 0, crm: 4, op2: 0, register: 1, isRead: false)),
@@ -100,7 +100,7 @@ final class IDRegistersTests: XCTestCase {
     }
 
     func testATrappedReadWritesRtAndStepsThePC() {
-        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: 2, hardware: Self.allFeatures)
+        let guest = GuestIDRegisters(ipaBits: 40, gicVersion: .v2, hardware: Self.allFeatures)
         var (vm, host) = machine(idRegisters: guest)
         defer { host.deallocate() }
         var platform = RecordingPlatform()
@@ -133,7 +133,7 @@ final class IDRegistersTests: XCTestCase {
                                                 platform: &platform) else { return XCTFail("not stopped") }
         XCTAssertEqual(report.reason, .unhandledSystemRegister)
         XCTAssertEqual(report.pc, 0x4000_0100)
-        vm.idRegisters = GuestIDRegisters(ipaBits: 40, gicVersion: 2, hardware: Self.allFeatures)
+        vm.idRegisters = GuestIDRegisters(ipaBits: 40, gicVersion: .v2, hardware: Self.allFeatures)
         // MSR ID_AA64PFR0_EL1 (a write; the registers are read-only) and MRS MIDR_EL1 (not group 3).
         let write = ExceptionSyndrome(mrs(crm: 4, op2: 0, rt: 1).raw & ~1)
         let midr = mrs(crm: 0, op2: 0, rt: 1)

@@ -26,9 +26,9 @@ public struct GuestIDRegisters: Equatable {
     private var values: [UInt64]
 
     /// `hardware(crm, op2)` returns the board CPU's own value of S3_0_C0_C<crm>_<op2>.
-    /// `ipaBits` is the guest's IPA size (stage 2's input); `gicVersion` 2 hides the GIC
-    /// system-register interface (ID_AA64PFR0_EL1.GIC), 3 shows it.
-    public init(ipaBits: Int, gicVersion: Int, hardware: (_ crm: Int, _ op2: Int) -> UInt64) {
+    /// `ipaBits` is the guest's IPA size (stage 2's input); `gicVersion` .v2 hides the GIC
+    /// system-register interface (ID_AA64PFR0_EL1.GIC), .v3 shows it.
+    public init(ipaBits: Int, gicVersion: GICVersion, hardware: (_ crm: Int, _ op2: Int) -> UInt64) {
         values = []
         values.reserveCapacity(Self.count)
         for index in 0..<Self.count {
@@ -62,14 +62,14 @@ public struct GuestIDRegisters: Equatable {
         return UInt64(encoding)
     }
 
-    static func sanitised(crm: Int, op2: Int, _ hardware: UInt64, ipaBits: Int, gicVersion: Int) -> UInt64 {
+    static func sanitised(crm: Int, op2: Int, _ hardware: UInt64, ipaBits: Int, gicVersion: GICVersion) -> UInt64 {
         var value = hardware
         func clear(_ shifts: [Int]) { for shift in shifts { value &= ~field(shift) } }
         switch (crm, op2) {
         case (4, 0):   // ID_AA64PFR0_EL1: EL2 [11:8], GIC [27:24], SEL2 [39:36], MPAM [43:40], AMU [47:44]
             clear([8, 36, 40, 44])
             value &= ~field(24)
-            if gicVersion >= 3 { value |= 1 << 24 }
+            if gicVersion == .v3 { value |= 1 << 24 }
         case (4, 1):   // ID_AA64PFR1_EL1: keep BT [3:0], SSBS [7:4], RAS_frac [15:12], CSV2_frac [35:32]
             value &= field(0) | field(4) | field(12) | field(32)
         case (4, 5):   // ID_AA64SMFR0_EL1: no SME
