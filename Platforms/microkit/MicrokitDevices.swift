@@ -20,11 +20,14 @@ struct DriverBackedDevices {
         case block(Int)
         case network(Int)
         case console(Int)
+        case serial
     }
 
     var blocks: [BlockClient<MicrokitLink>] = []
     var networks: [NetClient<MicrokitLink>] = []
     var consoles: [ConsoleClient<MicrokitLink>] = []
+    /// The console behind the VM's emulated PL011 (VMs after the first in a system of several).
+    var serial: ConsoleClient<MicrokitLink>? = nil
     var channels: [(channel: UInt32, device: Device)] = []
 
     /// Shared region `index` of device k's window (DriverSharedRegion's order for its kind).
@@ -36,8 +39,9 @@ struct DriverBackedDevices {
 
     /// One client for each configured device, and the guest's view of them: device k keeps slot k
     /// (its address and interrupt) whatever happens to the others. A disk whose driver has not
-    /// published its storage information is given to the guest empty, its I/O failing.
-    static func connect(_ configured: [ConfiguredDevice]) -> (DriverBackedDevices, [VirtioDeviceDescription]) {
+    /// published its storage information is given to the guest empty, its I/O failing. With `serial`,
+    /// device `configured.count` is the console that carries the emulated PL011's bytes.
+    static func connect(_ configured: [ConfiguredDevice], serial: Bool) -> (DriverBackedDevices, [VirtioDeviceDescription]) {
         var devices = DriverBackedDevices()
         var guest: [VirtioDeviceDescription] = []
         for (k, device) in configured.enumerated() where k < MicrokitDriverLayout.maxDevices {
@@ -71,6 +75,14 @@ struct DriverBackedDevices {
                 devices.consoles.append(client)
                 guest.append(.qemuVirtSlot(k, .console))
             }
+        }
+        let k = configured.count
+        if serial, k < MicrokitDriverLayout.maxDevices {
+            let link = MicrokitLink(channel: MicrokitDriverLayout.vmmChannel(k))
+            devices.serial = ConsoleClient(rxQueue: region(.console, device: k, 0), txQueue: region(.console, device: k, 1),
+                                           rxData: region(.console, device: k, 2), txData: region(.console, device: k, 3),
+                                           link: link)
+            devices.channels.append((link.channel, .serial))
         }
         return (devices, guest)
     }

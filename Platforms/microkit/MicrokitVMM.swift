@@ -31,10 +31,8 @@ let faultLayout = SeL4FaultLayout(
     userExceptionFaultIP: Int(seL4_UserException_FaultIP.rawValue))
 
 /// Physical interrupts that reach this PD on channels (the generated .system's <irq> elements): the
-/// UART's, and each passthrough device's on MicrokitLayout.passthroughChannel(n).
-nonisolated(unsafe) var channelInterrupts: [(channel: UInt32, interrupt: UInt32)] = [
-    (MicrokitLayout.uartChannel, QEMUVirtBoard.uartInterrupt),
-]
+/// UART's (the first VM's), and each passthrough device's on MicrokitLayout.passthroughChannel(n).
+nonisolated(unsafe) var channelInterrupts: [(channel: UInt32, interrupt: UInt32)] = []
 
 /// The vGIC's effects through seL4: list registers → inject_irq, acknowledging a line → irq_ack
 /// (SPIs, by channel) or ack_vppi (the timer).
@@ -92,6 +90,14 @@ struct MicrokitPlatform: MicrokitInterruptEffects {
         guard device >= 0 && device < devices.consoles.count else { return }
         _ = devices.consoles[device].write(bytes)
     }
+
+    /// A byte of the emulated PL011 goes to its console driver at once; one the queue has no room
+    /// for is lost, as on a UART nobody reads.
+    mutating func uartWrite(_ byte: UInt8) {
+        guard devices.serial != nil else { return }
+        var byte = byte
+        _ = withUnsafeBytes(of: &byte) { devices.serial!.write($0) }
+    }
 }
 
 /// Only the interrupt effects: for delivering received data while a client is being served.
@@ -132,13 +138,16 @@ func vmmInit() {
         log("\n")
         return
     }
-    guard configuration.ramBase == QEMUVirtBoard.guestRAMBase, configuration.ramSize <= UInt64(guest_ram_size) else {
+    // The guest sees its RAM at ramBase; the system description mapped the region there.
+    guard configuration.ramSize <= UInt64(guest_ram_size) else {
         log("vmm: the guest's RAM does not match the system description's guest_ram region\n")
         return
     }
     let memory = GuestMemory(base: GuestPhysicalAddress(configuration.ramBase), size: configuration.ramSize, host: host)
     let initrd = UnsafeRawBufferPointer(start: guest_initrd(), count: guest_initrd_size())
-    let (devices, descriptions) = DriverBackedDevices.connect(configuration.devices)
+    // The first VM (or the only one) owns the board's PL011; the others have one emulated each.
+    let ownsUART = vmm_vm_number() == 0
+    let (devices, descriptions) = DriverBackedDevices.connect(configuration.devices, serial: !ownsUART)
     platform.devices = devices
     let guest: LoadedGuest
     do throws(GuestBootError) {
@@ -152,8 +161,11 @@ func vmmInit() {
         log("\n")
         return
     }
-    var routes = [InterruptRoute(physical: QEMUVirtBoard.virtualTimerInterrupt, virtual: QEMUVirtBoard.virtualTimerInterrupt),
-                  InterruptRoute(physical: QEMUVirtBoard.uartInterrupt, virtual: QEMUVirtBoard.uartInterrupt)]
+    var routes = [InterruptRoute(physical: QEMUVirtBoard.virtualTimerInterrupt, virtual: QEMUVirtBoard.virtualTimerInterrupt)]
+    if ownsUART {
+        routes.append(InterruptRoute(physical: QEMUVirtBoard.uartInterrupt, virtual: QEMUVirtBoard.uartInterrupt))
+        channelInterrupts.append((MicrokitLayout.uartChannel, QEMUVirtBoard.uartInterrupt))
+    }
     for (n, device) in configuration.passthrough.enumerated() {
         guard let interrupt = device.interrupt else { continue }
         routes.append(InterruptRoute(physical: interrupt, virtual: interrupt))
@@ -163,7 +175,7 @@ func vmmInit() {
     waitingPC = [UInt64?](repeating: nil, count: vcpuCount)
     waitingDeadline = [UInt64?](repeating: nil, count: vcpuCount)
     machine = VirtualMachine(memory: memory, vcpuCount: vcpuCount, listRegisterCount: listRegisterCount, routes: routes,
-                             devices: descriptions)
+                             devices: descriptions, emulatedUART: !ownsUART)
     // Every vCPU's affinity (Aff0 = its index, as the guest's device tree numbers its CPUs); vCPU 0
     // starts the kernel, the others wait for the guest's PSCI CPU_ON.
     for vcpu in 0..<vcpuCount {
@@ -196,8 +208,12 @@ func start(vcpu: Int, registers: RegisterFile) {
 func vmmNotified(_ channel: microkit_channel) {
     defer { wakeWaitingVCPUs() }
     if UInt32(channel) == MicrokitDriverLayout.timerChannel {
-        vmm_timer_disarm()
-        microkit_irq_ack(channel)
+        // The deadline passed: the timer PD's notification, or this PD's own timer interrupt.
+        armedDeadline = nil
+        if !vmm_has_timer_server() {
+            vmm_timer_disarm()
+            microkit_irq_ack(channel)
+        }
         return
     }
     if let device = platform.devices.device(on: UInt32(channel)) {
@@ -226,6 +242,10 @@ func driverAnswered(_ device: DriverBackedDevices.Device) {
     case .console(let n):
         _ = platform.devices.consoles[n].receive { input in
             machine!.consoleReceived(device: n, input: input, platform: &sink)
+        }
+    case .serial:
+        _ = platform.devices.serial!.receive { input in
+            machine!.uartReceived(input: input, platform: &sink)
         }
     }
 }
@@ -276,7 +296,26 @@ func armTimerForWaitingVCPUs() {
     for vcpu in 0..<vcpuCount where waitingPC[vcpu] != nil {
         if let due = waitingDeadline[vcpu], due < (earliest ?? UInt64.max) { earliest = due }
     }
-    if let earliest { vmm_timer_arm(earliest) } else { vmm_timer_disarm() }
+    setTimer(earliest)
+}
+
+/// The deadline this PD's wake-up is set for (nil: none), so that an unchanged one costs nothing.
+nonisolated(unsafe) var armedDeadline: UInt64? = nil
+
+/// Wakes this PD on the timer channel when the counter reaches `deadline` (nil: never): the EL1
+/// physical timer it owns, or in a system of several VMs the timer PD's, by a call.
+func setTimer(_ deadline: UInt64?) {
+    guard deadline != armedDeadline else { return }
+    armedDeadline = deadline
+    if !vmm_has_timer_server() {
+        if let deadline { vmm_timer_arm(deadline) } else { vmm_timer_disarm() }
+        return
+    }
+    // A deadline of 0 means "none" to the timer PD; one already passed is at least 1.
+    let label = vmm_timer_server_call(microkit_channel(MicrokitTimerLayout.vmmChannel),
+                                      seL4_Word(MicrokitTimerLayout.setDeadlineLabel),
+                                      deadline.map { max($0, 1) } ?? MicrokitTimerLayout.noDeadline)
+    if UInt64(label) != MicrokitTimerLayout.replyOK { log("vmm: the timer PD refused a deadline\n") }
 }
 
 /// Resumes `vcpu` if it waits in WFI.
@@ -392,7 +431,7 @@ func stopGuest() {
         waitingPC[vcpu] = nil
         microkit_vcpu_stop(microkit_child(vcpu))
     }
-    vmm_timer_disarm()
+    setTimer(nil)
 }
 
 /// Where x`n` (0...30) sits in seL4_UserContext, in words: pc, sp and spsr come first, then

@@ -72,7 +72,7 @@ struct ConfigurationValidator {
         }
         checkNetworks()
         checkUniqueness()
-        if system.platform == .native { checkSharedOut() }
+        if system.platform == .native { checkSharedOut() } else { checkMicrokitSharedOut() }
         checkBoardDevices()
         // Last, so that the extra VMs are still checked like the first (isPlaceholder would skip them).
         // Native runs several VMs: at most 8 follows from the vCPUs (each VM has one at least).
@@ -81,9 +81,6 @@ struct ConfigurationValidator {
         }
         if system.platform == .microkit, system.cpu != .cortexA53 {
             diagnostics.report("system.cpu", "the microkit platform runs on cortex-a53 (the SDK's qemu_virt_aarch64 board), found \(system.cpu.rawValue)")
-        }
-        if system.platform == .microkit, system.vms.count > 1 {
-            diagnostics.report("vm[1]", "the \(system.platform.rawValue) platform runs one VM, found \(system.vms.count)")
         }
     }
 
@@ -351,10 +348,6 @@ struct ConfigurationValidator {
                     diagnostics.report("\(entry).forward", "a card on a VMM network has no host port forwarding; "
                                        + "forwards belong to a card without `network`")
                 }
-                guard system.platform == .native else {
-                    diagnostics.report("\(entry).network", "networks between VMs need the native platform")
-                    continue
-                }
                 if let same = members[name]?.first(where: { $0.vm == index }) {
                     diagnostics.report("\(entry).network", "this VM is already on network '\(name)' with "
                                        + "vm[\(index)].net[\(same.card)] (a VM joins a network with one card)")
@@ -417,6 +410,37 @@ struct ConfigurationValidator {
                                    + "gives its guests at most \(sizeText(Self.nativeGuestRAM)) in all")
                 break
             }
+        }
+    }
+
+    /// What the VMs share out on Microkit: the RAM seL4 leaves to VMs (512M from 0x40000000), where
+    /// `vmm build` places them side by side in file order (SystemBuilder.microkitRAMPlacement), and
+    /// the timer PD's clients. A VM whose RAM is not at its own `ram_base` (all but the first, unless
+    /// `ram_base` says where it lands) cannot have passthrough devices: one doing DMA would reach the
+    /// wrong memory, since the board has no IOMMU.
+    private func checkMicrokitSharedOut() {
+        let vms = system.vms.indices.filter { !diagnostics.isPlaceholder("vm[\($0)]") }
+        if system.vms.count > MicrokitTimerLayout.maxClients {
+            diagnostics.report("vm[\(MicrokitTimerLayout.maxClients)]", "the microkit platform runs at most "
+                               + "\(MicrokitTimerLayout.maxClients) VMs (its timer PD's clients), found \(system.vms.count)")
+        }
+        guard system.vms.count > 1 else { return }
+        let sized = vms.filter { !diagnostics.hasError(at: "vm[\($0)].ram") }
+        let ram = sized.reduce(UInt64(0)) { $0 + system.vms[$1].ramSize }
+        var physical = Self.ramStart
+        for index in sized {
+            let vm = system.vms[index]
+            if physical + vm.ramSize > Self.ramStart + Self.microkitGuestRAM {
+                diagnostics.report("vm[\(index)].ram", "the RAM of all VMs adds up to \(sizeText(ram)); the microkit platform "
+                                   + "gives its guests at most \(sizeText(Self.microkitGuestRAM)) in all")
+                return
+            }
+            if !vm.passthrough.isEmpty, vm.ramBase != physical, !diagnostics.hasError(at: "vm[\(index)].ram_base") {
+                diagnostics.report("vm[\(index)].passthrough", "on the microkit platform this VM's RAM is at physical "
+                                   + "\(hex(physical)), after the VMs before it; passthrough needs the guest to see it there "
+                                   + "(ram_base = \(hex(physical)))")
+            }
+            physical += vm.ramSize
         }
     }
 
@@ -485,7 +509,7 @@ struct ConfigurationValidator {
         system.vms.enumerated().flatMap { index, vm -> [(name: String, keyPath: String)] in
             let path = "vm[\(index)]"
             var devices = vm.blocks.indices.map { ("\(path).block[\($0)]", "\(path).block[\($0)]") }
-                + vm.networks.indices.filter { vm.networks[$0].network == nil }
+                + vm.networks.indices.filter { vm.networks[$0].network == nil || system.platform == .microkit }
                     .map { ("\(path).net[\($0)]", "\(path).net[\($0)]") }
                 + vm.consoles.indices.map { ("\(path).console[\($0)]", "\(path).console[\($0)]") }
             if index > 0 { devices.append(("the serial console of \(path)", "\(path).serial")) }

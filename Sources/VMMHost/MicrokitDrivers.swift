@@ -14,29 +14,37 @@ import VMMCore
 
 /// One of the guest's devices as the system sees it: its kind, its index `n` among the devices of its
 /// kind (disk0, disk1, net0, …) and its index `k` in the guest configuration's device list (blocks,
-/// then networks, then consoles), which fixes its window, channel and board transport.
+/// then networks, then consoles), which fixes its window and channel in its VMM. In a system of
+/// several VMs, `owner` ("a_") starts the names of its PD and regions, and `boardPosition` counts the
+/// board devices of every VM before it (SystemBuilder.microkitDevices); alone, both are k's.
 public struct DriverDevice: Equatable, Sendable {
     public var kind: DriverKind
     public var index: Int
     public var position: Int
+    public var boardPosition: Int
+    public var owner: String
 
-    public init(kind: DriverKind, index: Int, position: Int) {
+    public init(kind: DriverKind, index: Int, position: Int, boardPosition: Int? = nil, owner: String = "") {
         self.kind = kind
         self.index = index
         self.position = position
+        self.boardPosition = boardPosition ?? position
+        self.owner = owner
     }
 
     /// The board's virtio-mmio transport this device's driver drives.
-    public var slot: Int { MicrokitDriverLayout.boardSlot(position) }
-    /// "disk0": the start of its PD's and its shared regions' names.
-    public var prefix: String { kind.namePrefix.description + String(index) }
+    public var slot: Int { MicrokitDriverLayout.boardSlot(boardPosition) }
+    /// "disk0" ("a_disk0" with an owner): the start of its PD's and its shared regions' names.
+    public var prefix: String { owner + kind.namePrefix.description + String(index) }
     public var domainName: String { prefix + "_driver" }
     public var programImage: String { domainName + ".elf" }
 
-    /// The devices of a configuration's device list, numbered within their kind and overall.
-    public static func list(_ kinds: [DriverKind]) -> [DriverDevice] {
+    /// The devices of a configuration's device list, numbered within their kind and overall; the
+    /// first on board transport `boardStart` (counted as `boardPosition`).
+    public static func list(_ kinds: [DriverKind], boardStart: Int = 0, owner: String = "") -> [DriverDevice] {
         kinds.enumerated().map { k, kind in
-            DriverDevice(kind: kind, index: kinds[..<k].count { $0 == kind }, position: k)
+            DriverDevice(kind: kind, index: kinds[..<k].count { $0 == kind }, position: k, boardPosition: boardStart + k,
+                         owner: owner)
         }
     }
 }
@@ -70,10 +78,13 @@ extension MicrokitSystem {
         public struct End: Equatable, Sendable {
             public var pd: String
             public var id: UInt32
+            /// This end may make a protected procedure call to the other (whose priority must be higher).
+            public var pp: Bool
 
-            public init(pd: String, id: UInt32) {
+            public init(pd: String, id: UInt32, pp: Bool = false) {
                 self.pd = pd
                 self.id = id
+                self.pp = pp
             }
         }
 
@@ -114,6 +125,10 @@ extension MicrokitSystem {
             var mappings = [Mapping(region: page, vaddr: layout.driverRegisters, perms: .readWrite, cached: false),
                             Mapping(region: dma, vaddr: layout.driverDMA, perms: .readWrite, cached: true)]
             var setvars = [Setvar(symbol: layout.dmaPhysicalSymbol.description, regionPaddr: dma.name)]
+            if device.kind == .block {
+                // Zero copy: the device reaches this VM's RAM (and no other) by DMA at its physical address.
+                setvars.append(Setvar(symbol: "driver_guest_ram_paddr", regionPaddr: guestRAM.region.name))
+            }
             for shared in device.kind.sharedRegions {
                 let region = MemoryRegion(name: device.prefix + "_" + shared.name.description, size: shared.size,
                                           pageSize: Self.pageSize(of: shared))
@@ -186,7 +201,9 @@ extension MicrokitSystem.DriverDomain {
 extension MicrokitSystem.Channel {
     func write(to xml: inout SDFWriter) {
         xml.open("channel")
-        for end in [a, b] { xml.empty("end", [("pd", end.pd), ("id", String(end.id))]) }
+        for end in [a, b] {
+            xml.empty("end", [("pd", end.pd), ("id", String(end.id))] + (end.pp ? [("pp", "true")] : []))
+        }
         xml.close("channel")
     }
 }
@@ -288,6 +305,7 @@ extension MicrokitSystem {
         for driver in drivers where used[driver.name] == nil {
             used[driver.name] = driver.interrupts.map { ($0.channel, "irq \($0.irq)") }
         }
+        for name in externalDomains where used[name] == nil { used[name] = [] }
         for channel in channels {
             for end in [channel.a, channel.b] {
                 let element = "\(channel.text): end '\(end.pd)'"

@@ -86,8 +86,10 @@ public enum SystemBuilder {
     /// network's number: its index in `networks`, the system's networks (`SystemConfiguration.vmmNetworks`;
     /// networks not in it are numbered after them, in order of first appearance in `vm`).
     /// `gic`: the system's interrupt controller (`SystemConfiguration.gic`), which every VM's guest sees.
+    /// On Microkit a card on a VMM network is a board NIC like the others (`microkitDevices`).
     public static func guestConfiguration(_ vm: VMConfiguration, networks: [String] = [],
-                                          gic: GICVersion = .v2) -> GuestConfiguration {
+                                          gic: GICVersion = .v2, platform: SystemConfiguration.Platform = .native)
+        -> GuestConfiguration {
         var configuration = GuestConfiguration()
         configuration.ramBase = vm.ramBase
         configuration.ramSize = vm.ramSize
@@ -98,7 +100,7 @@ public enum SystemBuilder {
         var devices: [ConfiguredDevice] = []
         for block in vm.blocks { devices.append(.block(readOnly: block.readOnly)) }
         for network in vm.networks {
-            guard let name = network.network else {
+            guard let name = network.network, platform == .native else {
                 devices.append(.network(mac: network.mac))
                 continue
             }
@@ -167,7 +169,7 @@ public enum SystemBuilder {
         let networks = system.vmmNetworks, boardCPUs = system.boardCPUs
         for (index, vm) in system.vms.enumerated() {
             let gic = system.gic.guestController
-            let configuration = guestConfiguration(vm, networks: networks, gic: gic)
+            let configuration = guestConfiguration(vm, networks: networks, gic: gic, platform: system.platform)
             do { try configuration.validate() } catch {
                 throw BuildError("vm[\(index)] '\(vm.name)': the guest configuration is not one the VMM accepts: \(error.message)")
             }
@@ -209,25 +211,45 @@ public enum SystemBuilder {
                 throw BuildError("platform \"microkit\" needs a Microkit SDK: set MICROKIT_SDK=/path/to/microkit-sdk-2.0.1 (SDKs come from the seL4 Microkit releases, not from Debian or PyPI)")
             }
             let boardDirectory = sdk.appendingPathComponent("board/\(environment.microkitBoard)/\(environment.microkitConfig)")
-            let description = microkitSystem(vm)
+            let library = boardDirectory.appendingPathComponent("lib").path
+            let description = microkitSystem(system)
             let objects = ["entry.o", "runtime.o", "Platform.o"].map { environment.microkitObjects.appendingPathComponent($0).path }
                 + [environment.nativeObjects.appendingPathComponent("VMMCore.o").path]
             let driverObjects = microkitDriverObjects(in: environment)
-            try requireObjects(objects + (description.drivers.isEmpty ? [] : driverObjects),
+            let needsDrivers = description.timer != nil || description.partitions.contains { !$0.drivers.isEmpty }
+            try requireObjects(objects + (needsDrivers ? driverObjects : []),
                                make: "make -C \(environment.repository.path) MICROKIT_SDK=\(sdk.path) microkit-objects")
-            let elf = environment.output.appendingPathComponent("vmm.elf")
-            try run(environment.toolchain.appendingPathComponent("ld.lld"), [
-                "-L", boardDirectory.appendingPathComponent("lib").path,
-                "-T", environment.repository.appendingPathComponent("Platforms/microkit/vmm.ld").path,
-                "--gc-sections", "-o", elf.path] + objects + [images.path, "-lmicrokit"])
-            files.append(elf)
-            for driver in description.drivers {
-                let driverELF = environment.output.appendingPathComponent(driver.programImage)
+            for (index, partition) in description.partitions.enumerated() {
+                // A VMM image carries its own VM's images only; alone, the ones linked above.
+                var vmImages = images
+                if description.partitions.count > 1 {
+                    let assembly = environment.output.appendingPathComponent("guest_images-\(index).S")
+                    try guestImagesAssembly([guests[index]]).write(to: assembly, atomically: true, encoding: .utf8)
+                    vmImages = environment.output.appendingPathComponent("guest_images-\(index).o")
+                    try run(environment.toolchain.appendingPathComponent("clang"), [
+                        "--target=aarch64-none-elf", "-c", assembly.path, "-o", vmImages.path])
+                    files += [assembly, vmImages]
+                }
+                let elf = environment.output.appendingPathComponent(partition.programImage)
                 try run(environment.toolchain.appendingPathComponent("ld.lld"),
-                        driverLinkArguments(driver.device, objects: driverObjects, output: driverELF.path,
-                                            boardLibrary: boardDirectory.appendingPathComponent("lib").path,
-                                            repository: environment.repository))
-                files.append(driverELF)
+                        vmmLinkArguments(index: index, timerServer: description.timer != nil, objects: objects + [vmImages.path],
+                                         output: elf.path, boardLibrary: library, repository: environment.repository))
+                files.append(elf)
+                for driver in partition.drivers {
+                    let driverELF = environment.output.appendingPathComponent(driver.programImage)
+                    try run(environment.toolchain.appendingPathComponent("ld.lld"),
+                            driverLinkArguments(driver.device, guestRAMSize: system.vms[index].ramSize, objects: driverObjects,
+                                                output: driverELF.path, boardLibrary: library,
+                                                repository: environment.repository))
+                    files.append(driverELF)
+                }
+            }
+            if let timer = description.timer {
+                let timerELF = environment.output.appendingPathComponent(timer.programImage)
+                try run(environment.toolchain.appendingPathComponent("ld.lld"),
+                        timerLinkArguments(objects: driverObjects, output: timerELF.path, boardLibrary: library,
+                                           repository: environment.repository))
+                files.append(timerELF)
             }
             let systemURL = environment.output.appendingPathComponent("vmm.system")
             do {
@@ -368,34 +390,90 @@ public enum SystemBuilder {
 
     /// The guest's devices in the order the VMM numbers them: the guest configuration's device list
     /// (blocks, networks, consoles), which is also QEMU's order of the board devices (`qemuArguments`).
+    /// On Microkit every card has a board device, a card on a VMM network too (`qemuArguments` joins
+    /// the board devices of a network's cards in a QEMU hub).
     public static func microkitDevices(_ vm: VMConfiguration) -> [DriverDevice] {
-        DriverDevice.list(guestConfiguration(vm).devices.map {
+        DriverDevice.list(microkitKinds(vm))
+    }
+
+    static func microkitKinds(_ vm: VMConfiguration) -> [DriverKind] {
+        guestConfiguration(vm).devices.map {
             switch $0 {
             case .block: return .block
-            case .network, .switchedNetwork: return .network   // (`vmm check` refuses VMM networks on microkit)
+            case .network, .switchedNetwork: return .network
             case .console: return .console
             }
+        }
+    }
+
+    /// Each VM's driver devices in a system on Microkit, named after their VM when there are several,
+    /// on the board transports `qemuArguments` gives them: VM by VM its devices, then (VMs after the
+    /// first) the console behind its serial port, the VMM's device `devices.count`.
+    public static func microkitDevices(_ system: SystemConfiguration) -> [[DriverDevice]] {
+        var boardStart = 0
+        return system.vms.enumerated().map { index, vm in
+            var kinds = microkitKinds(vm)
+            if index > 0 { kinds.append(.console) }
+            let devices = DriverDevice.list(kinds, boardStart: boardStart, owner: system.vms.count > 1 ? vm.name + "_" : "")
+            boardStart += kinds.count
+            return devices
+        }
+    }
+
+    /// Where each VM's RAM sits in physical memory on Microkit: one VM where its `ram_base` says
+    /// (identity-mapped); several side by side from the start of the RAM seL4 leaves to VMs, in file
+    /// order, each seen by its guest at its `ram_base` (ConfigurationValidator.microkitRAMPlacement).
+    public static func microkitRAMPlacement(_ system: SystemConfiguration) -> [UInt64] {
+        guard system.vms.count > 1 else { return system.vms.map(\.ramBase) }
+        var next = QEMUVirtBoard.guestRAMBase
+        return system.vms.map { vm in
+            defer { next += vm.ramSize }
+            return next
+        }
+    }
+
+    /// The system description on the Microkit platform: for each VM a VMM PD (`vmm.elf`, or
+    /// `<vm>_vmm.elf` with several VMs) with the guest's RAM and passthrough devices, and one driver PD
+    /// per device (`<pd>.elf`, see `microkitDevices`); with several VMs the timer PD (`timer.elf`).
+    public static func microkitSystem(_ system: SystemConfiguration) -> MicrokitPartitionedSystem {
+        let placement = microkitRAMPlacement(system), devices = microkitDevices(system)
+        return MicrokitPartitionedSystem(system.vms.indices.map { index in
+            microkitPartition(system.vms[index], index: index, of: system.vms.count, physical: placement[index],
+                              devices: devices[index])
         })
     }
 
-    /// The system description of `vm` on the Microkit platform: the VMM PD (`vmm.elf`) with the guest's
-    /// RAM and passthrough devices, and one driver PD per device (`<pd>.elf`, see `microkitDevices`).
+    /// The description of a system of `vm` alone.
     public static func microkitSystem(_ vm: VMConfiguration) -> MicrokitSystem {
-        var description = MicrokitSystem(programImage: "vmm.elf", vcpuCount: vm.vcpus)
-        // The guest's RAM as the system file asks (identity-mapped: IPA == PA).
+        microkitPartition(vm, index: 0, of: 1, physical: vm.ramBase, devices: microkitDevices(vm))
+    }
+
+    /// VM `index`'s part of a system of `count` VMs, its RAM at `physical`.
+    static func microkitPartition(_ vm: VMConfiguration, index: Int, of count: Int, physical: UInt64,
+                                  devices: [DriverDevice]) -> MicrokitSystem {
+        let owner = count > 1 ? vm.name + "_" : ""
+        var description = MicrokitSystem(vmmName: owner + "vmm", programImage: owner + "vmm.elf",
+                                         vmName: count > 1 ? vm.name : "linux", vcpuCount: vm.vcpus)
+        description.guestRAM.region.name = owner + "guest_ram"
         description.guestRAM.region.size = vm.ramSize
-        description.guestRAM.region.physAddr = vm.ramBase
+        description.guestRAM.region.physAddr = physical
         description.guestRAM.guestAddress = vm.ramBase
+        if index > 0 {
+            // The board's PL011 is the first VM's; the others' are emulated, their bytes carried by a
+            // console driver (their last device).
+            description.deviceRegions.removeAll { $0 == .uart }
+            description.interrupts.removeAll { $0 == .uart }
+        }
         // Passthrough: the region mapped into the VM where the board has it, its interrupt on the
         // channel the VMM expects (MicrokitLayout.passthroughChannel).
         for (n, region) in vm.passthrough.enumerated() {
-            description.deviceRegions.append(.init(name: "passthrough_\(region.name)", physAddr: region.address,
+            description.deviceRegions.append(.init(name: owner + "passthrough_\(region.name)", physAddr: region.address,
                                                    size: region.size, guestAddress: region.address))
             if let irq = region.irq {
                 description.interrupts.append(.init(irq: irq, channel: MicrokitLayout.passthroughChannel(n)))
             }
         }
-        description.addDrivers(for: microkitDevices(vm))
+        description.addDrivers(for: devices)
         return description
     }
 
@@ -408,11 +486,34 @@ public enum SystemBuilder {
 
     /// ld.lld's arguments for one driver PD's program image: vmm.elf's command, with the device's
     /// kind and board transport as absolute symbols (MicrokitDriverLayout.kindSymbol, slotSymbol).
-    public static func driverLinkArguments(_ device: DriverDevice, objects: [String], output: String,
+    /// A block driver also gets the size of its VM's RAM, the guest RAM its device may reach by DMA.
+    public static func driverLinkArguments(_ device: DriverDevice, guestRAMSize: UInt64, objects: [String], output: String,
                                            boardLibrary: String, repository: URL) -> [String] {
         ["-L", boardLibrary, "-T", repository.appendingPathComponent("Platforms/microkit/vmm.ld").path, "--gc-sections",
          "--defsym=\(MicrokitDriverLayout.kindSymbol)=\(device.kind.rawValue)",
-         "--defsym=\(MicrokitDriverLayout.slotSymbol)=\(device.slot)",
+         "--defsym=\(MicrokitDriverLayout.slotSymbol)=\(device.slot)"]
+            + (device.kind == .block ? ["--defsym=driver_guest_ram_size=\(hex(guestRAMSize))"] : [])
+            + ["-o", output] + objects + ["-lmicrokit"]
+    }
+
+    /// ld.lld's arguments for VM `index`'s VMM PD: with several VMs, which VM it is (`vmm_vm_index`:
+    /// VMs after the first emulate their PL011) and that the timer PD keeps its deadlines
+    /// (`vmm_timer_server`); weak symbols in entry.c, 0 when not given.
+    public static func vmmLinkArguments(index: Int, timerServer: Bool, objects: [String], output: String,
+                                        boardLibrary: String, repository: URL) -> [String] {
+        ["-L", boardLibrary, "-T", repository.appendingPathComponent("Platforms/microkit/vmm.ld").path, "--gc-sections"]
+            + (index > 0 ? ["--defsym=vmm_vm_index=\(index)"] : [])
+            + (timerServer ? ["--defsym=vmm_timer_server=1"] : [])
+            + ["-o", output] + objects + ["-lmicrokit"]
+    }
+
+    /// ld.lld's arguments for the timer PD's program image: the driver program as kind
+    /// MicrokitTimerLayout.kind, on no board transport.
+    public static func timerLinkArguments(objects: [String], output: String, boardLibrary: String,
+                                          repository: URL) -> [String] {
+        ["-L", boardLibrary, "-T", repository.appendingPathComponent("Platforms/microkit/vmm.ld").path, "--gc-sections",
+         "--defsym=\(MicrokitDriverLayout.kindSymbol)=\(MicrokitTimerLayout.kind)",
+         "--defsym=\(MicrokitDriverLayout.slotSymbol)=0",
          "-o", output] + objects + ["-lmicrokit"]
     }
 
@@ -432,8 +533,9 @@ public enum SystemBuilder {
     }
 
     /// QEMU's command line for the built system: the board, then one board device for each of
-    /// the guests' devices, in the order the VMM pairs them: VM by VM its blocks, networks (not the
-    /// cards on a VMM network: the VMM switches their frames itself, with no board device) and
+    /// the guests' devices, in the order the VMM pairs them: VM by VM its blocks, networks (native:
+    /// not the cards on a VMM network, whose frames the VMM switches itself with no board device;
+    /// Microkit: those too, each VMM network a QEMU hub joining its cards' board devices) and
     /// consoles, then for each VM after the first one more console device behind its serial port
     /// (on the socket of `serialSockets`, with `output` the build's output directory). On the
     /// native platform each vCPU owns one board CPU (`SystemConfiguration.boardCPUs`; the VMM
@@ -450,12 +552,13 @@ public enum SystemBuilder {
             arguments += ["-m", "size=2G", "-serial", "mon:stdio"]
         }
         let serials = serialSockets(system, output: output)
-        if system.vms.contains(where: { !($0.blocks.isEmpty && $0.networks.allSatisfy { $0.network != nil } && $0.consoles.isEmpty) })
+        let boardNICs = { (vm: VMConfiguration) in vm.networks.filter { $0.network == nil || system.platform == .microkit } }
+        if system.vms.contains(where: { !($0.blocks.isEmpty && boardNICs($0).isEmpty && $0.consoles.isEmpty) })
             || serials.contains(where: { $0 != nil }) {
             arguments += ["-global", "virtio-mmio.force-legacy=false"]
         }
         // QEMU ids are numbered across the system: disk k, network k, console k.
-        var disks = 0, networks = 0, consoles = 0
+        var disks = 0, networks = 0, consoles = 0, lanCards = 0
         for (index, vm) in system.vms.enumerated() {
             for block in vm.blocks {
                 arguments += ["-drive", "file=\(block.file),if=none,format=raw,id=disk\(disks)\(block.readOnly ? ",readonly=on" : "")",
@@ -466,9 +569,17 @@ public enum SystemBuilder {
             // all VMs (cards on a VMM network have no board device and take no number): slirp answers
             // from its gateway .2 and forwards host ports to .15, so every interface has a subnet of its
             // own to route replies through. Board NIC 0 keeps slirp's default 10.0.2.0/24.
-            for network in vm.networks where network.network == nil {
-                let forwards = network.forwards.map { ",hostfwd=\($0.protocol):127.0.0.1:\($0.host)-:\($0.guest)" }.joined()
+            for network in boardNICs(vm) {
                 let mac = network.mac.map { String(format: "%02x", $0) }.joined(separator: ":")
+                if let name = network.network {
+                    // Microkit: a card on VMM network `name` (the system's networks in order: a hub each).
+                    let hub = system.vmmNetworks.firstIndex(of: name) ?? 0
+                    arguments += ["-netdev", "hubport,id=lan\(lanCards),hubid=\(hub)",
+                                  "-device", "virtio-net-device,netdev=lan\(lanCards),mac=\(mac)"]
+                    lanCards += 1
+                    continue
+                }
+                let forwards = network.forwards.map { ",hostfwd=\($0.protocol):127.0.0.1:\($0.host)-:\($0.guest)" }.joined()
                 arguments += ["-netdev", "user,id=net\(networks),net=\(networkSubnet(networks))\(forwards)",
                               "-device", "virtio-net-device,netdev=net\(networks),mac=\(mac)"]
                 networks += 1

@@ -19,7 +19,9 @@
 //     platform = "native"              "native" (EL2 on the board) or "microkit" (seL4 Microkit)
 //
 //     [[vm]]                           native: one or more (all VMs' vCPUs at most 8, their RAM at most
-//                                      255G less 128M in all: QEMU -m is 128M + that, at least 1G); microkit: exactly one
+//                                      255G less 128M in all: QEMU -m is 128M + that, at least 1G); microkit:
+//                                      one or more (at most 32), their RAM at most 512M in all, one VMM PD
+//                                      each (SystemBuilder.microkitSystem)
 //     name = "linux"                   1–32 of a-z 0-9 _ -, unique
 //     kernel = "Image"                 REQUIRED: an arm64 Linux Image
 //     initrd = "initramfs.cpio.gz"     optional
@@ -27,7 +29,9 @@
 //     ram = "512M"                     bytes, or a string with a K/M/G suffix; a multiple of 2M, at least 16M,
 //                                      at most 255G less 128M (native) or 512M (microkit)
 //     ram_base = 0x40000000            2 MiB aligned; RAM inside [0x40000000, 0x10000000000) (native: a
-//                                      40-bit guest physical address space) or [0x40000000, 0x100000000) (microkit)
+//                                      40-bit guest physical address space) or [0x40000000, 0x100000000) (microkit).
+//                                      Guest-physical: where the RAM really is, the VMM decides (microkit: one
+//                                      VM at ram_base, several side by side from 0x40000000 in file order)
 //     vcpus = 1                        1–8 (GICv2) or 1–32 (GICv3); native: one board CPU each, all VMs' at
 //                                      most 8 (GICv2) or 32 (GICv3); microkit: 1–8, on one core
 //     cpus = [2, 3]                    native only: the board CPU of each vCPU (vCPU i on cpus[i]), 0–7, as
@@ -50,7 +54,8 @@
 //                                      VM's, from 0; 0x50 + N past 9); unicast, unique in the system
 //     network = "lan"                  none: a board NIC on a QEMU user network of its own; given: the card
 //                                      joins the VMM's network of that name (1–32 of a-z 0-9 _ -) instead,
-//                                      with no board device. Native only; a network joins cards of two VMs
+//                                      with no board device (microkit: a board NIC each, joined in a QEMU hub,
+//                                      each behind its own VM's driver PD). A network joins cards of two VMs
 //                                      at least, one card of each; at most 16 networks, numbered in order of
 //                                      first appearance in the file (SystemConfiguration.vmmNetworks)
 //     forward = ["tcp:8080:80"]        none; "tcp|udp:HOSTPORT:GUESTPORT", host ports unique per protocol;
@@ -70,8 +75,8 @@
 // Paths (kernel, initrd, file, socket, serial) are relative to the configuration file's directory
 // and are absolute in the model. Virtio devices take virtio-mmio slots in the order block, net,
 // console. The board's devices behind them (QEMU's virtio-mmio transports, 32 in all) are, in file
-// order, VM by VM: its blocks, networks (not those on a VMM network) and consoles, then (VMs after the
-// first) its serial console.
+// order, VM by VM: its blocks, networks (native: not those on a VMM network) and consoles, then (VMs
+// after the first) its serial console.
 
 import Foundation
 import VMMCore

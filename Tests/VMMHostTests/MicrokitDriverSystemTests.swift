@@ -78,6 +78,7 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
                     <map mr="disk0_responses" vaddr="0x20005000" perms="rw" />
                     <map mr="disk0_info" vaddr="0x20007000" perms="rw" />
                     <setvar symbol="driver_dma_paddr" region_paddr="disk0_driver_dma" />
+                    <setvar symbol="driver_guest_ram_paddr" region_paddr="guest_ram" />
                     <setvar symbol="driver_data_paddr" region_paddr="disk0_data" />
                 </protection_domain>
                 <channel>
@@ -343,7 +344,7 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
 
     func testSetvarsNeedAnExistingRegionAndADistinctCSymbol() {
         var system = oneOfEach
-        system.drivers[0].setvars[1].regionPaddr = "disk0_dat"
+        system.drivers[0].setvars[2].regionPaddr = "disk0_dat"
         system.drivers[1].setvars[1].symbol = Layout.dmaPhysicalSymbol.description
         system.drivers[2].setvars[0].symbol = "driver-dma"
         XCTAssertEqual(errors(system), [
@@ -396,12 +397,22 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
                                  "/r/build/microkit/qemu_virt_aarch64/debug/DriverPlatform.o",
                                  "/r/build/native/VMMCore.o"])
         let net = DriverDevice(kind: .network, index: 0, position: 2)
-        XCTAssertEqual(SystemBuilder.driverLinkArguments(net, objects: objects, output: "/o/net0_driver.elf",
+        XCTAssertEqual(SystemBuilder.driverLinkArguments(net, guestRAMSize: 0x2000_0000, objects: objects,
+                                                         output: "/o/net0_driver.elf",
                                                          boardLibrary: "/sdk/board/qemu_virt_aarch64/debug/lib",
                                                          repository: environment.repository),
                        ["-L", "/sdk/board/qemu_virt_aarch64/debug/lib", "-T", "/r/Platforms/microkit/vmm.ld",
                         "--gc-sections", "--defsym=driver_kind=2", "--defsym=driver_device_slot=29",
                         "-o", "/o/net0_driver.elf"] + objects + ["-lmicrokit"])
+        // A block driver learns how much of its VM's RAM its device may reach by DMA.
+        let disk = DriverDevice(kind: .block, index: 0, position: 0)
+        XCTAssertEqual(SystemBuilder.driverLinkArguments(disk, guestRAMSize: 0x2000_0000, objects: objects,
+                                                         output: "/o/disk0_driver.elf",
+                                                         boardLibrary: "/sdk/board/qemu_virt_aarch64/debug/lib",
+                                                         repository: environment.repository),
+                       ["-L", "/sdk/board/qemu_virt_aarch64/debug/lib", "-T", "/r/Platforms/microkit/vmm.ld",
+                        "--gc-sections", "--defsym=driver_kind=1", "--defsym=driver_device_slot=31",
+                        "--defsym=driver_guest_ram_size=0x20000000", "-o", "/o/disk0_driver.elf"] + objects + ["-lmicrokit"])
     }
 
     func testMicrokitLinuxExamplePassesCheckAndDescribesItsThreeDrivers() throws {

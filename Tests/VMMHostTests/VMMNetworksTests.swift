@@ -136,14 +136,14 @@ final class VMMNetworksConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(errors(seventeen), expected)
     }
 
-    func testNetworksBetweenVMsNeedTheNativePlatform() throws {
+    func testNetworksBetweenVMsFollowTheSameRulesOnMicrokit() throws {
         try writeGuest()
         let microkit = "[system]\nplatform = \"microkit\"\n"
         XCTAssertEqual(errors(microkit + minimal + card("lan")), [
-            "system.toml: vm[0].net[0].network: networks between VMs need the native platform",
+            "system.toml: vm[0].net[0].network: network 'lan' joins only this card; a network needs cards of at least two VMs",
         ])
         XCTAssertEqual(errors(microkit + minimal + card("lan", "forward = [\"tcp:8080:80\"]\n")), [
-            "system.toml: vm[0].net[0].network: networks between VMs need the native platform",
+            "system.toml: vm[0].net[0].network: network 'lan' joins only this card; a network needs cards of at least two VMs",
             "system.toml: vm[0].net[0].forward: a card on a VMM network has no host port forwarding; forwards belong to a "
                 + "card without `network`",
         ])

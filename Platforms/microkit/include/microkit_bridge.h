@@ -62,6 +62,22 @@ static inline void vmm_timer_disarm(void) {
     __asm__ volatile("msr cntp_ctl_el0, %0; isb" :: "r"((uint64_t)0));
 }
 
+/// Which VM this VMM PD runs in a system of several (0: the first, or the only one) and whether the
+/// timer PD keeps its timer deadline (a system of several VMs) rather than this PD arming the timer
+/// itself: absolute symbols `vmm build` gives the linker (SystemBuilder.vmmLinkArguments), weak so
+/// that an image linked without them reads 0.
+extern char vmm_vm_index[] __attribute__((weak));
+extern char vmm_timer_server[] __attribute__((weak));
+static inline uintptr_t vmm_vm_number(void) { return (uintptr_t)vmm_vm_index; }
+static inline _Bool vmm_has_timer_server(void) { return (uintptr_t)vmm_timer_server != 0; }
+
+/// Asks the timer PD (a protected procedure call on `channel`) to notify this PD when the counter
+/// reaches `deadline` (0: never); returns the reply's label (0: done).
+static inline seL4_Word vmm_timer_server_call(microkit_channel channel, seL4_Word label, uint64_t deadline) {
+    microkit_mr_set(0, deadline);
+    return microkit_msginfo_get_label(microkit_ppcall(channel, microkit_msginfo_new(label, 1)));
+}
+
 /// Device registers, for the driver PDs: volatile accesses the compiler neither merges nor elides.
 static inline uint32_t mmio_read32(uintptr_t address) { return *(volatile uint32_t *)address; }
 static inline uint16_t mmio_read16(uintptr_t address) { return *(volatile uint16_t *)address; }
