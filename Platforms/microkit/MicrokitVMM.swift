@@ -122,9 +122,33 @@ func logHex(_ value: UInt64) {
     }
 }
 
+/// "VM n " in a system of several VMs (each VMM PD's messages share the board's serial line), else
+/// nothing.
+func logVM() {
+    guard vmm_has_timer_server() else { return }
+    log("VM ")
+    logDecimal(UInt64(vmm_vm_number()))
+    log(" ")
+}
+
+/// The end of a message about this VM's end: in a system of several, that the others go on.
+func logOthersGoOn() {
+    log(vmm_has_timer_server() ? "; the other VMs go on\n" : "\n")
+}
+
+func logDecimal(_ value: UInt64) {
+    if value >= 10 { logDecimal(value / 10) }
+    microkit_dbg_putc(Int32(48 + value % 10))
+}
+
 @_cdecl("vmm_init")
 func vmmInit() {
-    log("vmm: Microkit protection domain, starting the guest\n")
+    log("vmm: Microkit protection domain, starting the guest")
+    if vmm_has_timer_server() {
+        log(" of VM ")
+        logDecimal(UInt64(vmm_vm_number()))
+    }
+    log("\n")
     guard let host = UnsafeMutableRawPointer(bitPattern: UInt(guest_ram_vaddr)) else {
         log("vmm: guest RAM is not mapped (guest_ram_vaddr is 0): check the system description\n")
         return
@@ -405,13 +429,21 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
         microkit_vcpu_stop(child)
         return seL4_Bool(0)
     case .powerOff:
-        log("vmm: guest powered off\n")
+        log("vmm: ")
+        logVM()
+        log("guest powered off")
+        logOthersGoOn()
     case .reset:
-        log("vmm: guest asked for a reset; stopping it\n")
+        log("vmm: ")
+        logVM()
+        log("guest asked for a reset; stopping it")
+        logOthersGoOn()
     case .stop(let report):
         log("\nvmm: guest stopped: ")
         log(report.reasonText)
-        log("\nvmm:   vCPU ")
+        log("\nvmm:   ")
+        logVM()
+        log("vCPU ")
         logHex(UInt64(report.vcpu))
         log(" PC ")
         logHex(report.pc)
@@ -420,6 +452,11 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
         log(" address ")
         logHex(report.address)
         log("\n")
+        if vmm_has_timer_server() {
+            log("vmm: VM ")
+            logDecimal(UInt64(vmm_vm_number()))
+            log(" stopped; the other VMs go on\n")
+        }
     }
     stopGuest()
     return seL4_Bool(0)

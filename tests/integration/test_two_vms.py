@@ -45,6 +45,7 @@ examples/two-vms.toml fails the test.
 """
 
 import hashlib
+import os
 import re
 import sys
 import time
@@ -55,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
     INIT_DONE, REPO_ROOT, ExampleError, SerialConsoleError, SocketConsole, fetch, move_devices, read_example,
-    require_qemu_and_host_tool, short_temp_dir, start_vmm_run, strip_ansi, vm_copy, write_system)
+    TEST_CPU, TEST_GIC, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, strip_ansi, vm_copy, write_system)
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 VM_NAMES = ("a", "b")
@@ -103,53 +104,60 @@ def guest_md5(offset_mib):
 
 # -- the system file ----------------------------------------------------------------------------
 
-def system_file(directory):
+def system_file(directory, example=EXAMPLE):
     """The example's system copied into `directory` (serial_console's vm_copy and move_devices):
     absolute kernel and initrd, VM x's disk on directory/x-disk0.img, VM b's serial socket
     directory/b.serial.sock, the forwarded host port a free one. Returns (path of the file, {vm: disk
     path}, serial socket of b, (host port, guest port)); ExampleError when the example is not the
     system this test is about."""
-    data = read_example(EXAMPLE, "the two-VM example is what this test boots")
+    data = read_example(example, "the two-VM example is what this test boots")
     vms = data.get("vm", [])
     names = tuple(vm.get("name") for vm in vms)
     if names != VM_NAMES:
-        raise ExampleError(EXAMPLE, f"expected VMs {VM_NAMES}, found {names}")
+        raise ExampleError(example, f"expected VMs {VM_NAMES}, found {names}")
     copies, disks, serial, forward = [], {}, directory / "b.serial.sock", None
     for vm in vms:
-        vm, devices = vm_copy(vm, EXAMPLE)
+        vm, devices = vm_copy(vm, example)
         name = vm["name"]
         if vm.get("vcpus") != VCPUS:
-            raise ExampleError(EXAMPLE, f"vm '{name}': expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
+            raise ExampleError(example, f"vm '{name}': expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
         blocks = devices.get("block", [])
         if len(blocks) != 1:
-            raise ExampleError(EXAMPLE, f"vm '{name}': expected one disk ([[vm.block]]), found {len(blocks)}")
+            raise ExampleError(example, f"vm '{name}': expected one disk ([[vm.block]]), found {len(blocks)}")
         if name == "b":
             vm["serial"] = str(serial)
-        (disks[name],), forwards = move_devices(devices, directory, EXAMPLE, stem=f"{name}-")
+        (disks[name],), forwards = move_devices(devices, directory, example, stem=f"{name}-")
         if name == "a" and forwards:
             _, _, host, guest = forwards[0]
             forward = (host, guest)
         copies.append((vm, devices))
     if forward is None or forward[1] != 80:
-        raise ExampleError(EXAMPLE, f"expected VM a to forward a host port to its port 80, found {forward}")
-    return write_system(directory / "two-vms.toml", data.get("system"), copies), disks, serial, forward
+        raise ExampleError(example, f"expected VM a to forward a host port to its port 80, found {forward}")
+    return write_system(directory / example.name, data.get("system"), copies), disks, serial, forward
 
 
 # -- the tests ------------------------------------------------------------------------------------
 
 class TwoVMTests(unittest.TestCase):
+    EXAMPLE = EXAMPLE
+    OPTIONS = ()            # more `vmm run` options
+    BOOT_TIMEOUT = BOOT_TIMEOUT
+    # The second line of a stop report: "VM n vCPU m PC .. ESR .. address ..".
+    STOP_REPORT = (rb"vmm:\s+(VM (\d+) vCPU (\d+) PC (0x[0-9a-fA-F]+) ESR (0x[0-9a-fA-F]+) "
+                   rb"address (0x[0-9a-fA-F]+))\r?\n")
+
     @classmethod
     def setUpClass(cls):
         require_qemu_and_host_tool()
 
     def setUp(self):
         self.dir = short_temp_dir("vmm-2vm-", self)
-        self.system, self.disks, self.serial, (self.port, _) = system_file(self.dir)
+        self.system, self.disks, self.serial, (self.port, _) = system_file(self.dir, self.EXAMPLE)
 
     def boot(self, name):
         """`vmm run` of the generated system; returns (board = VM a's console, VM b's console), both at
         their shell's prompt."""
-        board = start_vmm_run(self.system, self.dir / "build", f"{name}-board")
+        board = start_vmm_run(self.system, self.dir / "build", f"{name}-board", *self.OPTIONS)
         self.addCleanup(board.kill)
         announced = board.expect(rb"vm 'b': serial console on (\S+) \(connect with", BUILD_TIMEOUT)
         if announced.group(1).decode() != str(self.serial):
@@ -159,11 +167,11 @@ class TwoVMTests(unittest.TestCase):
         b = SocketConsole(self.serial, board, name=f"{name}-b")
         self.addCleanup(b.close)
         b.connect(CONNECT_TIMEOUT)
-        board.expect(INIT_DONE, BOOT_TIMEOUT)
-        board.wait_for_prompt(BOOT_TIMEOUT)
+        board.expect(INIT_DONE, self.BOOT_TIMEOUT)
+        board.wait_for_prompt(self.BOOT_TIMEOUT)
         a_ready = time.monotonic() - board.started_at
-        b.expect(INIT_DONE, BOOT_TIMEOUT)
-        b.wait_for_prompt(BOOT_TIMEOUT)
+        b.expect(INIT_DONE, self.BOOT_TIMEOUT)
+        b.wait_for_prompt(self.BOOT_TIMEOUT)
         print(f"\n[{name}] boot to both prompts, build included: VM a {a_ready:.2f} s, VM b "
               f"{time.monotonic() - board.started_at:.2f} s", file=sys.stderr)
         return board, b
@@ -267,11 +275,11 @@ class TwoVMTests(unittest.TestCase):
         """The example's network "lan" (the VMM's switch): each VM's card on it, found by the MAC the file
         gives it, gets an address; ping goes both ways; 2 MiB of random bytes go from a to b over TCP
         (Linux uses the card's checksum and segmentation offloads) and arrive with the same md5."""
-        data = tomllib.loads(EXAMPLE.read_text())
+        data = tomllib.loads(self.EXAMPLE.read_text())
         addresses = {"a": LAN_ADDRESSES[0], "b": LAN_ADDRESSES[1]}
         for vm, console in (("a", board), ("b", b)):
             cards = [t for t in next(v for v in data["vm"] if v["name"] == vm).get("net", []) if "network" in t]
-            self.assertEqual(len(cards), 1, f"{EXAMPLE}: vm '{vm}' should have one card on a VMM network")
+            self.assertEqual(len(cards), 1, f"{self.EXAMPLE}: vm '{vm}' should have one card on a VMM network")
             name = console.run(f"for i in /sys/class/net/*; do [ \"$(cat $i/address)\" = {cards[0]['mac'].lower()} ] "
                                f"&& basename $i; done", timeout=COMMAND_TIMEOUT).strip()
             self.assertRegex(name, r"^eth\d$", f"VM {vm} has no card with MAC {cards[0]['mac']}{self.logs(board, b)}")
@@ -296,8 +304,7 @@ class TwoVMTests(unittest.TestCase):
     def check_stop(self, board, b):
         b.sendline(f"devmem 0x{GICH:08x}")
         reason = board.expect(rb"vmm: guest stopped: ([^\r\n]*)\r?\n", STOP_TIMEOUT)
-        where = board.expect(rb"vmm:\s+(VM (\d+) vCPU (\d+) PC (0x[0-9a-fA-F]+) ESR (0x[0-9a-fA-F]+) "
-                             rb"address (0x[0-9a-fA-F]+))\r?\n", STOP_TIMEOUT)
+        where = board.expect(self.STOP_REPORT, STOP_TIMEOUT)
         print(f"[two-vms] VM b stopped: {reason.group(1).decode(errors='replace')}; "
               f"{where.group(1).decode(errors='replace')}", file=sys.stderr)
         self.assertEqual(int(where.group(2)), 1, f"the stop report names VM {where.group(2).decode()}, not VM 1 "
@@ -379,6 +386,96 @@ class TwoVMTests(unittest.TestCase):
                                     f"{self.logs(board, b)}")
         self.assertRegex(board.log.decode("utf-8", "replace"), r"vmm: VM 0 powered off; it was the last VM",
                          "the VMM did not report VM a's power-off as the last VM's")
+
+
+class MicrokitTwoVMTests(TwoVMTests):
+    """The same system on seL4: examples/microkit-two-vms.toml (examples/two-vms.toml on the Microkit
+    platform), `vmm run FILE --microkit-config CONFIG` with MICROKIT_SDK in the environment. Each VM has
+    a VMM protection domain of its own; VM b's PL011 is emulated by its VMM, its bytes carried by a
+    console driver PD to its socket; the network "lan" is a board NIC per VM, each behind its own
+    VM's driver PD, joined by a QEMU hub. The VMM PDs' messages go to the board's serial line (seL4's
+    debug output), VM a's console, with "VM n" in them. On Microkit the board stays on when a VM
+    powers off (seL4 has no power-off for a PD), so each boot ends with the test stopping QEMU, and a
+    VM that resets is stopped, not rebooted. Skipped without MICROKIT_SDK, and on the test matrix's
+    other boards.
+
+      boot 1 (test_disks_apart_and_a_stopped_vm_leaves_the_other_running)
+        shells, long line, disks, lan as on native;
+        stop       `devmem 0x08030000` in VM b (the GIC's hypervisor interface, which no VM maps): the
+                   board's line shows "vmm: guest stopped: ...", "vmm:   VM 1 vCPU 0x.. PC .. ESR ..
+                   address 0x..08030000" and "vmm: VM 1 stopped; the other VMs go on";
+        b silent, a disk, a network as on native.
+      boot 2 (test_a_vm_cannot_reach_the_other_vms_ram)
+        shells     both shells answer;
+        reach      VM b writes a marker into its RAM (a file in its tmpfs); `devmem 0x50000000` in VM a,
+                   the physical address of VM b's RAM (and past the end of VM a's, which both guests see
+                   at 0x40000000): VM a is stopped with a report naming that address, "VM 0 stopped";
+        b goes on  VM b still answers, still has its marker, and writes and reads its disk with O_DIRECT
+                   (its host file has the write, VM a's does not).
+    """
+    EXAMPLE = REPO_ROOT / "examples/microkit-two-vms.toml"
+    OPTIONS = ("--microkit-config", os.environ.get("MICROKIT_CONFIG") or "debug")
+    BOOT_TIMEOUT = 600.0        # two guests' boots share one core under seL4, on TCG
+    STOP_REPORT = (rb"vmm:\s+(VM (\d+) vCPU (0x[0-9a-f]+) PC (0x[0-9a-f]+) ESR (0x[0-9a-f]+) "
+                   rb"address (0x[0-9a-f]+))\r?\n")
+    B_RAM_PHYSICAL = 0x50000000     # after VM a's 256 MiB at 0x40000000 (SystemBuilder.microkitRAMPlacement)
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.environ.get("MICROKIT_SDK"):
+            raise unittest.SkipTest("needs a Microkit SDK: run with MICROKIT_SDK=/path/to/sdk")
+        if TEST_GIC or TEST_CPU:
+            raise unittest.SkipTest("the board matrix is the native platform's; Microkit runs GICv2 and a Cortex-A53")
+        require_qemu_and_host_tool()
+
+    def test_disks_apart_and_a_stopped_vm_leaves_the_other_running(self):
+        board, b = self.boot("mk-two-vms-stop")
+        self.run_checks(board, b, [
+            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("a line longer than the PL011's FIFO, written at once, reaches VM b whole", self.check_long_line),
+            ("each VM's disk writes land in its own file only", self.check_disks),
+            ("the network between a and b: ping both ways, 2 MiB over TCP arrive intact", self.check_lan),
+            ("VM b reading the GIC hypervisor interface is stopped with a report", self.check_stop),
+            ("VM b's console stops answering", self.check_b_silent),
+            ("VM a still answers and reads and writes its disk with O_DIRECT", self.check_a_disk),
+            ("VM a's network: httpd page through the forwarded port", self.check_a_network),
+        ])
+
+    def test_one_vm_reboots_and_powers_off_while_the_other_runs(self):
+        raise unittest.SkipTest("on Microkit a VM that resets or powers off is stopped (no reboot, the board stays on)")
+
+    def test_a_vm_cannot_reach_the_other_vms_ram(self):
+        board, b = self.boot("mk-two-vms-reach")
+        self.run_checks(board, b, [
+            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("VM a reading VM b's RAM at its physical address is stopped with a report", self.check_a_reaches_b),
+            ("VM b goes on: its shell, its memory and its disk", self.check_b_goes_on),
+        ])
+
+    def check_a_reaches_b(self, board, b):
+        b.run("echo vmm-b-marker-$((6*7)) > /tmp/marker", timeout=COMMAND_TIMEOUT, check=True)
+        board.sendline(f"devmem 0x{self.B_RAM_PHYSICAL:08x}")
+        board.expect(rb"vmm: guest stopped: ([^\r\n]*)\r?\n", STOP_TIMEOUT)
+        where = board.expect(self.STOP_REPORT, STOP_TIMEOUT)
+        self.assertEqual(int(where.group(2)), 0, f"the stop report names VM {where.group(2).decode()}, not VM 0 (a)"
+                                                 f"{self.logs(board, b)}")
+        self.assertEqual(int(where.group(6), 16), self.B_RAM_PHYSICAL,
+                         f"the stop report's address is {where.group(6).decode()}{self.logs(board, b)}")
+        board.expect(rb"vmm: VM 0 stopped; the other VMs go on", STOP_TIMEOUT)
+
+    def check_b_goes_on(self, board, b):
+        said = b.run("echo b-after-a-stopped-$((6*7)); cat /tmp/marker", timeout=COMMAND_TIMEOUT)
+        self.assertIn("b-after-a-stopped-42", said, f"VM b's shell after VM a stopped{self.logs(board, b)}")
+        self.assertIn("vmm-b-marker-42", said, f"VM b's marker in its RAM{self.logs(board, b)}")
+        late, line = late_pattern("b")
+        output = b.run(guest_write(line, 2, direct=True), timeout=COMMAND_TIMEOUT)
+        self.assertEqual(b.last_status, 0, f"VM b's O_DIRECT write after VM a stopped failed:\n{output}{self.logs(board, b)}")
+        digest = b.run(guest_md5(2), timeout=COMMAND_TIMEOUT)
+        self.assertEqual(digest.split()[:1], [hashlib.md5(late).hexdigest()],
+                         f"VM b's O_DIRECT read back of its write after VM a stopped{self.logs(board, b)}")
+        self.assertTrue(self.disks["b"].read_bytes()[2 * MIB:3 * MIB] == late,
+                        f"{self.disks['b'].name} does not hold VM b's O_DIRECT write at 2 MiB")
+        self.assertNotIn(line, self.disks["a"].read_bytes(), f"{self.disks['a'].name} holds VM b's late write")
 
 
 if __name__ == "__main__":
