@@ -114,6 +114,43 @@ final class DriverServerTests: XCTestCase {
         XCTAssertEqual(responses.dequeue(), BlockResponse(.ok, successCount: 1, id: 1))
     }
 
+    func testWithoutAGuestRAMWindowOnlyTheDataRegionIsServed() throws {
+        // A driver built without its VM's guest RAM (address or size 0) serves with no window.
+        let rig = try BlockRig(dataBlocks: 8, connected: false, zeroCopy: false)
+        var (requests, responses) = vmmQueues(rig)
+        let guestRAM = MicrokitDriverLayout.blockGuestRAMOffset
+        let offsets: [UInt64] = [guestRAM, guestRAM + 0x10_0000, BlockRig.ramWindowOffset, 8 * 4096]
+        for (n, offset) in offsets.enumerated() {
+            XCTAssertTrue(requests.enqueue(BlockRequest(.write, offset: offset, blockNumber: 0, count: 1,
+                                                        id: UInt32(n))))
+        }
+        XCTAssertTrue(requests.enqueue(BlockRequest(.read, offset: 0, blockNumber: 2, count: 1, id: 9)))
+        XCTAssertTrue(rig.server.value.serve())
+        var answers: [BlockResponse] = []
+        while let response = responses.dequeue() { answers.append(response) }
+        XCTAssertEqual(answers, (0..<4).map { BlockResponse(.invalidParameter, successCount: 0, id: UInt32($0)) }
+                       + [BlockResponse(.ok, successCount: 1, id: 9)])
+        XCTAssertEqual(rig.deviceRequests, [[0, 16]], "only the read into the data region reached the device")
+    }
+
+    func testEachDriversGuestRAMWindowStartsAfterTheDataRegionAndEndsWithItsVMsRAM() {
+        let data = DriverSharedRegion.block[3]
+        let window = MicrokitDriverLayout.blockGuestRAMWindow(physical: 0x8000_0000, size: 0x1000_0000)
+        XCTAssertEqual(window.offset, data.size, "request offsets from 0 name the data region, then guest RAM")
+        XCTAssertEqual(window.offset, MicrokitDriverLayout.blockGuestRAMOffset)
+        let start = MicrokitDriverLayout.blockGuestRAMOffset
+        XCTAssertEqual(window.physical(offset: start, length: 4096), 0x8000_0000)
+        XCTAssertEqual(window.physical(offset: start + 0x1000_0000 - 4096, length: 4096), 0x8fff_f000)
+        XCTAssertNil(window.physical(offset: start + 0x1000_0000 - 4095, length: 4096), "past the VM's RAM")
+        XCTAssertNil(window.physical(offset: start - 4096, length: 4096))
+        let empty = MicrokitDriverLayout.blockGuestRAMWindow(physical: 0x8000_0000, size: 0)
+        XCTAssertNil(empty.physical(offset: start, length: 4096))
+        XCTAssertEqual(MicrokitDriverLayout.blockGuestRAMWindow,
+                       MicrokitDriverLayout.blockGuestRAMWindow(physical: QEMUVirtBoard.guestRAMBase,
+                                                                size: QEMUVirtBoard.guestRAMSize),
+                       "one VM at QEMU virt's RAM base, as before")
+    }
+
     // MARK: Network
 
     func testBadTxEntriesAreSkippedAndNeverReachTheDevice() throws {

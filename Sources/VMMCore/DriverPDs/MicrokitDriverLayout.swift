@@ -135,6 +135,12 @@ public enum MicrokitDriverLayout {
     public static let dataPhysicalSymbol: StaticString = "driver_data_paddr"
     public static let kindSymbol: StaticString = "driver_kind"
     public static let slotSymbol: StaticString = "driver_device_slot"
+    /// A block driver's view of its VM's guest RAM (blockGuestRAMWindow(physical:size:)): the RAM
+    /// region's physical address, patched by `<setvar symbol=… region_paddr=…/>` of the VM's guest RAM
+    /// region, and its size in bytes, given to the linker (`--defsym`). A driver without either serves
+    /// its disk with no guest RAM window.
+    public static let guestRAMPhysicalSymbol: StaticString = "driver_guest_ram_paddr"
+    public static let guestRAMSizeSymbol: StaticString = "driver_guest_ram_size"
 
     /// Drivers run above the VMM (a request the VMM hands over is served before the VMM runs
     /// again), the VMM above its guest.
@@ -159,11 +165,18 @@ public enum MicrokitDriverLayout {
     /// batch (virtio-blk's seg_max of 510 segments, each at least one entry), so a request costs one
     /// round trip to the driver (16 KiB of requests, 6 KiB of responses).
     public static let blockQueueCapacity: UInt32 = 512
-    /// Zero copy: block request offsets from the end of the `data` region on name guest RAM, which is
-    /// identity-mapped (the generator fixes the guest_ram region's physical address at the guest's RAM
-    /// base), so a block driver hands the guest's own buffers to its device without mapping them.
-    public static let blockGuestRAMWindow = DMAWindow(offset: 0x20_0000, physical: QEMUVirtBoard.guestRAMBase,
-                                                      size: QEMUVirtBoard.guestRAMSize)
+    /// Zero copy: block request offsets from the end of the `data` region on name guest RAM, so a block
+    /// driver hands the guest's own buffers to its device without mapping them. The VMM offsets guest
+    /// RAM by `blockGuestRAMOffset`; each driver reaches its VM's RAM at the physical address and for
+    /// the size it was built with (guestRAMPhysicalSymbol, guestRAMSizeSymbol).
+    public static let blockGuestRAMOffset: UInt64 = 0x20_0000
+    public static func blockGuestRAMWindow(physical: UInt64, size: UInt64) -> DMAWindow {
+        DMAWindow(offset: blockGuestRAMOffset, physical: physical, size: size)
+    }
+    /// The window of a single VM whose RAM is identity-mapped at QEMU virt's default (the generator
+    /// fixes the guest_ram region's physical address at the guest's RAM base).
+    public static let blockGuestRAMWindow = blockGuestRAMWindow(physical: QEMUVirtBoard.guestRAMBase,
+                                                                size: QEMUVirtBoard.guestRAMSize)
     /// Bytes of one block transfer unit (sDDF's BLK_TRANSFER_SIZE).
     public static let blockTransferSize: UInt64 = 4096
     /// Entries of each net queue, and the bytes of one net buffer (rx_data and tx_data hold
