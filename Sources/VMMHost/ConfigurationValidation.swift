@@ -425,6 +425,13 @@ struct ConfigurationValidator {
                                + "\(MicrokitTimerLayout.maxClients) VMs (its timer PD's clients), found \(system.vms.count)")
         }
         guard system.vms.count > 1 else { return }
+        // The Microkit 2.0.1 tool numbers the vCPU threads of a VM from its VM's index plus the vCPU's
+        // (tool/microkit/src/main.rs, `vcpu_tcb_objs[vm_idx + vcpu_idx]`), so two VMs would share a
+        // thread unless every VM but the last has one vCPU; its monitor then stops at boot.
+        for index in vms.dropLast() where system.vms[index].vcpus > 1 && !diagnostics.hasError(at: "vm[\(index)].vcpus") {
+            diagnostics.report("vm[\(index)].vcpus", "with several VMs the microkit platform (Microkit 2.0.1's tool) gives "
+                               + "only the last VM more than one vCPU, found \(system.vms[index].vcpus)")
+        }
         let sized = vms.filter { !diagnostics.hasError(at: "vm[\($0)].ram") }
         let ram = sized.reduce(UInt64(0)) { $0 + system.vms[$1].ramSize }
         var physical = Self.ramStart

@@ -127,7 +127,7 @@ extension MicrokitSystem {
             var setvars = [Setvar(symbol: layout.dmaPhysicalSymbol.description, regionPaddr: dma.name)]
             if device.kind == .block {
                 // Zero copy: the device reaches this VM's RAM (and no other) by DMA at its physical address.
-                setvars.append(Setvar(symbol: "driver_guest_ram_paddr", regionPaddr: guestRAM.region.name))
+                setvars.append(Setvar(symbol: layout.guestRAMPhysicalSymbol.description, regionPaddr: guestRAM.region.name))
             }
             for shared in device.kind.sharedRegions {
                 let region = MemoryRegion(name: device.prefix + "_" + shared.name.description, size: shared.size,

@@ -492,7 +492,7 @@ public enum SystemBuilder {
         ["-L", boardLibrary, "-T", repository.appendingPathComponent("Platforms/microkit/vmm.ld").path, "--gc-sections",
          "--defsym=\(MicrokitDriverLayout.kindSymbol)=\(device.kind.rawValue)",
          "--defsym=\(MicrokitDriverLayout.slotSymbol)=\(device.slot)"]
-            + (device.kind == .block ? ["--defsym=driver_guest_ram_size=\(hex(guestRAMSize))"] : [])
+            + (device.kind == .block ? ["--defsym=\(MicrokitDriverLayout.guestRAMSizeSymbol)=\(hex(guestRAMSize))"] : [])
             + ["-o", output] + objects + ["-lmicrokit"]
     }
 

@@ -36,6 +36,17 @@ final class MicrokitSeveralVMsConfigurationTests: ConfigurationTestCase {
         XCTAssertEqual(SystemBuilder.microkitRAMPlacement(one), [0x4800_0000])
     }
 
+    func testOnlyTheLastVMHasSeveralVCPUsAsMicrokit201sToolNumbersThem() throws {
+        try writeGuest()
+        XCTAssertEqual(errors(microkit + vm("a", "vcpus = 1\n") + vm("b", "vcpus = 4\n")), [])
+        XCTAssertEqual(errors(microkit + vm("a", "vcpus = 2\n") + vm("b", "vcpus = 2\n")), [
+            "system.toml: vm[0].vcpus: with several VMs the microkit platform (Microkit 2.0.1's tool) gives only the "
+                + "last VM more than one vCPU, found 2",
+        ])
+        // One VM alone has up to 8.
+        XCTAssertEqual(errors(microkit + vm("a", "vcpus = 8\n")), [])
+    }
+
     func testPassthroughNeedsAVMWhoseRAMIsWhereItsGuestSeesIt() throws {
         try writeGuest()
         let rtc = "[[vm.passthrough]]\nname = \"rtc\"\naddress = 0x09010000\nsize = 0x1000\n"
