@@ -371,6 +371,10 @@ func vmmFault(_ child: microkit_child, _ label: seL4_Word, _ replyLength: Unsafe
     }
     switch event {
     case .guestException(let syndrome, let address):
+        if vmm_has_test_hooks(), address.raw & ~0xfff == MicrokitLayout.testFaultAddress {
+            log("vmm: test hook: this VMM faults on purpose\n")
+            vmm_fault_on_purpose()
+        }
         let words = contextWords(through: GuestExit(syndrome: syndrome, address: address).highestRegister)
         var context = seL4_UserContext()
         _ = vmm_read_vcpu_registers(child, &context, words)

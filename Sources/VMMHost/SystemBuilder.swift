@@ -29,6 +29,8 @@ public struct BuildEnvironment {
     public var microkitSDK: URL?
     public var microkitBoard = "qemu_virt_aarch64"
     public var microkitConfig = "debug"
+    /// Tests only: link the Microkit VMMs with MicrokitLayout.testHooksSymbol (VMM_TEST_HOOKS=1).
+    public var testHooks = false
 
     public init(repository: URL, toolchain: URL, output: URL, microkitSDK: URL?) {
         self.repository = repository
@@ -232,7 +234,8 @@ public enum SystemBuilder {
                 }
                 let elf = environment.output.appendingPathComponent(partition.programImage)
                 try run(environment.toolchain.appendingPathComponent("ld.lld"),
-                        vmmLinkArguments(index: index, timerServer: description.timer != nil, objects: objects + [vmImages.path],
+                        vmmLinkArguments(index: index, timerServer: description.timer != nil, testHooks: environment.testHooks,
+                                         objects: objects + [vmImages.path],
                                          output: elf.path, boardLibrary: library, repository: environment.repository))
                 files.append(elf)
                 for driver in partition.drivers {
@@ -499,11 +502,13 @@ public enum SystemBuilder {
     /// ld.lld's arguments for VM `index`'s VMM PD: with several VMs, which VM it is (`vmm_vm_index`:
     /// VMs after the first emulate their PL011) and that the timer PD keeps its deadlines
     /// (`vmm_timer_server`); weak symbols in entry.c, 0 when not given.
-    public static func vmmLinkArguments(index: Int, timerServer: Bool, objects: [String], output: String,
-                                        boardLibrary: String, repository: URL) -> [String] {
+    /// `testHooks`: MicrokitLayout.testHooksSymbol too, for tests.
+    public static func vmmLinkArguments(index: Int, timerServer: Bool, testHooks: Bool = false, objects: [String],
+                                        output: String, boardLibrary: String, repository: URL) -> [String] {
         ["-L", boardLibrary, "-T", repository.appendingPathComponent("Platforms/microkit/vmm.ld").path, "--gc-sections"]
             + (index > 0 ? ["--defsym=vmm_vm_index=\(index)"] : [])
             + (timerServer ? ["--defsym=vmm_timer_server=1"] : [])
+            + (testHooks ? ["--defsym=\(MicrokitLayout.testHooksSymbol)=1"] : [])
             + ["-o", output] + objects + ["-lmicrokit"]
     }
 

@@ -138,6 +138,7 @@ struct BuildOptions: ParsableArguments {
         var environment = BuildEnvironment(repository: checkout, toolchain: URL(fileURLWithPath: toolchainDirectory()),
                                            output: output, microkitSDK: sdk.flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) })
         environment.microkitConfig = microkitConfig
+        environment.testHooks = ProcessInfo.processInfo.environment["VMM_TEST_HOOKS"] == "1"
         return environment
     }
 

@@ -473,12 +473,13 @@ def vmm_run_argv(system, output, *options, cpu=True):
     return argv
 
 
-def start_vmm_run(system, output, name, *options, cpu=True):
+def start_vmm_run(system, output, name, *options, cpu=True, env=None):
     """A SerialConsole (its log named `name`) on `vmm run` of `system` (vmm_run_argv), started in the
-    repo's root with our environment: the board's serial line, where `vmm run` reports its build and
-    then, once it has replaced itself with QEMU, the first VM's console and the VMM's messages. The
-    caller kills it when done."""
-    return SerialConsole(vmm_run_argv(system, output, *options, cpu=cpu), name=name, env={**os.environ}, cwd=REPO_ROOT)
+    repo's root with our environment and `env` over it: the board's serial line, where `vmm run`
+    reports its build and then, once it has replaced itself with QEMU, the first VM's console and the
+    VMM's messages. The caller kills it when done."""
+    return SerialConsole(vmm_run_argv(system, output, *options, cpu=cpu), name=name, env={**os.environ, **(env or {})},
+                         cwd=REPO_ROOT)
 
 
 def boot_to_prompt(test, system, output, name, timeout, cpu=True):

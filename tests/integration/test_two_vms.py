@@ -60,7 +60,7 @@ from serial_console import (  # noqa: E402
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 VM_NAMES = ("a", "b")
-VCPUS = 2
+VCPUS = {"a": 2, "b": 2}   # examples/two-vms.toml's; the Microkit example's are MicrokitTwoVMTests.VCPUS
 RAM_KB = 256 * 1024
 
 BUILD_TIMEOUT = 300.0       # `vmm run` builds the image before QEMU starts
@@ -75,6 +75,7 @@ LONG_LINE_TIMEOUT = 30.0
 
 MIB = 1 << 20
 GICH = 0x08030000           # the board's GIC hypervisor interface (QEMU virt, GICv2)
+TEST_FAULT_ADDRESS = 0x0BFFF000  # MicrokitLayout.testFaultAddress: a VMM with test hooks faults there
 LAN_ADDRESSES = ("10.0.9.1", "10.0.9.2")   # VM a's and VM b's cards on the example's network "lan"
 
 
@@ -104,13 +105,13 @@ def guest_md5(offset_mib):
 
 # -- the system file ----------------------------------------------------------------------------
 
-def system_file(directory, example=EXAMPLE):
+def system_file(directory, example=EXAMPLE, vcpus=VCPUS, platform="native"):
     """The example's system copied into `directory` (serial_console's vm_copy and move_devices):
     absolute kernel and initrd, VM x's disk on directory/x-disk0.img, VM b's serial socket
     directory/b.serial.sock, the forwarded host port a free one. Returns (path of the file, {vm: disk
     path}, serial socket of b, (host port, guest port)); ExampleError when the example is not the
     system this test is about."""
-    data = read_example(example, "the two-VM example is what this test boots")
+    data = read_example(example, "the two-VM example is what this test boots", platform)
     vms = data.get("vm", [])
     names = tuple(vm.get("name") for vm in vms)
     if names != VM_NAMES:
@@ -119,8 +120,8 @@ def system_file(directory, example=EXAMPLE):
     for vm in vms:
         vm, devices = vm_copy(vm, example)
         name = vm["name"]
-        if vm.get("vcpus") != VCPUS:
-            raise ExampleError(example, f"vm '{name}': expected vcpus = {VCPUS}, found {vm.get('vcpus')!r}")
+        if vm.get("vcpus") != vcpus.get(name):
+            raise ExampleError(example, f"vm '{name}': expected vcpus = {vcpus.get(name)}, found {vm.get('vcpus')!r}")
         blocks = devices.get("block", [])
         if len(blocks) != 1:
             raise ExampleError(example, f"vm '{name}': expected one disk ([[vm.block]]), found {len(blocks)}")
@@ -140,6 +141,8 @@ def system_file(directory, example=EXAMPLE):
 
 class TwoVMTests(unittest.TestCase):
     EXAMPLE = EXAMPLE
+    VCPUS = VCPUS
+    PLATFORM = "native"
     OPTIONS = ()            # more `vmm run` options
     BOOT_TIMEOUT = BOOT_TIMEOUT
     # The second line of a stop report: "VM n vCPU m PC .. ESR .. address ..".
@@ -152,12 +155,12 @@ class TwoVMTests(unittest.TestCase):
 
     def setUp(self):
         self.dir = short_temp_dir("vmm-2vm-", self)
-        self.system, self.disks, self.serial, (self.port, _) = system_file(self.dir, self.EXAMPLE)
+        self.system, self.disks, self.serial, (self.port, _) = system_file(self.dir, self.EXAMPLE, self.VCPUS, self.PLATFORM)
 
-    def boot(self, name):
-        """`vmm run` of the generated system; returns (board = VM a's console, VM b's console), both at
-        their shell's prompt."""
-        board = start_vmm_run(self.system, self.dir / "build", f"{name}-board", *self.OPTIONS)
+    def boot(self, name, env=None):
+        """`vmm run` of the generated system (with `env` over our environment); returns (board = VM a's
+        console, VM b's console), both at their shell's prompt."""
+        board = start_vmm_run(self.system, self.dir / "build", f"{name}-board", *self.OPTIONS, env=env)
         self.addCleanup(board.kill)
         announced = board.expect(rb"vm 'b': serial console on (\S+) \(connect with", BUILD_TIMEOUT)
         if announced.group(1).decode() != str(self.serial):
@@ -196,7 +199,7 @@ class TwoVMTests(unittest.TestCase):
     def test_disks_apart_and_a_stopped_vm_leaves_the_other_running(self):
         board, b = self.boot("two-vms-stop")
         self.run_checks(board, b, [
-            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("both shells answer; nproc as the file says and at most 256 MiB in each", self.check_shells),
             ("a line longer than the PL011's FIFO, written at once, reaches VM b whole", self.check_long_line),
             ("each VM's disk writes land in its own file only", self.check_disks),
             ("the VMM network joins a and b: ping both ways, 2 MiB over TCP arrive intact", self.check_lan),
@@ -211,7 +214,7 @@ class TwoVMTests(unittest.TestCase):
     def test_one_vm_reboots_and_powers_off_while_the_other_runs(self):
         board, b = self.boot("two-vms-reboot")
         self.run_checks(board, b, [
-            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("both shells answer; nproc as the file says and at most 256 MiB in each", self.check_shells),
             ("VM b reboots (reboot -f) while VM a goes on", self.check_b_reboot),
             ("VM b powers off (poweroff -f) while VM a goes on", self.check_b_poweroff),
             ("poweroff -f in VM a (the last VM) ends QEMU with status 0", self.check_poweroff),
@@ -229,7 +232,7 @@ class TwoVMTests(unittest.TestCase):
             self.assertIn(f"hello-from-{vm}-42", said, f"VM {vm}'s shell did not answer an echo{self.logs(board, b)}")
         for vm, console in (("a", board), ("b", b)):
             nproc = console.run("nproc", timeout=COMMAND_TIMEOUT)
-            self.assertEqual(nproc, str(VCPUS), f"`nproc` in VM {vm}{self.logs(board, b)}")
+            self.assertEqual(nproc, str(self.VCPUS[vm]), f"`nproc` in VM {vm}{self.logs(board, b)}")
             meminfo = console.run("grep MemTotal /proc/meminfo", timeout=COMMAND_TIMEOUT)
             found = re.search(r"MemTotal:\s*(\d+) kB", meminfo)
             self.assertIsNotNone(found, f"no MemTotal in VM {vm}'s /proc/meminfo: {meminfo!r}")
@@ -357,7 +360,7 @@ class TwoVMTests(unittest.TestCase):
         b.wait_for_prompt(BOOT_TIMEOUT)
         said = b.run("echo b-rebooted-$((6*7))", timeout=COMMAND_TIMEOUT)
         self.assertIn("b-rebooted-42", said, f"VM b's shell after the reboot{self.logs(board, b)}")
-        self.assertEqual(b.run("nproc", timeout=COMMAND_TIMEOUT), str(VCPUS),
+        self.assertEqual(b.run("nproc", timeout=COMMAND_TIMEOUT), str(self.VCPUS["b"]),
                          f"`nproc` in VM b after its reboot{self.logs(board, b)}")
         self.assert_a_answers(board, b, "a-after-b-rebooted")
 
@@ -405,6 +408,12 @@ class MicrokitTwoVMTests(TwoVMTests):
                    board's line shows "vmm: guest stopped: ...", "vmm:   VM 1 vCPU 0x.. PC .. ESR ..
                    address 0x..08030000" and "vmm: VM 1 stopped; the other VMs go on";
         b silent, a disk, a network as on native.
+      boot 3 (test_a_fault_in_one_vmm_leaves_the_other_vm_running), built with VMM_TEST_HOOKS=1
+        shells     both shells answer;
+        vmm fault  `devmem 0x0bfff000` in VM b makes its VMM PD fault on purpose (the test hook: a store
+                   to an address the PD does not map): "MON|ERROR: faulting PD: b_vmm" from seL4's
+                   monitor on the board's line;
+        b silent, a disk, a network as in boot 1.
       boot 2 (test_a_vm_cannot_reach_the_other_vms_ram)
         shells     both shells answer;
         reach      VM b writes a marker into its RAM (a file in its tmpfs); `devmem 0x50000000` in VM a,
@@ -414,6 +423,8 @@ class MicrokitTwoVMTests(TwoVMTests):
                    (its host file has the write, VM a's does not).
     """
     EXAMPLE = REPO_ROOT / "examples/microkit-two-vms.toml"
+    VCPUS = {"a": 1, "b": 2}    # with several VMs, Microkit 2.0.1 gives only the last one several vCPUs
+    PLATFORM = "microkit"
     OPTIONS = ("--microkit-config", os.environ.get("MICROKIT_CONFIG") or "debug")
     BOOT_TIMEOUT = 600.0        # two guests' boots share one core under seL4, on TCG
     STOP_REPORT = (rb"vmm:\s+(VM (\d+) vCPU (0x[0-9a-f]+) PC (0x[0-9a-f]+) ESR (0x[0-9a-f]+) "
@@ -431,7 +442,7 @@ class MicrokitTwoVMTests(TwoVMTests):
     def test_disks_apart_and_a_stopped_vm_leaves_the_other_running(self):
         board, b = self.boot("mk-two-vms-stop")
         self.run_checks(board, b, [
-            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("both shells answer; nproc as the file says and at most 256 MiB in each", self.check_shells),
             ("a line longer than the PL011's FIFO, written at once, reaches VM b whole", self.check_long_line),
             ("each VM's disk writes land in its own file only", self.check_disks),
             ("the network between a and b: ping both ways, 2 MiB over TCP arrive intact", self.check_lan),
@@ -447,10 +458,27 @@ class MicrokitTwoVMTests(TwoVMTests):
     def test_a_vm_cannot_reach_the_other_vms_ram(self):
         board, b = self.boot("mk-two-vms-reach")
         self.run_checks(board, b, [
-            ("both shells answer; nproc 2 and at most 256 MiB in each", self.check_shells),
+            ("both shells answer; nproc as the file says and at most 256 MiB in each", self.check_shells),
             ("VM a reading VM b's RAM at its physical address is stopped with a report", self.check_a_reaches_b),
             ("VM b goes on: its shell, its memory and its disk", self.check_b_goes_on),
         ])
+
+    def test_a_fault_in_one_vmm_leaves_the_other_vm_running(self):
+        # VMM_TEST_HOOKS=1: `vmm build` links the VMMs with MicrokitLayout.testHooksSymbol, so that a
+        # guest's access to MicrokitLayout.testFaultAddress makes its VMM fault as a bug would.
+        board, b = self.boot("mk-two-vms-vmm-fault", env={"VMM_TEST_HOOKS": "1"})
+        self.run_checks(board, b, [
+            ("both shells answer; nproc as the file says and at most 256 MiB in each", self.check_shells),
+            ("VM b's VMM faults: the monitor reports b_vmm", self.check_b_vmm_faults),
+            ("VM b's console stops answering", self.check_b_silent),
+            ("VM a still answers and reads and writes its disk with O_DIRECT", self.check_a_disk),
+            ("VM a's network: httpd page through the forwarded port", self.check_a_network),
+        ])
+
+    def check_b_vmm_faults(self, board, b):
+        b.sendline(f"devmem 0x{TEST_FAULT_ADDRESS:08x}")
+        board.expect(rb"vmm: test hook: this VMM faults on purpose", STOP_TIMEOUT)
+        board.expect(rb"MON\|ERROR: faulting PD: b_vmm", STOP_TIMEOUT)
 
     def check_a_reaches_b(self, board, b):
         b.run("echo vmm-b-marker-$((6*7)) > /tmp/marker", timeout=COMMAND_TIMEOUT, check=True)

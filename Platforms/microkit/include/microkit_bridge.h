@@ -70,6 +70,12 @@ extern char vmm_vm_index[] __attribute__((weak));
 extern char vmm_timer_server[] __attribute__((weak));
 static inline uintptr_t vmm_vm_number(void) { return (uintptr_t)vmm_vm_index; }
 static inline _Bool vmm_has_timer_server(void) { return (uintptr_t)vmm_timer_server != 0; }
+/// Tests only (MicrokitLayout.testHooksSymbol): the image may fault on purpose.
+extern char vmm_test_hooks[] __attribute__((weak));
+static inline _Bool vmm_has_test_hooks(void) { return (uintptr_t)vmm_test_hooks != 0; }
+/// A store to an address this PD does not map: the fault a bug would make, which seL4 reports to the
+/// monitor. Never returns.
+static inline void vmm_fault_on_purpose(void) { *(volatile uint64_t *)(uintptr_t)0x10 = 0; }
 
 /// Asks the timer PD (a protected procedure call on `channel`) to notify this PD when the counter
 /// reaches `deadline` (0: never); returns the reply's label (0: done).

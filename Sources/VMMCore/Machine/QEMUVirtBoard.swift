@@ -53,4 +53,10 @@ public enum MicrokitLayout {
     /// The single virtual machine's vCPU ids (Microkit `<vcpu id=…>`) are 0..<vcpuCount.
     public static let vmmPriority: UInt8 = 253
     public static let guestPriority: UInt8 = 100
+    /// Tests only: a VMM image linked with `testHooksSymbol` (`vmm build` with VMM_TEST_HOOKS=1 in its
+    /// environment) faults on purpose, as a bug in the VMM would, when its guest touches this page of
+    /// the board's unused device space, so that a test can show a VMM PD's fault stays in its PD.
+    /// Without the symbol (every other image) the access stops the guest like any unemulated one.
+    public static let testHooksSymbol: StaticString = "vmm_test_hooks"
+    public static let testFaultAddress: UInt64 = 0x0bff_f000
 }
