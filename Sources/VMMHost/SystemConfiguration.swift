@@ -33,7 +33,8 @@
 //                                      Guest-physical: where the RAM really is, the VMM decides (microkit: one
 //                                      VM at ram_base, several side by side from 0x40000000 in file order)
 //     vcpus = 1                        1–8 (GICv2) or 1–32 (GICv3); native: one board CPU each, all VMs' at
-//                                      most 8 (GICv2) or 32 (GICv3); microkit: 1–8, on one core
+//                                      most 8 (GICv2) or 32 (GICv3); microkit: 1–8, on one core, and with
+//                                      several VMs only the last one more than 1 (Microkit 2.0.1's tool)
 //     cpus = [2, 3]                    native only: the board CPU of each vCPU (vCPU i on cpus[i]), 0–7, as
 //                                      many as vcpus, no CPU twice in the system; none: the lowest board CPUs
 //                                      no VM pins, in file order (without any `cpus`: VM 0 on CPUs 0..<vcpus,

@@ -416,22 +416,7 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
     }
 
     func testMicrokitLinuxExamplePassesCheckAndDescribesItsThreeDrivers() throws {
-        // The example with the guest it names (../build/guest) faked in a scratch checkout.
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mkx-\(UUID().uuidString.prefix(8))")
-        defer { try? FileManager.default.removeItem(at: root) }
-        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("examples/microkit-linux.toml")
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("examples"), withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("build/guest"), withIntermediateDirectories: true)
-        let file = root.appendingPathComponent("examples/microkit-linux.toml")
-        try FileManager.default.copyItem(at: example, to: file)
-        var header = [UInt8](repeating: 0, count: 64)
-        header[16] = 0x00; header[18] = 0x00; header[19] = 0x01                        // image_size 16 MiB
-        header[56] = 0x41; header[57] = 0x52; header[58] = 0x4d; header[59] = 0x64     // "ARMd"
-        try Data(header).write(to: root.appendingPathComponent("build/guest/Image"))
-        try Data(count: 0x1000).write(to: root.appendingPathComponent("build/guest/initramfs.cpio.gz"))
-
-        let system = try SystemConfiguration.check(path: file.path)
+        let system = try checkedExample("microkit-linux.toml")
         XCTAssertEqual(system.platform, .microkit)
         XCTAssertEqual(system.summary(file: "microkit-linux.toml"), [
             "microkit-linux.toml: ok — vm 'linux': 512 MiB at 0x40000000, 1 vCPU, 1 disk, 1 network, 1 console, platform microkit",

@@ -203,6 +203,21 @@ final class MicrokitSeveralVMsSystemTests: XCTestCase, SystemDescriptionQueries 
                         "-o", "/o/timer.elf", "d.o", "-lmicrokit"])
     }
 
+    func testMicrokitTwoVMsExamplePassesCheckAndDescribesBothPartitions() throws {
+        let system = try checkedExample("microkit-two-vms.toml")
+        XCTAssertEqual(system.summary(file: "microkit-two-vms.toml"), [
+            "microkit-two-vms.toml: ok — vm 'a': 256 MiB at 0x40000000, 1 vCPU, 1 disk, 2 networks (eth1 on network 'lan'), platform microkit",
+            "microkit-two-vms.toml: ok — vm 'b': 256 MiB at 0x40000000, 2 vCPUs, 1 disk, 1 network (eth0 on network 'lan'), platform microkit",
+        ])
+        let description = SystemBuilder.microkitSystem(system)
+        XCTAssertEqual(description.partitions.map(\.vmmName), ["a_vmm", "b_vmm"])
+        XCTAssertEqual(description.partitions.map { $0.drivers.map(\.name) },
+                       [["a_disk0_driver", "a_net0_driver", "a_net1_driver"],
+                        ["b_disk0_driver", "b_net0_driver", "b_console0_driver"]])
+        XCTAssertNotNil(description.timer)
+        XCTAssertEqual(description.validationErrors(), [])
+    }
+
     func testValidationSpansPartitions() {
         var system = SystemBuilder.microkitSystem(twoVMs)
         XCTAssertEqual(system.validationErrors(), [])

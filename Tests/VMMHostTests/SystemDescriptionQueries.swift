@@ -1,6 +1,7 @@
 // What the tests of the generated Microkit system description share: the text read back through
 // an XML parser, XPath queries on it, and the messages render() throws.
 
+import Foundation
 import XCTest
 #if canImport(FoundationXML)
 import FoundationXML
@@ -38,5 +39,24 @@ extension SystemDescriptionQueries {
             case .invalid(let messages): return messages
             }
         }
+    }
+
+    /// `vmm check` of examples/`name`, copied into a scratch checkout with the guest it names
+    /// (../build/guest) faked there: a 16 MiB arm64 Image header and an initrd.
+    func checkedExample(_ name: String) throws -> SystemConfiguration {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mkx-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples/\(name)")
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("examples"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("build/guest"), withIntermediateDirectories: true)
+        let file = root.appendingPathComponent("examples/\(name)")
+        try FileManager.default.copyItem(at: example, to: file)
+        var header = [UInt8](repeating: 0, count: 64)
+        header[16] = 0x00; header[18] = 0x00; header[19] = 0x01                        // image_size 16 MiB
+        header[56] = 0x41; header[57] = 0x52; header[58] = 0x4d; header[59] = 0x64     // "ARMd"
+        try Data(header).write(to: root.appendingPathComponent("build/guest/Image"))
+        try Data(count: 0x1000).write(to: root.appendingPathComponent("build/guest/initramfs.cpio.gz"))
+        return try SystemConfiguration.check(path: file.path)
     }
 }
