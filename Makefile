@@ -245,15 +245,13 @@ $(MK)/Platform.o: $(MK_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/micro
 		-Xcc -I$(MK_BOARD_DIR)/include -c $(MK_SRC) -o $@
 
 # The driver protection domains' program: `vmm build` links it once per driver PD.
-$(MK)/DriverPlatform.o: $(MK_DRIVER_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/microkit_bridge.h \
-		Platforms/microkit/include/driver_bridge.h
+$(MK)/DriverPlatform.o: $(MK_DRIVER_SRC) $(NATIVE)/VMMCore.o Platforms/microkit/include/microkit_bridge.h
 	@mkdir -p $(MK)
 	@echo "vmm: compiling the Microkit driver PDs with Embedded Swift ($@)"
 	$(Q)$(SWIFTC) $(EMBEDDED) -module-name DriverPlatform -I $(NATIVE) -I Platforms/microkit/include \
 		-Xcc -I$(MK_BOARD_DIR)/include -c $(MK_DRIVER_SRC) -o $@
 
-$(MK)/driver_entry.o: Platforms/microkit/driver/driver_entry.c Platforms/microkit/include/microkit_bridge.h \
-		Platforms/microkit/include/driver_bridge.h
+$(MK)/driver_entry.o: Platforms/microkit/driver/driver_entry.c Platforms/microkit/include/microkit_bridge.h
 	@mkdir -p $(MK)
 	@echo "vmm: compiling $< for the Microkit platform"
 	$(Q)$(CLANG) $(MK_CFLAGS) -c $< -o $@

@@ -416,7 +416,7 @@ final class MicrokitDriverSystemTests: XCTestCase, SystemDescriptionQueries {
     }
 
     func testMicrokitLinuxExamplePassesCheckAndDescribesItsThreeDrivers() throws {
-        let system = try checkedExample("microkit-linux.toml")
+        let (system, _) = try checkedExample("microkit-linux.toml")
         XCTAssertEqual(system.platform, .microkit)
         XCTAssertEqual(system.summary(file: "microkit-linux.toml"), [
             "microkit-linux.toml: ok — vm 'linux': 512 MiB at 0x40000000, 1 vCPU, 1 disk, 1 network, 1 console, platform microkit",

@@ -204,7 +204,7 @@ final class MicrokitSeveralVMsSystemTests: XCTestCase, SystemDescriptionQueries 
     }
 
     func testMicrokitTwoVMsExamplePassesCheckAndDescribesBothPartitions() throws {
-        let system = try checkedExample("microkit-two-vms.toml")
+        let (system, _) = try checkedExample("microkit-two-vms.toml")
         XCTAssertEqual(system.summary(file: "microkit-two-vms.toml"), [
             "microkit-two-vms.toml: ok — vm 'a': 256 MiB at 0x40000000, 1 vCPU, 1 disk, 2 networks (eth1 on network 'lan'), platform microkit",
             "microkit-two-vms.toml: ok — vm 'b': 256 MiB at 0x40000000, 2 vCPUs, 1 disk, 1 network (eth0 on network 'lan'), platform microkit",

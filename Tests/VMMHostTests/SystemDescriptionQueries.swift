@@ -40,12 +40,15 @@ extension SystemDescriptionQueries {
             }
         }
     }
+}
 
-    /// `vmm check` of examples/`name`, copied into a scratch checkout with the guest it names
-    /// (../build/guest) faked there: a 16 MiB arm64 Image header and an initrd.
-    func checkedExample(_ name: String) throws -> SystemConfiguration {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("mkx-\(UUID().uuidString.prefix(8))")
-        defer { try? FileManager.default.removeItem(at: root) }
+extension XCTestCase {
+    /// `vmm check` of examples/`name`, copied into a scratch checkout (removed when the test ends) with
+    /// the guest it names (../build/guest) faked there: a 16 MiB arm64 Image header and an initrd.
+    /// Returns the system and the checkout's root.
+    func checkedExample(_ name: String) throws -> (SystemConfiguration, URL) {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("example-\(UUID().uuidString.prefix(8))")
+        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
         let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("examples/\(name)")
         try FileManager.default.createDirectory(at: root.appendingPathComponent("examples"), withIntermediateDirectories: true)
@@ -57,6 +60,6 @@ extension SystemDescriptionQueries {
         header[56] = 0x41; header[57] = 0x52; header[58] = 0x4d; header[59] = 0x64     // "ARMd"
         try Data(header).write(to: root.appendingPathComponent("build/guest/Image"))
         try Data(count: 0x1000).write(to: root.appendingPathComponent("build/guest/initramfs.cpio.gz"))
-        return try SystemConfiguration.check(path: file.path)
+        return (try SystemConfiguration.check(path: file.path), root)
     }
 }

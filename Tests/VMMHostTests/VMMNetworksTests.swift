@@ -243,26 +243,8 @@ final class VMMNetworksConfigurationTests: ConfigurationTestCase {
 }
 
 final class TwoVMsExampleTests: XCTestCase {
-    /// examples/two-vms.toml in a scratch checkout with a fake guest (../build/guest), checked as `vmm check` does.
-    func checkedExample() throws -> (SystemConfiguration, URL) {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("twovms-\(UUID().uuidString.prefix(8))")
-        addTeardownBlock { try? FileManager.default.removeItem(at: root) }
-        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("examples/two-vms.toml")
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("examples"), withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(at: root.appendingPathComponent("build/guest"), withIntermediateDirectories: true)
-        let file = root.appendingPathComponent("examples/two-vms.toml")
-        try FileManager.default.copyItem(at: example, to: file)
-        var header = [UInt8](repeating: 0, count: 64)
-        header[16] = 0x00; header[18] = 0x00; header[19] = 0x01                        // image_size 16 MiB
-        header[56] = 0x41; header[57] = 0x52; header[58] = 0x4d; header[59] = 0x64     // "ARMd"
-        try Data(header).write(to: root.appendingPathComponent("build/guest/Image"))
-        try Data(count: 0x1000).write(to: root.appendingPathComponent("build/guest/initramfs.cpio.gz"))
-        return (try SystemConfiguration.check(path: file.path), root)
-    }
-
     func testBothVMsShareTheNetworkLanAndKeepTheirDisksAndAsBoardNIC() throws {
-        let (system, root) = try checkedExample()
+        let (system, root) = try checkedExample("two-vms.toml")
         XCTAssertEqual(system.vmmNetworks, ["lan"])
         XCTAssertEqual(system.summary(file: "two-vms.toml"), [
             "two-vms.toml: ok — vm 'a': 256 MiB at 0x40000000, 2 vCPUs, 1 disk, 2 networks (eth1 on network 'lan'), platform native",

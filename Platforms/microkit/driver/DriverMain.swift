@@ -12,7 +12,6 @@
 // The same program is the timer PD (kind MicrokitTimerLayout.kind): it maps nothing, owns PPI 30 on
 // MicrokitTimerLayout.interruptChannel, takes each VMM's deadline by a protected procedure call on
 // that VMM's channel and notifies it there when the deadline has passed (VMMCore's TimerMultiplexer).
-import DriverBridge
 import MicrokitSDK
 import VMMCore
 
@@ -47,7 +46,7 @@ func driverStart(kind rawKind: UInt, slot: UInt, dmaPhysical: UInt64, dataPhysic
                  guestRAMPhysical: UInt64, guestRAMSize: UInt64) {
     if rawKind == MicrokitTimerLayout.kind {
         timer = TimerMultiplexer(clients: MicrokitTimerLayout.maxClients)
-        driver_timer_disarm()
+        vmm_timer_disarm()
         return
     }
     guard let kind = DriverKind(rawValue: UInt32(truncatingIfNeeded: rawKind)), slot < 32, dmaPhysical != 0 else {
@@ -123,7 +122,7 @@ func driverNotified(_ channel: microkit_channel) {
 
 /// Arms the hardware timer at the earliest deadline of all VMMs, or disarms it.
 func armTimer() {
-    if let deadline = timer?.earliest { driver_timer_arm(deadline) } else { driver_timer_disarm() }
+    if let deadline = timer?.earliest { vmm_timer_arm(deadline) } else { vmm_timer_disarm() }
 }
 
 /// A VMM's set-deadline call: the reply's label (MicrokitTimerLayout). A device driver refuses every call.
@@ -142,8 +141,8 @@ func timerNotified(_ channel: microkit_channel) {
         say("timer: notification on an unexpected channel\n")
         return
     }
-    driver_timer_disarm()
-    for client in timer!.expire(now: driver_counter()) {
+    vmm_timer_disarm()
+    for client in timer!.expire(now: vmm_counter()) {
         microkit_notify(microkit_channel(MicrokitTimerLayout.clientChannel(client)))
     }
     armTimer()

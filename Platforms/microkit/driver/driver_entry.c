@@ -6,7 +6,6 @@
 // addresses of its DMA memory, of the shared data its device moves and of its VM's guest RAM are
 // patched in by the Microkit tool (<setvar region_paddr=…>).
 #include "../include/microkit_bridge.h"
-#include "../include/driver_bridge.h"
 
 uintptr_t driver_dma_paddr;
 uintptr_t driver_data_paddr;

@@ -54,7 +54,8 @@ static inline uint64_t vmm_counter_frequency(void) {
 }
 
 /// The EL1 physical timer (exported to user level: KernelArmExportPTMRUser), whose PPI 30 reaches
-/// the VMM on a channel: armed to fire when the counter reaches `deadline`, or disarmed.
+/// its owner on a channel (a VMM alone, or the timer PD for several): armed to fire when the counter
+/// reaches `deadline` (at once for one already passed), or disarmed.
 static inline void vmm_timer_arm(uint64_t deadline) {
     __asm__ volatile("msr cntp_cval_el0, %0; msr cntp_ctl_el0, %1; isb" :: "r"(deadline), "r"((uint64_t)1));
 }
