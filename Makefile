@@ -183,7 +183,8 @@ $(EXITS)/exits.img: $(EXITS_SRC) bench/exits/exits.ld
 # disk and network throughput (an image bench-io.py builds with `vmm build`) against the same guest on
 # the native platform, targets >= 0.50. Last, SMP scaling: a CPU-bound job in 1, 2 and 4 pinned copies
 # on a 4-vCPU guest, under the VMM against plain QEMU with -smp 4, target >= 0.90 at each width.
-# Two VMs (examples/two-vms.toml): TCP between them vs one VM from the host (>= 1.00), boot vs 1 VM.
+# Two VMs (examples/microkit-two-vms.toml, on the native platform and with MICROKIT_SDK on seL4): TCP
+# between them vs one VM to the host (native, >= 1.00), boot vs 1 VM, and seL4 against native.
 # Exit costs: the bare-metal guest of bench/exits/ times MMIO, PSCI, virtio, timer and IPI round
 # trips on plain QEMU and under the VMM, on a GICv2 and a GICv3 board (target <= 2000 ns per GICD
 # read and PSCI call).
