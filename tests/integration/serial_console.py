@@ -473,6 +473,16 @@ def vmm_run_argv(system, output, *options, cpu=True):
     return argv
 
 
+def require_microkit_board():
+    """For a Microkit test class's setUpClass: skipped without MICROKIT_SDK, and on the test matrix's
+    other boards (the matrix is the native platform's); then require_qemu_and_host_tool."""
+    if not os.environ.get("MICROKIT_SDK"):
+        raise unittest.SkipTest("needs a Microkit SDK: run with MICROKIT_SDK=/path/to/sdk")
+    if TEST_GIC or TEST_CPU:
+        raise unittest.SkipTest("the board matrix is the native platform's; Microkit runs GICv2 and a Cortex-A53")
+    require_qemu_and_host_tool()
+
+
 def start_vmm_run(system, output, name, *options, cpu=True, env=None):
     """A SerialConsole (its log named `name`) on `vmm run` of `system` (vmm_run_argv), started in the
     repo's root with our environment and `env` over it: the board's serial line, where `vmm run`

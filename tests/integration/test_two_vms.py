@@ -56,7 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serial_console import (  # noqa: E402
     INIT_DONE, REPO_ROOT, ExampleError, SerialConsoleError, SocketConsole, fetch, move_devices, read_example,
-    TEST_CPU, TEST_GIC, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, strip_ansi, vm_copy, write_system)
+    require_microkit_board, require_qemu_and_host_tool, short_temp_dir, start_vmm_run, strip_ansi, vm_copy, write_system)
 
 EXAMPLE = REPO_ROOT / "examples/two-vms.toml"
 VM_NAMES = ("a", "b")
@@ -441,11 +441,7 @@ class MicrokitTwoVMTests(TwoVMTests):
 
     @classmethod
     def setUpClass(cls):
-        if not os.environ.get("MICROKIT_SDK"):
-            raise unittest.SkipTest("needs a Microkit SDK: run with MICROKIT_SDK=/path/to/sdk")
-        if TEST_GIC or TEST_CPU:
-            raise unittest.SkipTest("the board matrix is the native platform's; Microkit runs GICv2 and a Cortex-A53")
-        require_qemu_and_host_tool()
+        require_microkit_board()
 
     def test_disks_apart_and_a_stopped_vm_leaves_the_other_running(self):
         board, b = self.boot("mk-two-vms-stop")
