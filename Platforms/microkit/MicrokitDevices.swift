@@ -50,7 +50,7 @@ struct DriverBackedDevices {
             case .block(let readOnly):
                 let client = BlockClient(requests: region(.block, device: k, 0), responses: region(.block, device: k, 1),
                                          info: region(.block, device: k, 2), data: region(.block, device: k, 3),
-                                         link: link, guestRAMOffset: MicrokitDriverLayout.blockGuestRAMWindow.offset)
+                                         link: link, guestRAMOffset: MicrokitDriverLayout.blockGuestRAMOffset)
                 if !client.isReady { log("vmm: a disk's driver did not publish its disk; the guest sees it empty\n") }
                 devices.channels.append((link.channel, .block(devices.blocks.count)))
                 guest.append(.qemuVirtSlot(k, .block(capacitySectors: client.isReady ? client.capacitySectors : 0,

@@ -375,9 +375,9 @@ func resume(after action: VCPUAction, child: microkit_child) -> seL4_Bool {
         logHex(report.address)
         log("\n")
         if vmm_has_timer_server() {
-            log("vmm: VM ")
-            logDecimal(UInt64(vmm_vm_number()))
-            log(" stopped; the other VMs go on\n")
+            log("vmm: ")
+            logVM()
+            log("stopped; the other VMs go on\n")
         }
     }
     stopGuest()

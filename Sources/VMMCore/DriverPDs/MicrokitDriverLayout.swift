@@ -173,10 +173,6 @@ public enum MicrokitDriverLayout {
     public static func blockGuestRAMWindow(physical: UInt64, size: UInt64) -> DMAWindow {
         DMAWindow(offset: blockGuestRAMOffset, physical: physical, size: size)
     }
-    /// The window of a single VM whose RAM is identity-mapped at QEMU virt's default (the generator
-    /// fixes the guest_ram region's physical address at the guest's RAM base).
-    public static let blockGuestRAMWindow = blockGuestRAMWindow(physical: QEMUVirtBoard.guestRAMBase,
-                                                                size: QEMUVirtBoard.guestRAMSize)
     /// Bytes of one block transfer unit (sDDF's BLK_TRANSFER_SIZE).
     public static let blockTransferSize: UInt64 = 4096
     /// Entries of each net queue, and the bytes of one net buffer (rx_data and tx_data hold
