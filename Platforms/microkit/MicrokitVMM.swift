@@ -173,12 +173,20 @@ func vmmInit() {
     let ownsUART = vmm_vm_number() == 0
     let (devices, descriptions) = DriverBackedDevices.connect(configuration.devices, serial: !ownsUART)
     platform.devices = devices
+    // QEMU leaves its device tree, with a seed for this boot, at the start of RAM: in the first VM's
+    // RAM when that VM's is there. Read before the guest's images overwrite it.
+    let boardSeed = GuestEntropy.boardSeed(deviceTree: UnsafeRawBufferPointer(
+        start: host, count: Int(min(configuration.ramSize, 0x10_0000))))
+    log(boardSeed != nil ? "vmm: the guest's seed is mixed with the board's for this boot\n"
+                         : "vmm: the board gives this VM no seed; the guest gets its build's\n")
+    let rngSeed = GuestEntropy.mix(UnsafeRawBufferPointer(start: guest_seed(), count: guest_seed_size()),
+                                   with: boardSeed, counter: vmm_counter())
     let guest: LoadedGuest
     do throws(GuestBootError) {
         guest = try GuestBoot.load(into: memory,
                                    kernel: UnsafeRawBufferPointer(start: guest_kernel(), count: guest_kernel_size()),
                                    initrd: initrd.count > 0 ? initrd : nil, configuration: configuration,
-                                   devices: descriptions)
+                                   devices: descriptions, rngSeed: rngSeed)
     } catch {
         log("vmm: cannot boot the guest: ")
         log(error.message)

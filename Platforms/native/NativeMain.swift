@@ -21,6 +21,10 @@ enum NativeBoard {
               let ram = ranges.first(where: { $0.base == firmwareDeviceTree }) else { return 0x8000_0000 }
         return min(ram.base &+ ram.size, 0x40_0000_0000)
     }()
+    /// The seed QEMU wrote for this boot into its device tree (/chosen/rng-seed), or nil; read once,
+    /// before anything else could touch the start of RAM.
+    static let boardSeed: [UInt8]? = GuestEntropy.boardSeed(deviceTree: UnsafeRawBufferPointer(
+        start: UnsafeRawPointer(bitPattern: UInt(firmwareDeviceTree)), count: 0x10_0000))
     /// Host RAM for the guests: from guestRAMHost to the end of the board's RAM.
     static var hostRAMForGuest: UInt64 { ramEnd > guestRAMHost ? ramEnd - guestRAMHost : 0 }
     static let uart = QEMUVirtBoard.uart
@@ -197,7 +201,8 @@ func nativeMain() {
     }
     NativeConsole.write("vmm: board RAM ends at ")
     NativeConsole.hex(NativeBoard.ramEnd)
-    NativeConsole.write("\n")
+    NativeConsole.write(NativeBoard.boardSeed != nil ? "\nvmm: each guest's seed is mixed with the board's for this boot\n"
+                                                     : "\nvmm: the board gives no seed; each guest gets its build's\n")
     cpuSlots = [CPUSlot?](repeating: nil, count: NativeBoard.maximumCPUs)
     var nextHostRAM = NativeBoard.guestRAMHost
     var taken = BoardDevices.Taken()
@@ -243,6 +248,8 @@ struct GuestImages {
     let devices: [VirtioDeviceDescription]
     let routes: [InterruptRoute]
     let emulatedUART: Bool
+    /// The seed `vmm build` drew for this VM (GuestEntropy).
+    let seed: UnsafeRawBufferPointer
 }
 
 /// Copies the guest into its RAM (kernel, device tree, initrd) and cleans it to the point of
@@ -252,7 +259,9 @@ func loadGuest(_ images: GuestImages, into memory: GuestMemory) -> RegisterFile?
     do throws(GuestBootError) {
         guest = try GuestBoot.load(into: memory, kernel: images.kernel,
                                    initrd: images.initrd.count > 0 ? images.initrd : nil,
-                                   configuration: images.configuration, devices: images.devices)
+                                   configuration: images.configuration, devices: images.devices,
+                                   rngSeed: GuestEntropy.mix(images.seed, with: NativeBoard.boardSeed,
+                                                             counter: read_cntpct_el0()))
     } catch {
         NativeConsole.write("vmm: cannot boot the guest: ")
         NativeConsole.write(error.message)
@@ -326,7 +335,8 @@ func bootVM(_ index: Int, cpus: [Int], hostRAM: UInt64, taken: inout BoardDevice
         if let interrupt = device.interrupt { routes.append(InterruptRoute(physical: interrupt, virtual: interrupt)) }
     }
     let images = GuestImages(kernel: kernel, initrd: initrd, configuration: configuration, devices: virtioDevices,
-                             routes: routes, emulatedUART: !ownsUART)
+                             routes: routes, emulatedUART: !ownsUART,
+                             seed: UnsafeRawBufferPointer(start: guest_seed(UInt64(index)), count: guest_seed_size(UInt64(index))))
     guard let registers = loadGuest(images, into: memory) else { return nil }
     let machine = freshMachine(images, memory: memory)
     let platform = NativePlatform(board: board, guestRAMBase: configuration.ramBase, guestRAMHost: hostRAM,

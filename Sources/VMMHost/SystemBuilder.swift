@@ -222,21 +222,30 @@ public enum SystemBuilder {
         public var config: String
         /// The board CPU of each vCPU (`SystemConfiguration.boardCPUs`): 1 to 8 of them, each 0–7.
         public var cpus: [Int]
+        /// The guest's first randomness (GuestEntropy): new from the host's generator for every build.
+        public var seed: [UInt8]
 
-        public init(kernel: String, initrd: String, config: String, cpus: [Int]) {
+        public init(kernel: String, initrd: String, config: String, cpus: [Int], seed: [UInt8] = GuestImages.newSeed()) {
             self.kernel = kernel
             self.initrd = initrd
             self.config = config
             self.cpus = cpus
+            self.seed = seed
+        }
+
+        /// GuestEntropy.seedSize bytes from the system's generator (getrandom on Linux).
+        public static func newSeed() -> [UInt8] {
+            var generator = SystemRandomNumberGenerator()
+            return (0..<GuestEntropy.seedSize).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         }
     }
 
     /// The guest_images.S `vmm build` assembles and links into the VMM: in section .guest_images,
-    /// `guest_table` (a u64 VM count, then for each VM seven u64: kernel start and end, initrd start
-    /// and end, configuration start and end, and the address of its board CPUs (`cpuBytes`); the VMM
-    /// reads it), each VM's board CPUs, then each VM's images (kernel and initrd page aligned), and VM
-    /// 0's images also as
-    /// `guest_kernel_start` … `guest_config_end`, the names of the one-VM Microkit platform.
+    /// `guest_table` (a u64 VM count, then for each VM nine u64: kernel start and end, initrd start
+    /// and end, configuration start and end, the address of its board CPUs (`cpuBytes`), seed start
+    /// and end; the VMM reads it), each VM's board CPUs and seed, then each VM's images (kernel and
+    /// initrd page aligned), and VM 0's images also as `guest_kernel_start` … `guest_seed_end`, the
+    /// names of the one-VM Microkit platform.
     public static func guestImagesAssembly(_ vms: [GuestImages]) throws(BuildError) -> String {
         let parts = ["kernel", "initrd", "config"]
         var lines = [
@@ -249,10 +258,15 @@ public enum SystemBuilder {
         ]
         for index in vms.indices {
             lines.append("    .quad " + parts.flatMap { ["vm\(index)_\($0)_start", "vm\(index)_\($0)_end"] }.joined(separator: ", ")
-                         + ", vm\(index)_cpus")
+                         + ", vm\(index)_cpus, vm\(index)_seed_start, vm\(index)_seed_end")
         }
         for (index, vm) in vms.enumerated() {
             lines += ["vm\(index)_cpus:", "    .byte " + (try cpuBytes(vm.cpus, for: "vm[\(index)]"))]
+            guard vm.seed.count == GuestEntropy.seedSize else {
+                throw BuildError("vm[\(index)]: a seed of \(vm.seed.count) bytes, not \(GuestEntropy.seedSize)")
+            }
+            lines += ["vm\(index)_seed_start:", "    .byte " + vm.seed.map(String.init).joined(separator: ", "),
+                      "vm\(index)_seed_end:"]
         }
         for (index, vm) in vms.enumerated() {
             for (part, (file, alignment)) in zip(parts, [(vm.kernel, 4096), (vm.initrd, 4096), (vm.config, 16)]) {
@@ -263,7 +277,7 @@ public enum SystemBuilder {
             }
         }
         if !vms.isEmpty {
-            let names = parts.flatMap { ["\($0)_start", "\($0)_end"] }
+            let names = (parts + ["seed"]).flatMap { ["\($0)_start", "\($0)_end"] }
             lines.append("// VM 0's images under the names the Microkit platform (one VM) uses.")
             lines.append("    .global " + names.map { "guest_\($0)" }.joined(separator: ", "))
             lines += names.map { "    .set guest_\($0), vm0_\($0)" }

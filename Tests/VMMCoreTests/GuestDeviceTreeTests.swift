@@ -192,6 +192,16 @@ final class GuestDeviceTreeTests: XCTestCase {
             """), dts)
     }
 
+    func testTheSeedIsChosensRNGSeedAndNoSeedNoProperty() throws {
+        var board = twoCPUBoard()
+        XCTAssertFalse(try DeviceTreeCompiler.decompile(GuestDeviceTree.build(board)).stdout.contains("rng-seed"))
+        board.rngSeed = [0xde, 0xad, 0xbe, 0xef, 0x01]
+        let blob = GuestDeviceTree.build(board)
+        XCTAssertEqual(blob.withUnsafeBytes { GuestEntropy.boardSeed(deviceTree: $0) }, board.rngSeed)
+        let dts = try DeviceTreeCompiler.decompile(blob).stdout
+        XCTAssertTrue(dts.contains("rng-seed = [de ad be ef 01];"), dts)
+    }
+
     func testTimerCPUMaskCoversEveryVCPU() throws {
         var board = twoCPUBoard()
         board.vcpuCount = 8

@@ -210,13 +210,12 @@ final class CPUPinningTests: ConfigurationTestCase {
         XCTAssertTrue(text.contains("""
             guest_table:
                 .quad 2
-                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, vm0_cpus
-                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, vm1_cpus
+                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, vm0_cpus, vm0_seed_start, vm0_seed_end
+                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, vm1_cpus, vm1_seed_start, vm1_seed_end
             vm0_cpus:
                 .byte 0, 1, 255
-            vm1_cpus:
-                .byte 6, 255
-
+            vm0_seed_start:
             """), text)
+        XCTAssertTrue(text.contains("vm1_cpus:\n    .byte 6, 255\nvm1_seed_start:\n"), text)
     }
 }

@@ -304,8 +304,10 @@ final class SeveralVMsBuildTests: XCTestCase {
 
     func testGuestImagesAssemblyHasTheTableThenEachVMsImagesThenVM0sOneVMNames() throws {
         let text = try SystemBuilder.guestImagesAssembly([
-            .init(kernel: "/g/a/Image", initrd: "/g/a/initrd", config: "/out/guest-0.config", cpus: [0, 1]),
-            .init(kernel: "/g/b/Image", initrd: "/out/empty.initrd", config: "/out/guest-1.config", cpus: [5, 2, 3]),
+            .init(kernel: "/g/a/Image", initrd: "/g/a/initrd", config: "/out/guest-0.config", cpus: [0, 1],
+                  seed: Array(0..<64)),
+            .init(kernel: "/g/b/Image", initrd: "/out/empty.initrd", config: "/out/guest-1.config", cpus: [5, 2, 3],
+                  seed: Array(repeating: 0xa5, count: 64)),
         ])
         XCTAssertEqual(text, """
             // The guests linked into the VMM, written by `vmm build` (SystemBuilder.guestImagesAssembly).
@@ -314,12 +316,18 @@ final class SeveralVMsBuildTests: XCTestCase {
                 .global guest_table
             guest_table:
                 .quad 2
-                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, vm0_cpus
-                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, vm1_cpus
+                .quad vm0_kernel_start, vm0_kernel_end, vm0_initrd_start, vm0_initrd_end, vm0_config_start, vm0_config_end, vm0_cpus, vm0_seed_start, vm0_seed_end
+                .quad vm1_kernel_start, vm1_kernel_end, vm1_initrd_start, vm1_initrd_end, vm1_config_start, vm1_config_end, vm1_cpus, vm1_seed_start, vm1_seed_end
             vm0_cpus:
                 .byte 0, 1, 255
+            vm0_seed_start:
+                .byte 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63
+            vm0_seed_end:
             vm1_cpus:
                 .byte 5, 2, 3, 255
+            vm1_seed_start:
+                .byte 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165, 165
+            vm1_seed_end:
                 .balign 4096
             vm0_kernel_start:
                 .incbin "/g/a/Image"
@@ -345,15 +353,29 @@ final class SeveralVMsBuildTests: XCTestCase {
                 .incbin "/out/guest-1.config"
             vm1_config_end:
             // VM 0's images under the names the Microkit platform (one VM) uses.
-                .global guest_kernel_start, guest_kernel_end, guest_initrd_start, guest_initrd_end, guest_config_start, guest_config_end
+                .global guest_kernel_start, guest_kernel_end, guest_initrd_start, guest_initrd_end, guest_config_start, guest_config_end, guest_seed_start, guest_seed_end
                 .set guest_kernel_start, vm0_kernel_start
                 .set guest_kernel_end, vm0_kernel_end
                 .set guest_initrd_start, vm0_initrd_start
                 .set guest_initrd_end, vm0_initrd_end
                 .set guest_config_start, vm0_config_start
                 .set guest_config_end, vm0_config_end
+                .set guest_seed_start, vm0_seed_start
+                .set guest_seed_end, vm0_seed_end
 
             """)
+    }
+
+    func testEachBuildDrawsANewSeedOfTheSizeTheVMMGives() throws {
+        let a = SystemBuilder.GuestImages(kernel: "/k", initrd: "/i", config: "/c", cpus: [0])
+        let b = SystemBuilder.GuestImages(kernel: "/k", initrd: "/i", config: "/c", cpus: [0])
+        XCTAssertEqual(a.seed.count, GuestEntropy.seedSize)
+        XCTAssertNotEqual(a.seed, b.seed)
+        var short = a
+        short.seed.removeLast()
+        XCTAssertThrowsError(try SystemBuilder.guestImagesAssembly([a, short])) { error in
+            XCTAssertEqual((error as? BuildError)?.message, "vm[1]: a seed of 63 bytes, not 64")
+        }
     }
 
     func testAssemblerStringsEscapeQuotesBackslashesAndControlCharactersAndNeedAbsolutePaths() throws {
@@ -405,8 +427,9 @@ final class SeveralVMsBuildTests: XCTestCase {
         }
         let source = directory.appendingPathComponent("guest_images.S"), object = directory.appendingPathComponent("guest_images.o")
         try SystemBuilder.guestImagesAssembly([
-            .init(kernel: paths[0], initrd: paths[1], config: paths[2], cpus: [0, 1]),
-            .init(kernel: paths[3], initrd: paths[4], config: paths[5], cpus: [7, 2, 3, 4, 5, 6, 0, 1]),
+            .init(kernel: paths[0], initrd: paths[1], config: paths[2], cpus: [0, 1], seed: Array(100..<164)),
+            .init(kernel: paths[3], initrd: paths[4], config: paths[5], cpus: [7, 2, 3, 4, 5, 6, 0, 1],
+                  seed: Array(repeating: 7, count: 64)),
         ]).write(to: source, atomically: true, encoding: .utf8)
         _ = try run(clang, ["--target=aarch64-none-elf", "-c", source.path, "-o", object.path])
         var symbols: [String: UInt64] = [:]
@@ -424,21 +447,25 @@ final class SeveralVMsBuildTests: XCTestCase {
             if n > 0 { XCTAssertGreaterThanOrEqual(addresses[2 * n], addresses[2 * n - 1]) }
             XCTAssertTrue(addresses[2 * n].isMultiple(of: n % 3 == 2 ? 16 : 4096), order[2 * n])
         }
-        for name in parts.flatMap({ ["\($0)_start", "\($0)_end"] }) {
+        for name in (parts + ["seed"]).flatMap({ ["\($0)_start", "\($0)_end"] }) {
             XCTAssertEqual(symbols["guest_\(name)"], symbols["vm0_\(name)"], name)
         }
-        // The table: the VM count, then seven u64 per VM, the seventh the address of its board CPUs
-        // (bytes, one per vCPU, 0xFF after the last), right after the table; the addresses are
-        // relocations, zero in the object, so the CPU bytes are found by their symbols.
+        // The table: the VM count, then nine u64 per VM, the seventh the address of its board CPUs
+        // (bytes, one per vCPU, 0xFF after the last), right after the table, the last two its seed's
+        // bounds; the addresses are relocations, zero in the object, so the bytes are found by their symbols.
         let objcopy = try tool("llvm-objcopy")
         let section = directory.appendingPathComponent("guest_images.bin")
         _ = try run(objcopy, ["--dump-section", ".guest_images=\(section.path)", object.path])
         let bytes = [UInt8](try Data(contentsOf: section))
         func quad(_ n: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[8 * n + $1]) << (8 * $1) } }
         XCTAssertEqual(quad(0), 2)
-        XCTAssertEqual(symbols["vm0_cpus"], 8 * (1 + 7 + 7))
+        XCTAssertEqual(symbols["vm0_cpus"], 8 * (1 + 9 + 9))
         let cpus0 = Int(try XCTUnwrap(symbols["vm0_cpus"])), cpus1 = Int(try XCTUnwrap(symbols["vm1_cpus"]))
         XCTAssertEqual(Array(bytes[cpus0..<(cpus0 + 3)]), [0, 1, 0xFF])
         XCTAssertEqual(Array(bytes[cpus1..<(cpus1 + 9)]), [7, 2, 3, 4, 5, 6, 0, 1, 0xFF])
+        for (vm, seed) in [(0, Array(UInt8(100)..<164)), (1, [UInt8](repeating: 7, count: 64))] {
+            let start = Int(try XCTUnwrap(symbols["vm\(vm)_seed_start"])), end = Int(try XCTUnwrap(symbols["vm\(vm)_seed_end"]))
+            XCTAssertEqual(Array(bytes[start..<end]), seed, "vm\(vm)'s seed")
+        }
     }
 }

@@ -21,6 +21,9 @@ static inline size_t guest_initrd_size(void) { return (size_t)(guest_initrd_end 
 extern uint8_t guest_config_start[], guest_config_end[];
 static inline const uint8_t *guest_config(void) { return guest_config_start; }
 static inline size_t guest_config_size(void) { return (size_t)(guest_config_end - guest_config_start); }
+extern uint8_t guest_seed_start[], guest_seed_end[];
+static inline const uint8_t *guest_seed(void) { return guest_seed_start; }
+static inline size_t guest_seed_size(void) { return (size_t)(guest_seed_end - guest_seed_start); }
 
 /// Message register `index` of the fault being handled.
 static inline seL4_Word vmm_message_register(seL4_Uint8 index) { return seL4_GetMR(index); }

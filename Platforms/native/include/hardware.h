@@ -120,18 +120,21 @@ uint64_t enter_guest(uint64_t *frame);
 extern uint8_t heap_start[], heap_end[];
 
 /// The guests linked into the VMM (the guest_images.S `vmm build` writes): a u64 count, then for
-/// each VM seven words: kernel start and end, initrd start and end, configuration start and end,
-/// and its board CPUs (addresses; the CPUs are bytes: byte i the CPU of vCPU i, 0xFF after the last).
+/// each VM nine words: kernel start and end, initrd start and end, configuration start and end,
+/// its board CPUs (addresses; the CPUs are bytes: byte i the CPU of vCPU i, 0xFF after the last),
+/// and its seed's start and end (GuestEntropy).
 extern const uint64_t guest_table[];
 static inline uint64_t guest_count(void) { return guest_table[0]; }
 /// Part `part` (0 kernel, 1 initrd, 2 configuration) of VM `vm`: its address and its size.
 static inline const uint8_t *guest_part(uint64_t vm, uint64_t part) {
-    return (const uint8_t *)(uintptr_t)guest_table[1 + vm * 7 + part * 2];
+    return (const uint8_t *)(uintptr_t)guest_table[1 + vm * 9 + part * 2];
 }
 static inline size_t guest_part_size(uint64_t vm, uint64_t part) {
-    return (size_t)(guest_table[2 + vm * 7 + part * 2] - guest_table[1 + vm * 7 + part * 2]);
+    return (size_t)(guest_table[2 + vm * 9 + part * 2] - guest_table[1 + vm * 9 + part * 2]);
 }
-static inline const uint8_t *guest_cpus(uint64_t vm) { return (const uint8_t *)(uintptr_t)guest_table[7 + vm * 7]; }
+static inline const uint8_t *guest_cpus(uint64_t vm) { return (const uint8_t *)(uintptr_t)guest_table[7 + vm * 9]; }
+static inline const uint8_t *guest_seed(uint64_t vm) { return (const uint8_t *)(uintptr_t)guest_table[8 + vm * 9]; }
+static inline size_t guest_seed_size(uint64_t vm) { return (size_t)(guest_table[9 + vm * 9] - guest_table[8 + vm * 9]); }
 /// vCPUs the CPU bytes name (the bytes before the first 0xFF).
 static inline uint64_t guest_vcpu_count(uint64_t vm) {
     const uint8_t *cpus = guest_cpus(vm);

@@ -42,7 +42,7 @@ public enum GuestBoot {
     public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
                             initrd: UnsafeRawBufferPointer?, bootargs: [UInt8],
                             vcpuCount: Int, gicVersion: GICVersion = .v2,
-                            devices: [GuestDevice] = []) throws(GuestBootError) -> LoadedGuest {
+                            devices: [GuestDevice] = [], rngSeed: [UInt8] = []) throws(GuestBootError) -> LoadedGuest {
         let header: ImageHeader
         do { header = try ImageHeader(bytes: kernel) } catch { throw .kernel(error) }
         let layout: BootLayout
@@ -61,6 +61,7 @@ public enum GuestBoot {
         var board = GuestBoardDescription(ramBase: memory.base.raw, ramSize: memory.size, vcpuCount: vcpuCount,
                                           gicVersion: gicVersion, bootargs: bootargs, initrd: initrdRange)
         board.devices = devices
+        board.rngSeed = rngSeed
         let dtb = GuestDeviceTree.build(board)
         guard UInt64(dtb.count) <= layout.dtbMaxSize else { throw .deviceTreeTooLarge }
         dtb.withUnsafeBytes { _ = memory.write($0, at: layout.dtb) }
@@ -79,7 +80,7 @@ public enum GuestBoot {
     /// that mapped something else would give the guest a machine the system file did not ask for.
     public static func load(into memory: GuestMemory, kernel: UnsafeRawBufferPointer,
                             initrd: UnsafeRawBufferPointer?, configuration: GuestConfiguration,
-                            devices: [VirtioDeviceDescription]) throws(GuestBootError) -> LoadedGuest {
+                            devices: [VirtioDeviceDescription], rngSeed: [UInt8] = []) throws(GuestBootError) -> LoadedGuest {
         do { try configuration.validate() } catch { throw .configuration(error) }
         guard memory.base.raw == configuration.ramBase && memory.size == configuration.ramSize else {
             throw .memoryDisagreesWithConfiguration
@@ -89,6 +90,7 @@ public enum GuestBoot {
         for device in devices { entries.append(device.deviceTreeEntry) }
         for device in configuration.passthrough { entries.append(device.deviceTreeEntry) }
         return try load(into: memory, kernel: kernel, initrd: initrd, bootargs: configuration.bootargs,
-                        vcpuCount: configuration.vcpuCount, gicVersion: configuration.gicVersion, devices: entries)
+                        vcpuCount: configuration.vcpuCount, gicVersion: configuration.gicVersion, devices: entries,
+                        rngSeed: rngSeed)
     }
 }

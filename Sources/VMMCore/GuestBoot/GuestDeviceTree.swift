@@ -114,6 +114,8 @@ public struct GuestBoardDescription {
     public var timerPPIs = GuestTimerPPIs()
     /// Further devices, emitted after the UART in this order (virtio-mmio transports, then passthrough).
     public var devices: [GuestDevice] = []
+    /// /chosen/rng-seed (GuestEntropy); none when empty.
+    public var rngSeed: [UInt8] = []
 
     public init(ramBase: UInt64, ramSize: UInt64, vcpuCount: Int, gicVersion: GICVersion = .v2, bootargs: [UInt8],
                 initrd: (start: UInt64, end: UInt64)? = nil) {
@@ -180,6 +182,7 @@ public enum GuestDeviceTree {
             var path: [UInt8] = [UInt8(ascii: "/")]
             path += board.uart.nodeName
             w.property("stdout-path", string: DeviceTreeString(path))
+            if !board.rngSeed.isEmpty { w.property("rng-seed", bytes: board.rngSeed) }
             if let initrd = board.initrd {
                 // Linux reads these as 32- or 64-bit by length (drivers/of/fdt.c); u64 covers all RAM.
                 w.property("linux,initrd-start", u64: initrd.start)
