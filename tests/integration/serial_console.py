@@ -116,6 +116,17 @@ def arch_timer_count(interrupts: str) -> int:
     raise AssertionError(f"no arch_timer line in /proc/interrupts:\n{interrupts}")
 
 
+def assert_guest_seeded(test, console):
+    """The guest's crng was ready before its first interrupt, so from the seed the VMM put in its
+    /chosen/rng-seed (GuestEntropy), and the VMM mixed in the seed QEMU gave for this boot. Without a
+    seed Linux would print "crng init done" only after minutes of interrupts, if at all."""
+    ready = console.run("dmesg | grep 'random: crng init done'")
+    test.assertRegex(ready, r"\[\s*0\.000000\] random: crng init done",
+                     "the guest's crng was not seeded at boot (no /chosen/rng-seed from the VMM?)")
+    test.assertRegex(console.log, rb"vmm: (each guest's|the guest's) seed is mixed with the board's for this boot",
+                     "the VMM did not find QEMU's seed for this boot")
+
+
 def host_sends(port, nbytes, console, timeout):
     """Host seconds to send `nbytes` to 127.0.0.1:`port` (a port forwarded to a guest whose nc listens
     and writes what it gets to a file), from connect until the guest closes the connection after

@@ -14,7 +14,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, REPO_ROOT, SerialConsole, arch_timer_count  # noqa: E402
+from serial_console import INIT_DONE, assert_guest_seeded, REPO_ROOT, SerialConsole, arch_timer_count  # noqa: E402
 
 BOOT_TIMEOUT = 240.0
 SDK = os.environ.get("MICROKIT_SDK", "")
@@ -45,6 +45,7 @@ class MicrokitBootTests(unittest.TestCase):
         console = self.boot("microkit-shell")
         self.assertEqual(console.run("uname -m"), "aarch64")
         self.assertRegex(console.run("dmesg"), r"CPU: All CPU\(s\) started at EL1")
+        assert_guest_seeded(self, console)
         first = arch_timer_count(console.run("cat /proc/interrupts"))
         console.run("sleep 1")
         second = arch_timer_count(console.run("cat /proc/interrupts"))

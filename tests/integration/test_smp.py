@@ -252,7 +252,9 @@ class SMPGuestTests(unittest.TestCase):
 
     def check_pipelines(self, console):
         """Processes that come and go on every CPU, writer and reader of a pipe apart: what a shell does
-        all day. Each exec takes the kernel's random-number lock, so CPUs contend for its spinlocks."""
+        all day, with the writer and reader of each pipe often on different CPUs. On seL4, where the
+        vCPUs share one core, this stalled while guests had no entropy (GuestEntropy): every syscall
+        then took the crng's one spinlock, and a preempted holder kept the others spinning."""
         for n in range(PIPELINES):
             said = console.run(f"yes smp-pipe-{n} | head -c 262144 | wc -c", timeout=COMMAND_TIMEOUT)
             self.assertEqual(said, "262144", f"pipeline {n} printed {said!r}")

@@ -17,7 +17,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serial_console import INIT_DONE, SerialConsole, arch_timer_count, board_arguments, built_image  # noqa: E402
+from serial_console import INIT_DONE, assert_guest_seeded, SerialConsole, arch_timer_count, board_arguments, built_image  # noqa: E402
 
 BOOT_TIMEOUT = 180.0
 
@@ -53,6 +53,7 @@ class VMMBootTests(unittest.TestCase):
         dmesg = console.run("dmesg")
         self.assertRegex(dmesg, r"CPU: All CPU\(s\) started at EL1")
         self.assertRegex(dmesg, r"GIC: Using split EOI/Deactivate mode|GICv2|NR_IRQS")
+        assert_guest_seeded(self, console)
         first = arch_timer_count(console.run("cat /proc/interrupts"))
         console.run("sleep 1")
         second = arch_timer_count(console.run("cat /proc/interrupts"))
