@@ -1,9 +1,10 @@
 // Fuzz target "boot": the first bytes of a kernel file (ImageHeader.swift), the placement of the
 // kernel, device tree and initrd in guest RAM (BootLayout.swift), and the device tree that then
-// names the initrd (GuestDeviceTree.swift), as GuestBoot.load does them.
+// names the initrd and the seed (GuestDeviceTree.swift), as GuestBoot.load does them; then the
+// rest of the input as the board's device tree (BoardMemory, GuestEntropy.boardSeed).
 //
 // Input: RAM base and size, kernel file size, initrd size (or none), bootargs length, then the
-// 64-byte Image header and the bootargs. A layout that plan() returns must keep everything in RAM
+// 64-byte Image header and the bootargs, a seed length and the seed, then the board's tree. A layout that plan() returns must keep everything in RAM
 // and apart (Linux Documentation/arch/arm64/booting.rst): the kernel from the start of RAM, the DTB
 // 2 MiB aligned after it, the initrd page aligned above the DTB.
 
@@ -58,9 +59,18 @@ public func fuzzBoot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // GuestBoot writes this tree at layout.dtb; its bootargs never hold a NUL (the configuration's rule).
     var bootargs = Array(input.take(bootargsLength))
     for i in bootargs.indices where bootargs[i] == 0 { bootargs[i] = 0x20 }
-    let board = GuestBoardDescription(ramBase: ramBase, ramSize: ramSize, vcpuCount: Int(shape >> 6) + 1,
+    var board = GuestBoardDescription(ramBase: ramBase, ramSize: ramSize, vcpuCount: Int(shape >> 6) + 1,
                                       bootargs: bootargs, initrd: initrdRange)
+    board.rngSeed = Array(input.take(Int(input.u8()) % (GuestEntropy.seedSize + 1)))
     let dtb = GuestDeviceTree.build(board)
     fuzzCheck(dtb.count >= 40 && dtb[0] == 0xD0 && dtb[3] == 0xED, "device tree without the FDT magic")
+    let seed = dtb.withUnsafeBytes { GuestEntropy.boardSeed(deviceTree: $0) }
+    fuzzCheck(seed == (board.rngSeed.isEmpty ? nil : board.rngSeed), "the guest's seed does not read back from its tree")
+    fuzzCheck(dtb.withUnsafeBytes { BoardMemory.ranges(inDeviceTree: $0) }?.first?.base == ramBase, "RAM does not read back")
+
+    // The rest: a device tree as a board's firmware might leave it, malformed or not: read, never a trap.
+    let firmware = input.rest()
+    _ = GuestEntropy.boardSeed(deviceTree: firmware)
+    _ = BoardMemory.ranges(inDeviceTree: firmware)
     return 0
 }
