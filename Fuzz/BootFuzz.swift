@@ -4,9 +4,10 @@
 // rest of the input as the board's device tree (BoardMemory, GuestEntropy.boardSeed).
 //
 // Input: RAM base and size, kernel file size, initrd size (or none), bootargs length, then the
-// 64-byte Image header and the bootargs, a seed length and the seed, then the board's tree. A layout that plan() returns must keep everything in RAM
-// and apart (Linux Documentation/arch/arm64/booting.rst): the kernel from the start of RAM, the DTB
-// 2 MiB aligned after it, the initrd page aligned above the DTB.
+// 64-byte Image header and the bootargs, a seed length and the seed, then the board's tree. A
+// layout that plan() returns must keep everything in RAM and apart (Linux Documentation/arch/arm64/
+// booting.rst): the kernel from the start of RAM, the DTB 2 MiB aligned after it, the initrd page
+// aligned above the DTB.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzBoot(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -7,7 +7,7 @@
 // get_random_bytes — each syscall's stack offset draws from it — takes one global spinlock and
 // extracts from the input pool with interrupts off. With several vCPUs sharing one core (seL4) a
 // vCPU that holds it is preempted and the others spin out their timeslices: `yes | head -c 1M`
-// across two CPUs of a 4-vCPU guest had not ended after 100 s; seeded it takes 10 s.
+// across two CPUs had not ended after 100 s in a 2-vCPU guest; seeded, a 4-vCPU guest takes 10 s.
 //
 // The seed is the one `vmm build` drew from the host for this VM (a new one every build, and
 // `vmm run` builds each time), mixed with the one the board gives for this boot, where it gives
